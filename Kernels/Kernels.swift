@@ -1,0 +1,19 @@
+/// The OpenCL C sources of sge's kernels, embedded in the binary at build time (`.embedInCode`),
+/// so an installed `sge` needs no source tree.
+public enum KernelSource {
+    public static let elementwise = text(PackageResources.elementwise_cl)
+    public static let sge = text(PackageResources.sge_cl)
+    public static let conv = text(PackageResources.conv_cl)
+    public static let batchnorm = text(PackageResources.batchnorm_cl)
+    public static let pool = text(PackageResources.pool_cl)
+    public static let loss = text(PackageResources.loss_cl)
+    public static let optim = text(PackageResources.optim_cl)
+
+    /// Every source by file name, for listing and validation.
+    public static var all: [(file: String, source: String)] {
+        [("elementwise.cl", elementwise), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm),
+         ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+}

@@ -1,0 +1,1 @@
+// batchnorm.cl: kernels are added with the op family.

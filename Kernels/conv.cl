@@ -1,0 +1,1 @@
+// conv.cl: kernels are added with the op family.

@@ -1,0 +1,1 @@
+// loss.cl: kernels are added with the op family.

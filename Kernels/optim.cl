@@ -1,0 +1,1 @@
+// optim.cl: kernels are added with the op family.

@@ -1,0 +1,1 @@
+// pool.cl: kernels are added with the op family.

@@ -1,0 +1,1 @@
+// sge.cl: kernels are added with the op family.

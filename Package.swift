@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// The OpenCL kernels, embedded into the binary so an installed `sge` needs no source tree.
+let kernelFiles = ["elementwise.cl", "sge.cl", "conv.cl", "batchnorm.cl", "pool.cl", "loss.cl", "optim.cl"]
+
+let package = Package(
+    name: "sge",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sge", targets: ["sge"]),
+        .library(name: "SGENet", targets: ["SGENet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "COpenCL",
+            path: "Sources/COpenCL",
+            cSettings: [.define("CL_TARGET_OPENCL_VERSION", to: "120")],
+            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("clblast"), .linkedLibrary("png")]
+        ),
+        .target(
+            name: "SGEKernels",
+            path: "Kernels",
+            exclude: ["README.md"],
+            resources: kernelFiles.map { .embedInCode($0) }
+        ),
+        .target(name: "SGETensor"),
+        .target(name: "SGEReference", dependencies: ["SGETensor"]),
+        .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"]),
+        .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine"]),
+        .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
+        .executableTarget(
+            name: "sge",
+            dependencies: ["SGENet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
+        .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETestSupport"]),
+        .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETestSupport"]),
+        .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGETestSupport"]),
+        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGETestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,37 @@
+import SGEKernels
+import SGEOpenCL
+import SGETensor
+
+/// Runs ops as OpenCL kernels (and CLBlast routines) on one device's in-order profiling queue.
+public final class OpenCLBackend: BackendBase {
+    public let device: CLContext
+    public var name: String { device.info.name }
+    public var context: CLContext? { device }
+    /// The profiling event of the most recent kernel each op enqueued (benchmarks read it).
+    public var lastEvent: CLEvent?
+
+    public init(_ info: DeviceInfo) throws { device = try CLContext.shared(for: info) }
+
+    public func synchronize() throws { try device.finish() }
+
+    /// The kernel `name` of `source`, compiled once per defines.
+    func kernel(_ name: String, _ source: String, _ defines: [String: String] = [:]) throws -> CLKernel {
+        try device.kernel(name, source: source, defines: defines)
+    }
+
+    /// Enqueues a 1-D kernel over `n` items with a driver-chosen work-group size.
+    @discardableResult
+    func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], count n: Int) throws -> CLEvent {
+        let e = try kernel.enqueue(args, global: [max(n, 1)])
+        lastEvent = e
+        return e
+    }
+
+    /// Enqueues with explicit global and local sizes (global rounded up to the local size).
+    @discardableResult
+    func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], global: [Int], local: [Int]) throws -> CLEvent {
+        let e = try kernel.enqueue(args, global: global, local: local)
+        lastEvent = e
+        return e
+    }
+}

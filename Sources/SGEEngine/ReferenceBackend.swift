@@ -1,0 +1,16 @@
+import SGEOpenCL
+import SGEReference
+import SGETensor
+
+/// The plain-Swift CPU backend. Tensors live on the host; every op calls `Reference`.
+public final class ReferenceBackend: BackendBase {
+    public init() {}
+    public var name: String { "reference" }
+    public var context: CLContext? { nil }
+    public func synchronize() throws {}
+}
+
+extension Tensor {
+    /// The host values of a reference-backend tensor (cheap copy-on-write array).
+    func values() throws -> [Float] { try read() }
+}

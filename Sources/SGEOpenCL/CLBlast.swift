@@ -1,0 +1,85 @@
+import COpenCL
+import Foundation
+
+/// Thin wrappers over the CLBlast routines sge uses, on this context's queue. All matrices are
+/// row-major; offsets and leading dimensions are in elements. Each call only enqueues work.
+extension CLContext {
+    public enum Transpose { case no, yes
+        var blast: CLBlastTranspose { self == .no ? CLBlastTransposeNo : CLBlastTransposeYes }
+    }
+
+    /// C = alpha * op(A) * op(B) + beta * C with op(A) m×k, op(B) k×n, C m×n (row-major).
+    public func enqueueSgemm(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
+                             a: CLBuffer, aOffset: Int = 0, lda: Int, b: CLBuffer, bOffset: Int = 0, ldb: Int,
+                             beta: Float = 0, c: CLBuffer, cOffset: Int = 0, ldc: Int) throws {
+        var q: cl_command_queue? = queue
+        try checkBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha, a.mem, aOffset, lda,
+                                    b.mem, bOffset, ldb, beta, c.mem, cOffset, ldc, &q, nil),
+                       "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
+    }
+
+    /// `batch` GEMMs whose matrices are `strideA/B/C` elements apart.
+    public func enqueueSgemmStridedBatched(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                           a: CLBuffer, aOffset: Int = 0, lda: Int, strideA: Int,
+                                           b: CLBuffer, bOffset: Int = 0, ldb: Int, strideB: Int,
+                                           beta: Float = 0, c: CLBuffer, cOffset: Int = 0, ldc: Int, strideC: Int,
+                                           batch: Int) throws {
+        var q: cl_command_queue? = queue
+        try checkBlast(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha,
+                                                  a.mem, aOffset, lda, strideA, b.mem, bOffset, ldb, strideB,
+                                                  beta, c.mem, cOffset, ldc, strideC, batch, &q, nil),
+                       "CLBlastSgemmStridedBatched(m: \(m), n: \(n), k: \(k), batch: \(batch))")
+    }
+
+    /// Geometry of a 2-D convolution over one image.
+    public struct ConvGeometry: Hashable, Sendable {
+        public var channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW: Int
+        public init(channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int, padH: Int, padW: Int,
+                    strideH: Int, strideW: Int, dilationH: Int, dilationW: Int) {
+            (self.channels, self.height, self.width) = (channels, height, width)
+            (self.kernelH, self.kernelW, self.padH, self.padW) = (kernelH, kernelW, padH, padW)
+            (self.strideH, self.strideW, self.dilationH, self.dilationW) = (strideH, strideW, dilationH, dilationW)
+        }
+        public var outHeight: Int { (height + 2 * padH - dilationH * (kernelH - 1) - 1) / strideH + 1 }
+        public var outWidth: Int { (width + 2 * padW - dilationW * (kernelW - 1) - 1) / strideW + 1 }
+    }
+
+    /// im2col of one image at `imOffset` into a (C·KH·KW) × (OH·OW) matrix at `colOffset`.
+    public func enqueueIm2col(_ g: ConvGeometry, im: CLBuffer, imOffset: Int, col: CLBuffer, colOffset: Int) throws {
+        var q: cl_command_queue? = queue
+        try checkBlast(CLBlastSim2col(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                                      g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
+                                      im.mem, imOffset, col.mem, colOffset, &q, nil), "CLBlastSim2col")
+    }
+
+    /// col2im: accumulates a (C·KH·KW) × (OH·OW) matrix back into one image (the image is added to).
+    public func enqueueCol2im(_ g: ConvGeometry, col: CLBuffer, colOffset: Int, im: CLBuffer, imOffset: Int) throws {
+        var q: cl_command_queue? = queue
+        try checkBlast(CLBlastScol2im(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                                      g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
+                                      col.mem, colOffset, im.mem, imOffset, &q, nil), "CLBlastScol2im")
+    }
+
+    /// Batched forward convolution as one GEMM-like kernel (weights [K, C, KH, KW]).
+    public func enqueueConvgemm(_ g: ConvGeometry, kernels: Int, batch: Int, im: CLBuffer, imOffset: Int,
+                                weights: CLBuffer, result: CLBuffer, resultOffset: Int) throws {
+        var q: cl_command_queue? = queue
+        try checkBlast(CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                                        g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW, kernels, batch,
+                                        im.mem, imOffset, weights.mem, 0, result.mem, resultOffset, &q, nil), "CLBlastSconvgemm")
+    }
+
+    /// Replaces CLBlast's tuning parameters for `kernel` (e.g. "Xgemm") in single precision on this device.
+    public func overrideCLBlastParameters(kernel: String, _ parameters: [String: Int]) throws {
+        let names = parameters.keys.sorted()
+        var values = names.map { parameters[$0]! }
+        var cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let status = cNames.withUnsafeMutableBufferPointer { np -> CLBlastStatusCode in
+            np.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: names.count) { namePtr in
+                CLBlastOverrideParameters(info.deviceID, kernel, CLBlastPrecisionSingle, names.count, namePtr, &values)
+            }
+        }
+        try checkBlast(status, "CLBlastOverrideParameters(\(kernel))")
+    }
+}

@@ -1,0 +1,140 @@
+import COpenCL
+import Foundation
+
+/// A device's OpenCL context and its in-order profiling command queue. There is exactly one per
+/// device for the whole process (`CLContext.shared(for:)`): CLBlast caches compiled kernels per
+/// context, and programs built here are cached per context too.
+public final class CLContext: @unchecked Sendable {
+    public let info: DeviceInfo
+    public let context: cl_context
+    public let queue: cl_command_queue
+    public let programs: ProgramCache
+
+    private static let lock = NSLock()
+    private static var contexts: [Int: CLContext] = [:]
+
+    /// The process-wide context of `info`'s device, created on first use.
+    public static func shared(for info: DeviceInfo) throws -> CLContext {
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = contexts[info.globalIndex] { return c }
+        let c = try CLContext(info: info)
+        contexts[info.globalIndex] = c
+        return c
+    }
+
+    private init(info: DeviceInfo) throws {
+        self.info = info
+        var status: cl_int = 0
+        var device: cl_device_id? = info.deviceID
+        var props: [cl_context_properties] = [
+            cl_context_properties(CL_CONTEXT_PLATFORM), cl_context_properties(Int(bitPattern: UnsafeRawPointer(info.platformID))), 0,
+        ]
+        guard let ctx = clCreateContext(&props, 1, &device, nil, nil, &status) else {
+            try check(status, "clCreateContext")
+            throw OpenCLError.api(call: "clCreateContext", code: status, name: OpenCLError.name(of: status))
+        }
+        try check(status, "clCreateContext")
+        context = ctx
+        guard let q = clCreateCommandQueue(ctx, info.deviceID, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status) else {
+            clReleaseContext(ctx)
+            throw OpenCLError.api(call: "clCreateCommandQueue", code: status, name: OpenCLError.name(of: status))
+        }
+        queue = q
+        programs = ProgramCache(info: info)
+    }
+
+    deinit {
+        clReleaseCommandQueue(queue)
+        clReleaseContext(context)
+    }
+
+    /// A new device buffer of `bytes` bytes (at least 1).
+    public func buffer(bytes: Int) throws -> CLBuffer {
+        var status: cl_int = 0
+        let size = max(bytes, 4)
+        guard let mem = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &status), status == CL_SUCCESS else {
+            let hint = status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_INVALID_BUFFER_SIZE
+                ? " (asked for \(size) bytes; device has \(info.globalMemory) bytes, max allocation \(info.maxAllocation)): use a smaller batch" : ""
+            throw OpenCLError.api(call: "clCreateBuffer" + hint, code: status, name: OpenCLError.name(of: status))
+        }
+        return CLBuffer(mem: mem, bytes: size)
+    }
+
+    /// Copies `bytes` bytes from host memory to `buffer`. When `blocking` is false the host memory
+    /// must stay alive and unchanged until the returned event completes.
+    @discardableResult
+    public func write(_ buffer: CLBuffer, offset: Int = 0, from pointer: UnsafeRawPointer, bytes: Int, blocking: Bool) throws -> CLEvent {
+        var event: cl_event?
+        try check(clEnqueueWriteBuffer(queue, buffer.mem, blocking ? cl_bool(CL_TRUE) : cl_bool(CL_FALSE), offset, bytes, pointer, 0, nil, &event),
+                  "clEnqueueWriteBuffer")
+        return CLEvent(event!)
+    }
+
+    /// Copies `bytes` bytes from `buffer` into host memory, waiting until done.
+    public func read(_ buffer: CLBuffer, offset: Int = 0, into pointer: UnsafeMutableRawPointer, bytes: Int) throws {
+        try check(clEnqueueReadBuffer(queue, buffer.mem, cl_bool(CL_TRUE), offset, bytes, pointer, 0, nil, nil), "clEnqueueReadBuffer")
+    }
+
+    /// Device-side copy of `bytes` bytes.
+    @discardableResult
+    public func copy(_ src: CLBuffer, srcOffset: Int = 0, to dst: CLBuffer, dstOffset: Int = 0, bytes: Int) throws -> CLEvent {
+        var event: cl_event?
+        try check(clEnqueueCopyBuffer(queue, src.mem, dst.mem, srcOffset, dstOffset, bytes, 0, nil, &event), "clEnqueueCopyBuffer")
+        return CLEvent(event!)
+    }
+
+    /// Blocks until every enqueued command has finished.
+    public func finish() throws { try check(clFinish(queue), "clFinish") }
+
+    /// Submits enqueued commands without waiting.
+    public func flush() throws { try check(clFlush(queue), "clFlush") }
+
+    /// The kernel `name` from `source` built with `defines` (cached in memory and on disk).
+    public func kernel(_ name: String, source: String, defines: [String: String] = [:]) throws -> CLKernel {
+        try programs.kernel(name, source: source, defines: defines, context: self)
+    }
+}
+
+/// A device buffer; released when the last reference goes.
+public final class CLBuffer: @unchecked Sendable {
+    public let mem: cl_mem
+    public let bytes: Int
+    init(mem: cl_mem, bytes: Int) {
+        self.mem = mem
+        self.bytes = bytes
+    }
+    deinit { clReleaseMemObject(mem) }
+}
+
+/// An OpenCL event; released in deinit. With the profiling queue it gives the command's device time.
+public final class CLEvent: @unchecked Sendable {
+    public let event: cl_event
+    init(_ event: cl_event) { self.event = event }
+    deinit { clReleaseEvent(event) }
+
+    public func wait() throws {
+        var e: cl_event? = event
+        try check(clWaitForEvents(1, &e), "clWaitForEvents")
+    }
+
+    /// Device execution time (end - start) in milliseconds; waits for the event first.
+    public func milliseconds() throws -> Double {
+        try wait()
+        var start: cl_ulong = 0
+        var end: cl_ulong = 0
+        try check(clGetEventProfilingInfo(event, cl_profiling_info(CL_PROFILING_COMMAND_START), 8, &start, nil), "clGetEventProfilingInfo")
+        try check(clGetEventProfilingInfo(event, cl_profiling_info(CL_PROFILING_COMMAND_END), 8, &end, nil), "clGetEventProfilingInfo")
+        return Double(end &- start) / 1e6
+    }
+
+    /// Device time from the start of `first` to the end of `last`, in milliseconds.
+    public static func span(_ first: CLEvent, _ last: CLEvent) throws -> Double {
+        try last.wait()
+        var start: cl_ulong = 0
+        var end: cl_ulong = 0
+        try check(clGetEventProfilingInfo(first.event, cl_profiling_info(CL_PROFILING_COMMAND_START), 8, &start, nil), "clGetEventProfilingInfo")
+        try check(clGetEventProfilingInfo(last.event, cl_profiling_info(CL_PROFILING_COMMAND_END), 8, &end, nil), "clGetEventProfilingInfo")
+        return Double(end &- start) / 1e6
+    }
+}

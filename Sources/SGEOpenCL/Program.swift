@@ -1,0 +1,229 @@
+import COpenCL
+import Foundation
+
+/// Builds OpenCL programs once. Key: (source, sorted `-D` defines, platform, device, driver).
+/// In memory for the process; on disk as program binaries under `$XDG_CACHE_HOME/sge/programs`
+/// (else `~/.cache/sge/programs`), written atomically; an unreadable or rejected binary is ignored
+/// and rebuilt from source, so a second process does not recompile.
+public final class ProgramCache: @unchecked Sendable {
+    /// How programs were obtained in this process (for logs and tests).
+    public struct Stats: Sendable, Equatable {
+        public var sourceBuilds = 0
+        public var diskHits = 0
+        public var memoryHits = 0
+    }
+
+    let info: DeviceInfo
+    private var programs: [String: cl_program] = [:]
+    private var kernels: [String: CLKernel] = [:]
+    private let lock = NSLock()
+    public private(set) var stats = Stats()
+
+    init(info: DeviceInfo) { self.info = info }
+
+    deinit {
+        kernels.removeAll()
+        for p in programs.values { clReleaseProgram(p) }
+    }
+
+    /// The folder for compiled program binaries (and tuning results).
+    public static var cacheDirectory: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return URL(fileURLWithPath: xdg).appendingPathComponent("sge") }
+        let home = env["HOME"] ?? NSTemporaryDirectory()
+        return URL(fileURLWithPath: home).appendingPathComponent(".cache/sge")
+    }
+
+    /// Build options from defines, sorted so the same set always gives the same key.
+    public static func options(_ defines: [String: String]) -> String {
+        defines.keys.sorted().map { "-D\($0)=\(defines[$0]!)" }.joined(separator: " ")
+    }
+
+    func kernel(_ name: String, source: String, defines: [String: String], context: CLContext) throws -> CLKernel {
+        lock.lock()
+        defer { lock.unlock() }
+        let options = Self.options(defines)
+        let key = "\(info.cacheIdentity)\n\(options)\n\(source)"
+        let kernelKey = "\(name)\n\(key)"
+        if let k = kernels[kernelKey] {
+            stats.memoryHits += 1
+            return k
+        }
+        let program = try program(key: key, source: source, options: options, kernelName: name, context: context)
+        var status: cl_int = 0
+        guard let k = clCreateKernel(program, name, &status), status == CL_SUCCESS else {
+            throw OpenCLError.api(call: "clCreateKernel(\(name))", code: status, name: OpenCLError.name(of: status))
+        }
+        let kernel = CLKernel(kernel: k, name: name, context: context)
+        kernels[kernelKey] = kernel
+        return kernel
+    }
+
+    private func program(key: String, source: String, options: String, kernelName: String, context: CLContext) throws -> cl_program {
+        if let p = programs[key] { return p }
+        let file = Self.cacheDirectory.appendingPathComponent("programs/\(fnv1a(key)).bin")
+        if let p = loadBinary(file: file, options: options, context: context) {
+            stats.diskHits += 1
+            log("loaded cached program for '\(kernelName)' from \(file.path)")
+            programs[key] = p
+            return p
+        }
+        let start = Date()
+        var status: cl_int = 0
+        let program: cl_program? = source.withCString { ptr in
+            var s: UnsafePointer<CChar>? = ptr
+            var length = strlen(ptr)
+            return clCreateProgramWithSource(context.context, 1, &s, &length, &status)
+        }
+        guard let program, status == CL_SUCCESS else {
+            throw OpenCLError.api(call: "clCreateProgramWithSource", code: status, name: OpenCLError.name(of: status))
+        }
+        var device: cl_device_id? = info.deviceID
+        let buildStatus = clBuildProgram(program, 1, &device, options + " -cl-std=CL1.2", nil, nil)
+        if buildStatus != CL_SUCCESS {
+            let buildLog = Self.buildLog(program, device: info.deviceID)
+            clReleaseProgram(program)
+            if buildStatus == CL_BUILD_PROGRAM_FAILURE || !buildLog.isEmpty {
+                throw OpenCLError.build(kernel: kernelName, options: options, log: buildLog)
+            }
+            throw OpenCLError.api(call: "clBuildProgram(\(kernelName))", code: buildStatus, name: OpenCLError.name(of: buildStatus))
+        }
+        stats.sourceBuilds += 1
+        log(String(format: "built program for '%@' from source in %.0f ms", kernelName, Date().timeIntervalSince(start) * 1000))
+        saveBinary(program, file: file)
+        programs[key] = program
+        return program
+    }
+
+    static func buildLog(_ program: cl_program, device: cl_device_id) -> String {
+        var size = 0
+        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size) == CL_SUCCESS, size > 0 else { return "" }
+        var bytes = [CChar](repeating: 0, count: size + 1)
+        guard clGetProgramBuildInfo(program, device, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &bytes, nil) == CL_SUCCESS else { return "" }
+        return String(cString: bytes).trimmingSpaces()
+    }
+
+    private func loadBinary(file: URL, options: String, context: CLContext) -> cl_program? {
+        guard let data = try? Data(contentsOf: file), !data.isEmpty else { return nil }
+        var status: cl_int = 0
+        var binaryStatus: cl_int = 0
+        var device: cl_device_id? = info.deviceID
+        var length = data.count
+        let program: cl_program? = data.withUnsafeBytes { raw in
+            var ptr: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
+            return clCreateProgramWithBinary(context.context, 1, &device, &length, &ptr, &binaryStatus, &status)
+        }
+        guard let program, status == CL_SUCCESS, binaryStatus == CL_SUCCESS else {
+            log("ignoring unreadable cached program \(file.path); rebuilding")
+            if let program { clReleaseProgram(program) }
+            return nil
+        }
+        if clBuildProgram(program, 1, &device, options + " -cl-std=CL1.2", nil, nil) != CL_SUCCESS {
+            log("cached program \(file.path) was rejected by the driver; rebuilding")
+            clReleaseProgram(program)
+            return nil
+        }
+        return program
+    }
+
+    private func saveBinary(_ program: cl_program, file: URL) {
+        var size = 0
+        guard clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil) == CL_SUCCESS, size > 0 else { return }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let ok: Bool = bytes.withUnsafeMutableBufferPointer { buf in
+            var ptr: UnsafeMutablePointer<UInt8>? = buf.baseAddress
+            return clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARIES), MemoryLayout<UnsafeMutablePointer<UInt8>>.size, &ptr, nil) == CL_SUCCESS
+        }
+        guard ok else { return }
+        // A cache that cannot be written is not an error: the program is simply rebuilt next time.
+        try? writeAtomically(Data(bytes), to: file)
+    }
+
+    private func writeAtomically(_ data: Data, to url: URL) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        try data.write(to: tmp)
+        if rename(tmp.path, url.path) != 0 { try? FileManager.default.removeItem(at: tmp) }
+    }
+
+    private func log(_ message: String) {
+        if ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false {
+            FileHandle.standardError.write(Data("[sge] \(message)\n".utf8))
+        }
+    }
+}
+
+/// 64-bit FNV-1a of a string, as 16 hex digits (cache file names).
+func fnv1a(_ s: String) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}
+
+/// A compiled kernel with typed argument setters. Not thread-safe (arguments are state).
+public final class CLKernel: @unchecked Sendable {
+    public let kernel: cl_kernel
+    public let name: String
+    unowned let context: CLContext
+
+    init(kernel: cl_kernel, name: String, context: CLContext) {
+        self.kernel = kernel
+        self.name = name
+        self.context = context
+    }
+    deinit { clReleaseKernel(kernel) }
+
+    /// Arguments for `enqueue`.
+    public enum Arg {
+        case buffer(CLBuffer)
+        case int(Int32)
+        case float(Float)
+        /// Local memory of this many bytes.
+        case local(Int)
+    }
+
+    /// The largest work-group size this kernel can run with on its device.
+    public var maxWorkGroupSize: Int {
+        var size = 0
+        _ = clGetKernelWorkGroupInfo(kernel, context.info.deviceID, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE), MemoryLayout<Int>.size, &size, nil)
+        return size
+    }
+
+    /// Sets `args` and enqueues an NDRange of `global` work-items in groups of `local` (nil: the
+    /// driver chooses). Returns the profiling event.
+    @discardableResult
+    public func enqueue(_ args: [Arg], global: [Int], local: [Int]? = nil) throws -> CLEvent {
+        for (i, arg) in args.enumerated() {
+            let status: cl_int
+            switch arg {
+            case .buffer(let b):
+                var mem: cl_mem? = b.mem
+                status = clSetKernelArg(kernel, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
+            case .int(var v):
+                status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
+            case .float(var v):
+                status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
+            case .local(let bytes):
+                status = clSetKernelArg(kernel, cl_uint(i), max(bytes, 4), nil)
+            }
+            try check(status, "clSetKernelArg(\(name), arg \(i))")
+        }
+        var event: cl_event?
+        var g = global
+        if let local {
+            // Round the global size up to a multiple of the work-group size; kernels bound-check.
+            for d in 0..<g.count { g[d] = (g[d] + local[d] - 1) / local[d] * local[d] }
+            var l = local
+            try check(clEnqueueNDRangeKernel(context.queue, kernel, cl_uint(g.count), nil, &g, &l, 0, nil, &event),
+                      "clEnqueueNDRangeKernel(\(name), global \(g), local \(local))")
+        } else {
+            try check(clEnqueueNDRangeKernel(context.queue, kernel, cl_uint(g.count), nil, &g, nil, 0, nil, &event),
+                      "clEnqueueNDRangeKernel(\(name), global \(g))")
+        }
+        return CLEvent(event!)
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+
+/// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header
+/// mapping names to `{dtype, shape, data_offsets}` (plus an optional `__metadata__` object of strings),
+/// then the raw little-endian tensor bytes. Only F32 is written; F32 and F64 are read (F64 is
+/// converted to Float). Every field is validated against the file size, so a truncated or corrupt
+/// file is rejected with a message that names the file and the problem.
+public struct SafeTensors: Sendable {
+    public var tensors: [String: HostTensor]
+    public var metadata: [String: String]
+
+    public init(tensors: [String: HostTensor] = [:], metadata: [String: String] = [:]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    /// The tensor called `name`, or an error naming the file's tensors.
+    public func tensor(_ name: String, path: String = "safetensors") throws -> HostTensor {
+        guard let t = tensors[name] else {
+            throw SGEError.corruptFile(
+                path: path, reason: "no tensor named '\(name)' (has: \(tensors.keys.sorted().joined(separator: ", ")))")
+        }
+        return t
+    }
+
+    /// Largest header accepted (the reference implementation uses the same 100 MB cap).
+    static let maxHeaderBytes = 100_000_000
+
+    public static func read(path: String) throws -> SafeTensors {
+        let bytes: Data
+        do {
+            bytes = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            throw SGEError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        return try decode(bytes, path: path)
+    }
+
+    public static func decode(_ bytes: Data, path: String) throws -> SafeTensors {
+        func corrupt(_ reason: String) -> SGEError { .corruptFile(path: path, reason: reason) }
+        guard bytes.count >= 8 else { throw corrupt("file is \(bytes.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(maxHeaderBytes) else { throw corrupt("header length \(headerLength) exceeds the 100 MB limit") }
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw corrupt("header length \(headerLength) runs past the end of the file (\(bytes.count) bytes): truncated?")
+        }
+        let headerStart = bytes.startIndex + 8
+        let dataStart = headerStart + Int(headerLength)
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: bytes[headerStart..<dataStart])
+        } catch {
+            throw corrupt("header is not valid JSON")
+        }
+        guard let header = json as? [String: Any] else { throw corrupt("header is not a JSON object") }
+        let dataSize = bytes.count - 8 - Int(headerLength)
+        var result = SafeTensors()
+        var ranges: [(Int, Int, String)] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let meta = value as? [String: Any] else { throw corrupt("__metadata__ is not an object") }
+                for (k, v) in meta {
+                    guard let s = v as? String else { throw corrupt("metadata '\(k)' is not a string") }
+                    result.metadata[k] = s
+                }
+                continue
+            }
+            guard let entry = value as? [String: Any],
+                  let dtype = entry["dtype"] as? String,
+                  let shapeAny = entry["shape"] as? [Any],
+                  let offsetsAny = entry["data_offsets"] as? [Any]
+            else { throw corrupt("tensor '\(name)' lacks dtype, shape or data_offsets") }
+            let shape = try shapeAny.map { d -> Int in
+                guard let n = (d as? NSNumber)?.intValue, n >= 0 else { throw corrupt("tensor '\(name)' has a bad dimension \(d)") }
+                return n
+            }
+            let offsets = try offsetsAny.map { d -> Int in
+                guard let n = (d as? NSNumber)?.intValue, n >= 0 else { throw corrupt("tensor '\(name)' has a bad offset \(d)") }
+                return n
+            }
+            guard offsets.count == 2, offsets[0] <= offsets[1] else { throw corrupt("tensor '\(name)' has bad data_offsets \(offsets)") }
+            let elementSize: Int
+            switch dtype {
+            case "F32": elementSize = 4
+            case "F64": elementSize = 8
+            default: throw corrupt("tensor '\(name)' has dtype \(dtype); sge reads F32 and F64")
+            }
+            let count = shape.reduce(1, *)
+            guard offsets[1] - offsets[0] == count * elementSize else {
+                throw corrupt("tensor '\(name)' of shape \(shape) \(dtype) needs \(count * elementSize) bytes, offsets give \(offsets[1] - offsets[0])")
+            }
+            guard offsets[1] <= dataSize else {
+                throw corrupt("tensor '\(name)' ends at byte \(offsets[1]) but the data section has \(dataSize) bytes: truncated?")
+            }
+            ranges.append((offsets[0], offsets[1], name))
+            var values = [Float](repeating: 0, count: count)
+            let start = dataStart + offsets[0]
+            bytes[start..<(start + count * elementSize)].withUnsafeBytes { raw in
+                if elementSize == 4 {
+                    for i in 0..<count { values[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                } else {
+                    for i in 0..<count { values[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+                }
+            }
+            result.tensors[name] = HostTensor(shape: Shape(shape), data: values)
+        }
+        ranges.sort { $0.0 < $1.0 }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.0 < a.1 {
+            throw corrupt("tensors '\(a.2)' and '\(b.2)' overlap")
+        }
+        return result
+    }
+
+    /// The file's bytes: tensors in name order, header padded with spaces to a multiple of 8.
+    public func encode() throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let names = tensors.keys.sorted()
+        for name in names {
+            let t = tensors[name]!
+            header[name] = ["dtype": "F32", "shape": t.shape.dims, "data_offsets": [offset, offset + 4 * t.data.count]] as [String: Any]
+            offset += 4 * t.data.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        var length = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names {
+            tensors[name]!.data.withUnsafeBufferPointer { buf in
+                if Int(littleEndian: 1) == 1 {
+                    out.append(UnsafeBufferPointer(start: UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: UInt8.self), count: 4 * buf.count))
+                } else {
+                    for v in buf { var le = v.bitPattern.littleEndian; withUnsafeBytes(of: &le) { out.append(contentsOf: $0) } }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Writes the file atomically: to a temporary file beside it, then renamed over the target, so
+    /// a crash never leaves a half-written file and an existing file is replaced only when complete.
+    public func write(path: String) throws {
+        let data = try encode()
+        try AtomicFile.write(data, to: path)
+    }
+}
+
+/// Atomic file replacement: write a temporary sibling, flush it, rename it over the target.
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        } catch {
+            throw SGEError.io(path: dir.path, reason: "cannot create directory: \(error.localizedDescription)")
+        }
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
+            throw SGEError.io(path: tmp.path, reason: "cannot create temporary file (directory not writable?)")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: tmp)
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw SGEError.io(path: path, reason: "write failed: \(error.localizedDescription)")
+        }
+        if rename(tmp.path, url.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw SGEError.io(path: path, reason: "rename of temporary file failed: \(reason)")
+        }
+    }
+}
