@@ -1,0 +1,276 @@
+import Foundation
+import SGEEngine
+import SGETensor
+
+/// Everything `sge train` can set. Codable: stored in checkpoints' metadata.
+public struct TrainOptions: Codable, Sendable, Equatable {
+    public var epochs = 2
+    public var batchSize = 128
+    public var lr: Float = 0.1
+    public var momentum: Float = 0.9
+    public var weightDecay: Float = 5e-4
+    public var nesterov = false
+    public var noDecayNormAndGate = false
+    public var schedule: LRSchedule.Kind = .cosine
+    public var warmupEpochs: Double = 0.2
+    public var milestones: [Int] = []
+    public var seed: UInt64 = 1
+    public var cropPadding = 0
+    public var horizontalFlip = false
+    /// Stop each epoch after this many steps (quick runs and tests); nil = the whole epoch.
+    public var stepsPerEpochLimit: Int?
+    /// Log a "step" metrics line every this many steps (0 = epoch lines only).
+    public var logEvery = 0
+    public init() {}
+}
+
+/// One epoch's summary.
+public struct EpochMetrics: Sendable {
+    public var epoch: Int
+    public var step: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    public var lr: Float
+    public var imagesPerSecond: Double
+    public var seconds: Double
+    /// Seconds the step loop waited for the next batch (0 when preparation overlaps compute fully).
+    public var dataWaitSeconds: Double
+    /// Seconds spent enqueueing work on the host.
+    public var hostSeconds: Double
+    /// Seconds the host waited for the device.
+    public var deviceWaitSeconds: Double
+}
+
+/// The result of evaluating a model on a dataset.
+public struct Evaluation: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+    /// confusion[true][predicted]
+    public var confusion: [[Int]]
+    public var count: Int
+    public var perClassAccuracy: [Double] {
+        confusion.enumerated().map { i, row in
+            let total = row.reduce(0, +)
+            return total == 0 ? 0 : Double(row[i]) / Double(total)
+        }
+    }
+}
+
+/// What the trainer reports as it goes.
+public protocol TrainingObserver: AnyObject {
+    func stepFinished(epoch: Int, step: Int, stepInEpoch: Int, stepsInEpoch: Int, loss: Double, accuracy: Double, imagesPerSecond: Double, lr: Float)
+    func epochFinished(_ metrics: EpochMetrics)
+    func message(_ text: String)
+}
+
+/// Set from a SIGINT handler: finish the current step, checkpoint, stop.
+nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
+
+/// Trains an SGE-ResNet with SGD on a dataset; evaluates, checkpoints and resumes.
+public final class Trainer {
+    public let backend: any Backend
+    public let model: SGEResNet
+    public let options: TrainOptions
+    public let optimizer: SGD
+    public let train: Dataset
+    public let test: Dataset?
+    public let loader: BatchLoader
+    public var checkpointPath: String?
+    public var metricsPath: String?
+    public weak var observer: (any TrainingObserver)?
+    /// Global step (optimizer steps taken) and epoch position.
+    public private(set) var step = 0
+    public private(set) var epoch = 0
+    /// Every step's loss, for tests of determinism and resume.
+    public private(set) var stepLosses: [Float] = []
+
+    public init(backend: any Backend, model: SGEResNet, train: Dataset, test: Dataset?, options: TrainOptions) throws {
+        guard options.batchSize > 0, options.epochs > 0, options.lr > 0 else {
+            throw SGEError.invalidArgument("train: batch size, epochs and learning rate must be positive (got \(options.batchSize), \(options.epochs), \(options.lr))")
+        }
+        guard train.channels == model.config.inputChannels, train.classes <= model.config.classes else {
+            throw SGEError.invalidArgument("train: dataset has \(train.channels) channels and \(train.classes) classes; model expects \(model.config.inputChannels) and \(model.config.classes)")
+        }
+        self.backend = backend
+        self.model = model
+        self.options = options
+        self.train = train
+        self.test = test
+        optimizer = try SGD(backend, parameters: model.namedParameters, momentum: options.momentum, weightDecay: options.weightDecay,
+                            nesterov: options.nesterov, noDecayNormAndGate: options.noDecayNormAndGate)
+        loader = BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                             augmentation: Augmentation(cropPadding: options.cropPadding, horizontalFlip: options.horizontalFlip),
+                             dropLast: true, prefetch: true)
+    }
+
+    public var stepsPerEpoch: Int { min(loader.batchesPerEpoch, options.stepsPerEpochLimit ?? Int.max) }
+
+    public var schedule: LRSchedule {
+        LRSchedule(kind: options.schedule, baseLR: options.lr, warmupSteps: Int(options.warmupEpochs * Double(stepsPerEpoch)),
+                   totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch, milestones: options.milestones)
+    }
+
+    /// Restores weights, running statistics, momentum and position from a checkpoint.
+    public func resume(from path: String) throws {
+        let file = try SafeTensors.read(path: path)
+        let state = try Checkpoint.load(into: model, from: file, path: path)
+        step = state.step
+        epoch = state.epoch
+        optimizer.restore(steps: state.optimizerSteps)
+        guard state.seed == options.seed else {
+            throw SGEError.invalidArgument("resume: checkpoint \(path) was trained with --seed \(state.seed), not \(options.seed); pass --seed \(state.seed) to continue it exactly")
+        }
+    }
+
+    func saveCheckpoint() throws {
+        guard let checkpointPath else { return }
+        let options = String(decoding: try JSONEncoder().encode(self.options), as: UTF8.self)
+        try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
+                                                      extra: ["train_options": options, "dataset": train.source]),
+                            path: checkpointPath)
+    }
+
+    /// Trains until `options.epochs` are done or SIGINT; returns each finished epoch's metrics.
+    @discardableResult
+    public func run() throws -> [EpochMetrics] {
+        var results: [EpochMetrics] = []
+        let schedule = self.schedule
+        let labelsShape: Shape = [options.batchSize]
+        while epoch < options.epochs {
+            let skip = step - epoch * stepsPerEpoch
+            loader.startEpoch(epoch, skipBatches: max(skip, 0))
+            let lossSum = backend.zeros([1], label: "loss sum")
+            let correctSum = backend.zeros([1], label: "correct sum")
+            var seen = 0
+            var dataWait = 0.0, hostTime = 0.0, deviceWait = 0.0
+            let epochStart = Date()
+            var lastReport = Date.distantPast
+            var stepInEpoch = max(skip, 0)
+            var lr = schedule.lr(at: step)
+            while stepInEpoch < stepsPerEpoch {
+                if trainingStopRequested != 0 { break }
+                let t0 = Date()
+                guard let batch = loader.next() else { break }
+                let t1 = Date()
+                dataWait += t1.timeIntervalSince(t0)
+                lr = schedule.lr(at: step)
+                let x = try backend.tensor(batch.images, batch.shape, label: "images")
+                let labels = try backend.tensor(batch.labels.map(Float.init), labelsShape, label: "labels")
+                try x.prefetchToDevice()
+                let logits = try model.forward(x, training: true)
+                let (loss, correct, grad) = try backend.softmaxCrossEntropy(logits, labels: labels)
+                _ = try model.backward(grad)
+                try optimizer.step(lr: lr)
+                try backend.axpby(alpha: 1, loss, beta: 1, lossSum)
+                try backend.axpby(alpha: 1, correct, beta: 1, correctSum)
+                let t2 = Date()
+                hostTime += t2.timeIntervalSince(t1)
+                let stepLoss = try loss.read()[0]
+                deviceWait += Date().timeIntervalSince(t2)
+                stepLosses.append(stepLoss)
+                guard stepLoss.isFinite else {
+                    throw SGEError.numeric("loss is \(stepLoss) at epoch \(epoch + 1), step \(step + 1) (lr \(lr)); the last good checkpoint\(checkpointPath.map { " \($0)" } ?? "") is kept. Try a lower --lr.")
+                }
+                step += 1
+                stepInEpoch += 1
+                seen += batch.count
+                let now = Date()
+                let logStep = options.logEvery > 0 && step % options.logEvery == 0
+                if now.timeIntervalSince(lastReport) > 0.5 || stepInEpoch == stepsPerEpoch || logStep {
+                    lastReport = now
+                    let sums = (try lossSum.read()[0], try correctSum.read()[0])
+                    let stepsDone = Double(stepInEpoch - max(skip, 0))
+                    let meanLoss = Double(sums.0) / stepsDone
+                    let acc = Double(sums.1) / Double(seen)
+                    let ips = Double(seen) / now.timeIntervalSince(epochStart)
+                    observer?.stepFinished(epoch: epoch, step: step, stepInEpoch: stepInEpoch, stepsInEpoch: stepsPerEpoch,
+                                           loss: meanLoss, accuracy: acc, imagesPerSecond: ips, lr: lr)
+                    if logStep {
+                        try appendMetrics(["kind": "step", "epoch": epoch + 1, "step": step, "train_loss": meanLoss, "train_acc": acc,
+                                           "lr": Double(lr), "images_per_s": ips])
+                    }
+                }
+            }
+            if trainingStopRequested != 0 {
+                try saveCheckpoint()
+                observer?.message("stopped at epoch \(epoch + 1), step \(step)\(checkpointPath.map { "; checkpoint written to \($0) (resume with --resume \($0))" } ?? "")")
+                return results
+            }
+            let seconds = Date().timeIntervalSince(epochStart)
+            let stepsDone = max(stepInEpoch - max(skip, 0), 1)
+            let sums = (try lossSum.read()[0], try correctSum.read()[0])
+            var metrics = EpochMetrics(epoch: epoch + 1, step: step, trainLoss: Double(sums.0) / Double(stepsDone),
+                                       trainAccuracy: Double(sums.1) / Double(max(seen, 1)), testLoss: nil, testAccuracy: nil, lr: lr,
+                                       imagesPerSecond: Double(seen) / seconds, seconds: seconds,
+                                       dataWaitSeconds: dataWait, hostSeconds: hostTime, deviceWaitSeconds: deviceWait)
+            epoch += 1
+            if let test {
+                let e = try evaluate(test)
+                metrics.testLoss = e.loss
+                metrics.testAccuracy = e.accuracy
+            }
+            try saveCheckpoint()
+            var line: [String: Any] = ["kind": "epoch", "epoch": metrics.epoch, "step": metrics.step, "train_loss": metrics.trainLoss,
+                                       "train_acc": metrics.trainAccuracy, "lr": Double(metrics.lr), "images_per_s": metrics.imagesPerSecond,
+                                       "seconds": metrics.seconds, "data_wait_s": dataWait, "host_s": hostTime, "device_wait_s": deviceWait]
+            if let l = metrics.testLoss, let a = metrics.testAccuracy { line["test_loss"] = l; line["test_acc"] = a }
+            try appendMetrics(line)
+            observer?.epochFinished(metrics)
+            results.append(metrics)
+        }
+        return results
+    }
+
+    /// Loss, accuracy and confusion matrix of the model (eval mode: BatchNorm running statistics).
+    public func evaluate(_ data: Dataset, batchSize: Int? = nil) throws -> Evaluation {
+        try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256))
+    }
+
+    public static func evaluate(model: SGEResNet, backend: any Backend, data: Dataset, batchSize: Int) throws -> Evaluation {
+        let k = model.config.classes
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
+        var lossSum = 0.0
+        let size = data.imageSize
+        var start = 0
+        while start < data.count {
+            let n = min(batchSize, data.count - start)
+            let images = Array(data.images[(start * size)..<((start + n) * size)])
+            let labels = Array(data.labels[start..<(start + n)])
+            let x = try backend.tensor(images, [n, data.channels, data.height, data.width], label: "images")
+            let logits = try model.forward(x, training: false)
+            let (loss, _, _) = try backend.softmaxCrossEntropy(logits, labels: try backend.tensor(labels.map(Float.init), [n], label: "labels"))
+            lossSum += Double(try loss.read()[0]) * Double(n)
+            let values = try logits.read()
+            for i in 0..<n {
+                var best = 0
+                for j in 1..<k where values[i * k + j] > values[i * k + best] { best = j }
+                confusion[Int(labels[i])][best] += 1
+            }
+            start += n
+        }
+        let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
+        return Evaluation(loss: lossSum / Double(max(data.count, 1)), accuracy: Double(correct) / Double(max(data.count, 1)),
+                          confusion: confusion, count: data.count)
+    }
+
+    func appendMetrics(_ object: [String: Any]) throws {
+        guard let metricsPath else { return }
+        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        data.append(0x0A)
+        if !FileManager.default.fileExists(atPath: metricsPath) {
+            let dir = URL(fileURLWithPath: metricsPath).deletingLastPathComponent()
+            try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: metricsPath, contents: nil) else {
+                throw SGEError.io(path: metricsPath, reason: "cannot create the metrics file")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
+            throw SGEError.io(path: metricsPath, reason: "cannot open the metrics file for appending")
+        }
+        defer { try? handle.close() }
+        handle.seekToEndOfFile()
+        handle.write(data)
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import SGEEngine
+import SGENet
+import SGETensor
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Test accuracy, loss and per-class accuracy (with the confusion matrix) of a checkpoint.")
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var data: DataOptions
+    @Argument(help: "A checkpoint written by `sge train` (safetensors).") var checkpoint: String
+    @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize = 256
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        try runCLI {
+            let choice = try device.choose(quiet: json)
+            let file = try SafeTensors.read(path: checkpoint)
+            let config = try Checkpoint.config(of: file, path: checkpoint)
+            let model = try SGEResNet(choice.backend, config: config, seed: 0)
+            try Checkpoint.load(into: model, from: file, path: checkpoint)
+            let test = try data.load(train: false)
+            guard test.channels == config.inputChannels else {
+                throw SGEError.invalidArgument("\(checkpoint) expects \(config.inputChannels)-channel images; --dataset \(data.dataset) has \(test.channels)")
+            }
+            let e = try Trainer.evaluate(model: model, backend: choice.backend, data: test, batchSize: batchSize)
+            if json {
+                let object: [String: Any] = ["checkpoint": checkpoint, "count": e.count, "loss": e.loss, "accuracy": e.accuracy,
+                                             "per_class_accuracy": e.perClassAccuracy, "confusion": e.confusion, "classes": test.classNames]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            print(String(format: "%@: %d test images, accuracy %.2f%%, loss %.4f", checkpoint, e.count, 100 * e.accuracy, e.loss))
+            print("\nper-class accuracy:")
+            for (i, name) in test.classNames.enumerated() where i < e.perClassAccuracy.count {
+                print("  " + name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%6.2f%%", 100 * e.perClassAccuracy[i]))
+            }
+            print("\nconfusion matrix (rows: true class, columns: predicted):")
+            print("      " + (0..<e.confusion.count).map { String(format: "%5d", $0) }.joined())
+            for (i, row) in e.confusion.enumerated() {
+                print(String(format: "  %2d  ", i) + row.map { String(format: "%5d", $0) }.joined())
+            }
+        }
+    }
+}

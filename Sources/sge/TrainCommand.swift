@@ -1,0 +1,203 @@
+import ArgumentParser
+import Foundation
+import SGEEngine
+import SGENet
+import SGETensor
+
+/// Dataset and model choices shared by train, eval and visualize.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Dataset: fashion-mnist, mnist or cifar10.")
+    var dataset: String = "fashion-mnist"
+
+    @Option(help: "Directory holding the dataset files (default: /usr/share/datasets/<dataset>).")
+    var data: String?
+
+    func load(train: Bool) throws -> Dataset {
+        switch dataset.lowercased() {
+        case "fashion-mnist", "fashion_mnist", "fmnist": return try Dataset.fashionMNIST(dir: data ?? Dataset.fashionMNISTDirectory, train: train)
+        case "mnist": return try Dataset.mnist(dir: data ?? Dataset.mnistDirectory, train: train)
+        case "cifar10", "cifar-10": return try Dataset.cifar10(dir: data ?? Dataset.cifar10Directory, train: train)
+        default: throw SGEError.invalidArgument("--dataset \(dataset): expected fashion-mnist, mnist or cifar10")
+        }
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train an SGE-ResNet with SGD, evaluating and checkpointing every epoch.",
+        discussion: """
+            Defaults train the small SGE-ResNet (stem 16, stages 16/32/64, one basic block each, SGE groups 4/8/8) on \
+            Fashion-MNIST for 2 epochs: batch 128, SGD lr 0.1 momentum 0.9 weight decay 5e-4 (on every parameter, \
+            as the paper's recipe), cosine schedule with 0.2 epochs of warm-up. Writes OUT/checkpoint.safetensors \
+            (atomically, every epoch) and OUT/metrics.jsonl (one JSON object per epoch). Ctrl-C finishes the current \
+            step, writes the checkpoint and exits 0; --resume OUT/checkpoint.safetensors continues exactly there.
+            """)
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "Model preset: small (28×28 inputs) or resnet20 (32×32, CIFAR).")
+    var model: String?
+    @Option(help: "Epochs.") var epochs = 2
+    @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
+    @Option(help: "Peak learning rate.") var lr: Float = 0.1
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(name: .customLong("weight-decay"), help: "Weight decay.") var weightDecay: Float = 5e-4
+    @Flag(help: "Nesterov momentum.") var nesterov = false
+    @Flag(name: .customLong("no-decay-norm"), help: "Exempt BatchNorm and SGE parameters from weight decay.") var noDecayNorm = false
+    @Option(help: "Learning-rate schedule: cosine, step or constant.") var schedule = "cosine"
+    @Option(help: "Warm-up length in epochs (linear from 0).") var warmup: Double = 0.2
+    @Option(help: "Epochs at which the step schedule multiplies the rate by 0.1, e.g. 30,60.") var milestones: String?
+    @Option(help: "Seed for initialisation, data order and augmentation.") var seed: UInt64 = 1
+    @Flag(help: "Augment: random crop (padding 2 for 28×28, 4 for 32×32) and horizontal flip. On by default for CIFAR-10.") var augment = false
+    @Flag(name: .customLong("no-augment"), help: "Disable augmentation (also for CIFAR-10).") var noAugment = false
+    @Flag(name: .customLong("no-sge"), help: "Ablation baseline: no SGE layers.") var noSGE = false
+    @Option(help: "SGE groups: one number for every stage or one per stage, e.g. 4,8,8.") var groups: String?
+    @Flag(name: .customLong("sge-no-norm"), help: "Ablation: SGE without the mean/std normalisation step.") var sgeNoNorm = false
+    @Option(name: .customLong("sge-init"), help: "SGE initial weight,bias (paper default 0,1).") var sgeInit = "0,1"
+    @Option(help: "Output directory for the checkpoint and metrics.") var out: String?
+    @Option(help: "Continue from this checkpoint (same options and --seed).") var resume: String?
+    @Option(name: .customLong("steps-per-epoch"), help: "Limit each epoch to this many steps (quick runs).") var stepsPerEpoch: Int?
+    @Option(name: .customLong("train-subset"), help: "Use only the first N training images.") var trainSubset: Int?
+    @Option(name: .customLong("log-every"), help: "Also write a metrics line every N steps.") var logEvery = 0
+
+    func run() throws {
+        try runCLI {
+            let choice = try device.choose()
+            var train = try data.load(train: true)
+            if let n = trainSubset { train = train.prefix(n) }
+            let test = try data.load(train: false)
+            let config = try modelConfig(train: train)
+            var options = TrainOptions()
+            options.epochs = epochs
+            options.batchSize = batchSize
+            options.lr = lr
+            options.momentum = momentum
+            options.weightDecay = weightDecay
+            options.nesterov = nesterov
+            options.noDecayNormAndGate = noDecayNorm
+            guard let kind = LRSchedule.Kind(rawValue: schedule) else {
+                throw SGEError.invalidArgument("--schedule \(schedule): expected cosine, step or constant")
+            }
+            options.schedule = kind
+            options.warmupEpochs = warmup
+            options.milestones = try milestones.map { try parseInts($0, "--milestones") } ?? []
+            options.seed = seed
+            let wantAugment = !noAugment && (augment || data.dataset.lowercased().hasPrefix("cifar"))
+            options.cropPadding = wantAugment ? (train.height >= 32 ? 4 : 2) : 0
+            options.horizontalFlip = wantAugment
+            options.stepsPerEpochLimit = stepsPerEpoch
+            options.logEvery = logEvery
+            let outDir = out ?? "runs/\(data.dataset)-\(model ?? "default")\(noSGE ? "-nosge" : "")"
+            let net = try SGEResNet(choice.backend, config: config, seed: seed)
+            let trainer = try Trainer(backend: choice.backend, model: net, train: train, test: test, options: options)
+            trainer.checkpointPath = outDir + "/checkpoint.safetensors"
+            trainer.metricsPath = outDir + "/metrics.jsonl"
+            if let resume {
+                try trainer.resume(from: resume)
+                log("resumed from \(resume) at epoch \(trainer.epoch + 1), step \(trainer.step)")
+            }
+            let parameterCount = net.namedParameters.reduce(0) { $0 + $1.1.value.count }
+            log("model: \(config.useSGE ? "SGE-" : "")ResNet \(config.block.rawValue) widths \(config.widths) blocks \(config.blocks)"
+                + (config.useSGE ? " SGE groups \(config.groups)\(config.sgeNormalize ? "" : " (no norm)")" : "")
+                + ", \(parameterCount) parameters")
+            log("data: \(train.source): \(train.count) train / \(test.count) test images, \(train.channels)×\(train.height)×\(train.width)"
+                + (wantAugment ? ", augmentation crop±\(options.cropPadding) + flip" : ""))
+            log("training \(epochs) epochs × \(trainer.stepsPerEpoch) steps of \(batchSize); writing \(outDir)/")
+            let progress = ProgressPrinter(epochs: epochs)
+            trainer.observer = progress
+            signal(SIGINT) { _ in
+                if trainingStopRequested != 0 { _exit(130) }
+                trainingStopRequested = 1
+            }
+            let start = Date()
+            let results = try trainer.run()
+            progress.finish()
+            if let last = results.last {
+                let total = Date().timeIntervalSince(start)
+                log(String(format: "done in %.0f s: test accuracy %.2f%%, %.0f images/s (last epoch)", total,
+                           100 * (last.testAccuracy ?? 0), last.imagesPerSecond))
+            }
+        }
+    }
+
+    func modelConfig(train: Dataset) throws -> ResNetConfig {
+        var config: ResNetConfig
+        switch model ?? (train.height >= 32 ? "resnet20" : "small") {
+        case "small": config = .small(classes: max(train.classes, 2), inputChannels: train.channels)
+        case "resnet20":
+            config = .resnet20(classes: max(train.classes, 2))
+            config.inputChannels = train.channels
+        case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
+        }
+        config.useSGE = !noSGE
+        config.sgeNormalize = !sgeNoNorm
+        if let groups {
+            let g = try parseInts(groups, "--groups")
+            config.groups = g.count == 1 ? [Int](repeating: g[0], count: config.widths.count) : g
+        }
+        let initValues = sgeInit.split(separator: ",").compactMap { Float($0) }
+        guard initValues.count == 2 else { throw SGEError.invalidArgument("--sge-init \(sgeInit): expected weight,bias such as 0,1") }
+        config.sgeInitWeight = initValues[0]
+        config.sgeInitBias = initValues[1]
+        return config
+    }
+}
+
+func parseInts(_ text: String, _ option: String) throws -> [Int] {
+    let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+        throw SGEError.invalidArgument("\(option) \(text): expected comma-separated integers")
+    }
+    return parts.map { $0! }
+}
+
+func log(_ text: String) { FileHandle.standardError.write(Data("sge: \(text)\n".utf8)) }
+
+/// Live progress on a terminal (one rewritten line), plain periodic lines otherwise.
+final class ProgressPrinter: TrainingObserver {
+    let epochs: Int
+    let isTTY = isatty(STDERR_FILENO) != 0
+    var lastPlain = Date.distantPast
+    var epochStart = Date()
+    var currentEpoch = -1
+
+    init(epochs: Int) { self.epochs = epochs }
+
+    func stepFinished(epoch: Int, step: Int, stepInEpoch: Int, stepsInEpoch: Int, loss: Double, accuracy: Double, imagesPerSecond: Double, lr: Float) {
+        if epoch != currentEpoch { currentEpoch = epoch; epochStart = Date() }
+        let remainingSteps = Double(stepsInEpoch - stepInEpoch) + Double((epochs - epoch - 1) * stepsInEpoch)
+        let secondsPerStep = Date().timeIntervalSince(epochStart) / Double(max(stepInEpoch, 1))
+        let eta = formatDuration(remainingSteps * secondsPerStep)
+        let line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  lr %.4f  ETA %@",
+                          epoch + 1, epochs, stepInEpoch, stepsInEpoch, loss, 100 * accuracy, imagesPerSecond, lr, eta)
+        if isTTY {
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
+        } else if Date().timeIntervalSince(lastPlain) >= 15 || stepInEpoch == stepsInEpoch {
+            lastPlain = Date()
+            FileHandle.standardError.write(Data("\(line)\n".utf8))
+        }
+    }
+
+    func epochFinished(_ m: EpochMetrics) {
+        if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
+        var text = String(format: "epoch %d: train loss %.4f acc %.2f%%", m.epoch, m.trainLoss, 100 * m.trainAccuracy)
+        if let l = m.testLoss, let a = m.testAccuracy { text += String(format: " | test loss %.4f acc %.2f%%", l, 100 * a) }
+        text += String(format: " | %.0f img/s, %.0f s (waiting for data %.1f s, host enqueue %.1f s, waiting for device %.1f s)",
+                       m.imagesPerSecond, m.seconds, m.dataWaitSeconds, m.hostSeconds, m.deviceWaitSeconds)
+        log(text)
+    }
+
+    func message(_ text: String) {
+        if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
+        log(text)
+    }
+
+    func finish() {}
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
