@@ -1,1 +1,276 @@
-// sge.cl: kernels are added with the op family.
+// sge.cl: fused Spatial Group-wise Enhance forward and backward (maths and derivation in
+// Sources/SGEReference/SGE.swift).
+//
+// Layout: x, out, grad_out, grad_x are NCHW float32; with C = G*K the K channels of group g of
+// sample n are contiguous, so slab s = n*G + g is the K x M block starting at s*K*M (M = H*W).
+// Small per-slab state lives in global memory between kernels: means [N*C] (channel means m_k),
+// stats [N*G][2] (mu, sigma), gsum [N*G][2] (sum ga, sum ga*t for the parameter gradients).
+//
+// Mapping: one work-group of WG work-items per slab (get_group_id(0) = s). Positions i are
+// strided over the work-items (i = lid, lid+WG, ...), so consecutive work-items touch
+// consecutive addresses of each channel row (coalesced on GPUs, vectorisable by PoCL). Per-channel
+// sums over i split each row into WG/K interleaved segments, one per work-item, combined in local
+// memory (2 barriers instead of K tree reductions). Scalar sums use a tree reduction in local
+// memory (WG must be a power of two).
+//
+// Local memory: always c_i (M floats; backward also ga_i), the K channel values and a reduction
+// scratch of 2*max(K, WG) floats. With SLAB_LOCAL=1 (the local-memory path, chosen by the host
+// when it fits the device's local memory) the slab of x (backward: x and grad_out) is loaded into
+// local memory once and every pass reads it there; with SLAB_LOCAL=0 (the streaming path) every
+// pass streams the slab from global memory (forward: 3 passes over x; backward: 3 over x, 2 over
+// grad_out). No full-size intermediate is ever written.
+//
+// Numerics: mu is computed shifted by c_0 and sigma by a second pass over the stored c (never
+// E[c^2] - E[c]^2), so a spatially constant slab gives sigma = 0 exactly and finite results.
+
+#ifndef WG
+#define WG 64
+#endif
+#ifndef SLAB_LOCAL
+#define SLAB_LOCAL 1
+#endif
+#ifndef SGE_EPS
+#define SGE_EPS 1e-5f
+#endif
+
+#if SLAB_LOCAL
+#define SLAB __local
+#else
+#define SLAB __global
+#endif
+
+// Sum of v over the work-group (all work-items must call it; scratch holds WG floats).
+inline float group_sum(float v, __local float *scratch) {
+    const int lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = WG / 2; s > 0; s >>= 1) {
+        if (lid < s) scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return scratch[0];
+}
+
+// Two sums at once (scratch holds 2*WG floats).
+inline float2 group_sum2(float a, float b, __local float *scratch) {
+    const int lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    scratch[lid] = a;
+    scratch[WG + lid] = b;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = WG / 2; s > 0; s >>= 1) {
+        if (lid < s) {
+            scratch[lid] += scratch[lid + s];
+            scratch[WG + lid] += scratch[WG + lid + s];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return (float2)(scratch[0], scratch[WG]);
+}
+
+// out[k] = scale * sum_i xs[k*M + i] for k < K. Row k is split into `segs` interleaved segments.
+inline void channel_sum(SLAB const float *xs, const int K, const int M, const float scale,
+                        __local float *out, __local float *scratch) {
+    const int lid = get_local_id(0);
+    const int segs = max(1, WG / K);
+    for (int r = lid; r < K * segs; r += WG) {
+        const int k = r / segs, seg = r - k * segs;
+        SLAB const float *row = xs + k * M;
+        float acc = 0.0f;
+        for (int i = seg; i < M; i += segs) acc += row[i];
+        scratch[r] = acc;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int k = lid; k < K; k += WG) {
+        float acc = 0.0f;
+        for (int s = 0; s < segs; ++s) acc += scratch[k * segs + s];
+        out[k] = acc * scale;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+// p[k] = sum_i u[i] xs[k*M+i] and q[k] = sum_i v[i] xs[k*M+i] (scratch holds 2*max(K,WG) floats).
+inline void channel_dot2(SLAB const float *xs, __local const float *u, __local const float *v, const int K, const int M,
+                         __local float *p, __local float *q, __local float *scratch) {
+    const int lid = get_local_id(0);
+    const int segs = max(1, WG / K);
+    const int n = K * segs;
+    barrier(CLK_LOCAL_MEM_FENCE);   // the scratch may still be read by a preceding group_sum
+    for (int r = lid; r < n; r += WG) {
+        const int k = r / segs, seg = r - k * segs;
+        SLAB const float *row = xs + k * M;
+        float a = 0.0f, b = 0.0f;
+        for (int i = seg; i < M; i += segs) {
+            a += u[i] * row[i];
+            b += v[i] * row[i];
+        }
+        scratch[r] = a;
+        scratch[n + r] = b;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int k = lid; k < K; k += WG) {
+        float a = 0.0f, b = 0.0f;
+        for (int s = 0; s < segs; ++s) {
+            a += scratch[k * segs + s];
+            b += scratch[n + k * segs + s];
+        }
+        p[k] = a;
+        q[k] = b;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+// Channel means into m[K], c_i into c[M], and the slab's mu and sigma.
+inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local float *m, __local float *c,
+                         __local float *scratch) {
+    const int lid = get_local_id(0);
+    channel_sum(xs, K, M, 1.0f / (float)M, m, scratch);
+    for (int i = lid; i < M; i += WG) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; ++k) acc += m[k] * xs[k * M + i];
+        c[i] = acc;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float c0 = c[0];
+    float part = 0.0f;
+    for (int i = lid; i < M; i += WG) part += c[i] - c0;
+    const float mu = c0 + group_sum(part, scratch) / (float)M;
+    part = 0.0f;
+    for (int i = lid; i < M; i += WG) {
+        const float d = c[i] - mu;
+        part += d * d;
+    }
+    const float ss = group_sum(part, scratch);
+    const float sigma = M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f;
+    return (float2)(mu, sigma);
+}
+
+inline float sge_sigmoid(const float a) { return 1.0f / (1.0f + exp(-a)); }
+
+// Loads the slab into local memory (local path) or points at it in global memory (streaming path).
+#if SLAB_LOCAL
+#define LOAD_SLAB(name, src, local_buf)                                             \
+    for (int e = get_local_id(0); e < K * M; e += WG) local_buf[e] = (src)[e];      \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                   \
+    __local const float *name = local_buf;
+#else
+#define LOAD_SLAB(name, src, local_buf) __global const float *name = (src);
+#endif
+
+// out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void sge_forward(__global const float *x, __global float *out, __global const float *weight,
+                 __global const float *bias, __global float *means, __global float *stats,
+                 const int G, const int K, const int M, const int normalize,
+                 __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB(xs, x + base, xs_local)
+    const float2 st = slab_stats(xs, K, M, m, c, scratch);
+    for (int k = lid; k < K; k += WG) means[(size_t)s * K + k] = m[k];
+    if (lid == 0) {
+        stats[2 * s] = st.x;
+        stats[2 * s + 1] = st.y;
+    }
+    const float w = weight[g], b = bias[g], inv = 1.0f / (st.y + SGE_EPS);
+    __global float *o = out + base;
+    for (int i = lid; i < M; i += WG) {
+        const float t = normalize ? (c[i] - st.x) * inv : c[i];
+        const float gate = sge_sigmoid(w * t + b);
+        for (int k = 0; k < K; ++k) o[k * M + i] = xs[k * M + i] * gate;
+    }
+}
+
+// The gate map sigmoid(a) [N, G, M] only (for visualisation).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void sge_gate(__global const float *x, __global float *gate, __global const float *weight, __global const float *bias,
+              const int G, const int K, const int M, const int normalize,
+              __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
+    LOAD_SLAB(xs, x + (size_t)s * K * M, xs_local)
+    const float2 st = slab_stats(xs, K, M, m, c, scratch);
+    const float w = weight[g], b = bias[g], inv = 1.0f / (st.y + SGE_EPS);
+    for (int i = lid; i < M; i += WG) {
+        const float t = normalize ? (c[i] - st.x) * inv : c[i];
+        gate[(size_t)s * M + i] = sge_sigmoid(w * t + b);
+    }
+}
+
+// grad_x for one slab, and the slab's (sum ga, sum ga*t) into gsum for sge_param_grad.
+// Pass 1 over (x, grad_out): c_i, ga_i; then per-channel P_k = sum ga_i x[k,i], Q_k = sum c_i x[k,i];
+// pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
+                  __global const float *weight, __global const float *bias, __global const float *means,
+                  __global const float *stats, __global float *gsum,
+                  const int G, const int K, const int M, const int normalize,
+                  __local float *xs_local, __local float *gos_local, __local float *c, __local float *ga,
+                  __local float *kv, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB(xs, x + base, xs_local)
+    LOAD_SLAB(gos, grad_out + base, gos_local)
+    __local float *m = kv, *p = kv + K, *q = kv + 2 * K;
+    for (int k = lid; k < K; k += WG) m[k] = means[(size_t)s * K + k];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float mu = stats[2 * s], sigma = stats[2 * s + 1];
+    const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
+    float pga = 0.0f, pgat = 0.0f;
+    for (int i = lid; i < M; i += WG) {
+        float ci = 0.0f, gs = 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float xv = xs[k * M + i];
+            ci += m[k] * xv;
+            gs += gos[k * M + i] * xv;
+        }
+        const float t = normalize ? (ci - mu) * inv : ci;
+        const float sg = sge_sigmoid(w * t + b);
+        const float gai = gs * sg * (1.0f - sg);
+        c[i] = ci;
+        ga[i] = gai;
+        pga += gai;
+        pgat += gai * t;
+    }
+    const float2 sums = group_sum2(pga, pgat, scratch);   // starts with a barrier: c, ga complete
+    channel_dot2(xs, ga, c, K, M, p, q, scratch);
+    if (lid == 0) {
+        gsum[2 * s] = sums.x;
+        gsum[2 * s + 1] = sums.y;
+    }
+    // gc_i = alpha w ga_i + beta + gamma (c_i - mu)
+    float alpha = 1.0f, beta = 0.0f, gamma = 0.0f;
+    if (normalize) {
+        alpha = inv;
+        beta = -(w * sums.x / (float)M) * inv;
+        gamma = sigma > 0.0f ? -(w * sums.y) * inv / ((float)(M - 1) * sigma) : 0.0f;
+    }
+    // R_k = (1/M) sum_i gc_i x[k,i], into p (each k read and written by one work-item).
+    for (int k = lid; k < K; k += WG) {
+        const float mk = m[k] * (float)M;
+        p[k] = (alpha * w * p[k] + beta * mk + gamma * (q[k] - mu * mk)) / (float)M;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __global float *gx = grad_x + base;
+    for (int i = lid; i < M; i += WG) {
+        const float ci = c[i];
+        const float t = normalize ? (ci - mu) * inv : ci;
+        const float sg = sge_sigmoid(w * t + b);
+        const float gc = alpha * w * ga[i] + beta + gamma * (ci - mu);
+        for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + p[k];
+    }
+}
+
+// grad_weight[g] += sum_n gsum[n,g].y, grad_bias[g] += sum_n gsum[n,g].x (one work-item per group).
+__kernel void sge_param_grad(__global const float *gsum, __global float *grad_weight, __global float *grad_bias,
+                             const int N, const int G) {
+    const int g = get_global_id(0);
+    if (g >= G) return;
+    float gw = 0.0f, gb = 0.0f;
+    for (int n = 0; n < N; ++n) {
+        gb += gsum[2 * (n * G + g)];
+        gw += gsum[2 * (n * G + g) + 1];
+    }
+    grad_weight[g] += gw;
+    grad_bias[g] += gb;
+}

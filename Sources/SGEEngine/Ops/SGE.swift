@@ -1,0 +1,237 @@
+import SGEKernels
+import SGEOpenCL
+import SGEReference
+import SGETensor
+
+/// What SGE backward needs from forward: small per-slab statistics, never a full-size map.
+public struct SGESaved {
+    /// Channel means m_k, shape [N, C].
+    public let means: Tensor
+    /// (μ, σ) of c over the H*W positions of each (sample, group) slab, shape [N, G, 2].
+    public let stats: Tensor
+    public init(means: Tensor, stats: Tensor) {
+        self.means = means
+        self.stats = stats
+    }
+}
+
+/// Which kernel variant runs SGE on an OpenCL device.
+public enum SGEPath: String, Sendable, CaseIterable {
+    /// The local-memory path when the slab fits the device's local memory, else streaming.
+    case automatic
+    /// The slab (backward: x and grad_out) is loaded into local memory once per work-group.
+    case local
+    /// Every pass streams the slab from global memory (for slabs larger than local memory).
+    case streaming
+}
+
+/// Spatial Group-wise Enhance (maths in SGEReference/SGE.swift; kernels in Kernels/sge.cl).
+public protocol SGEOps {
+    /// out = x * sigmoid(w[g] t + b[g]) per (sample, group) slab; t is the normalised (or, with
+    /// `normalize == false`, raw) similarity of each position to the group's channel means.
+    func sgeForward(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> (out: Tensor, saved: SGESaved)
+    /// Returns grad_x; adds this call's gradients to `gradWeight` and `gradBias` ([G]).
+    func sgeBackward(_ gradOut: Tensor, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                     saved: SGESaved, gradWeight: Tensor, gradBias: Tensor) throws -> Tensor
+    /// The gate map sigmoid(a), shape [N, G, H, W] (for visualisation).
+    func sgeGate(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> Tensor
+}
+
+/// Validated SGE sizes: K = C/G channels per group, M = H*W positions.
+struct SGEDims {
+    let n, c, h, w, g, k, m: Int
+    var slabs: Int { n * g }
+}
+
+/// Checks SGE's inputs, naming the op and tensors in every error.
+func sgeValidate(_ op: String, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                 gradOut: Tensor? = nil, saved: SGESaved? = nil, gradWeight: Tensor? = nil, gradBias: Tensor? = nil) throws -> SGEDims {
+    try x.shape.require(rank: 4, "\(op): \(x.label) (N, C, H, W)")
+    let s = x.shape
+    guard groups > 0 else { throw SGEError.invalidArgument("\(op): groups must be positive, got \(groups)") }
+    guard s.c % groups == 0 else {
+        throw SGEError.invalidArgument("\(op): \(x.label) has \(s.c) channels, not divisible by groups = \(groups)")
+    }
+    if normalize && s.h * s.w < 2 {
+        throw SGEError.shape("\(op): \(x.label) \(s) has H*W = 1: the unbiased std over one position does not exist "
+            + "(PyTorch gives NaN); use H*W >= 2 or normalize = false")
+    }
+    for (t, name) in [(weight, "weight"), (bias, "bias")] where t.shape != Shape([groups]) {
+        throw SGEError.shape("\(op): \(name) \(t.label) has shape \(t.shape), expected [\(groups)] (one per group)")
+    }
+    if let gradOut, gradOut.shape != s {
+        throw SGEError.shape("\(op): grad_out \(gradOut.label) has shape \(gradOut.shape) but x \(x.label) has shape \(s)")
+    }
+    if let saved {
+        guard saved.means.shape == Shape([s.n, s.c]), saved.stats.shape == Shape([s.n, groups, 2]) else {
+            throw SGEError.shape("\(op): saved state has means \(saved.means.shape) and stats \(saved.stats.shape), expected "
+                + "[\(s.n), \(s.c)] and [\(s.n), \(groups), 2]: pass the SGESaved from the forward call on the same x")
+        }
+    }
+    for (t, name) in [(gradWeight, "grad_weight"), (gradBias, "grad_bias")] {
+        if let t, t.shape != Shape([groups]) {
+            throw SGEError.shape("\(op): \(name) \(t.label) has shape \(t.shape), expected [\(groups)]")
+        }
+    }
+    return SGEDims(n: s.n, c: s.c, h: s.h, w: s.w, g: groups, k: s.c / groups, m: s.h * s.w)
+}
+
+extension ReferenceBackend: SGEOps {
+    public func sgeForward(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> (out: Tensor, saved: SGESaved) {
+        let d = try sgeValidate("sge forward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
+        let r = Reference.sgeForward(try x.values(), shape: x.shape, weight: try weight.values(), bias: try bias.values(),
+                                     groups: groups, normalize: normalize)
+        var stats = [Float](repeating: 0, count: d.slabs * 2)
+        for s in 0..<d.slabs {
+            stats[2 * s] = r.mu[s]
+            stats[2 * s + 1] = r.sigma[s]
+        }
+        let saved = SGESaved(means: try tensor(r.means, [d.n, d.c], label: "sge means"),
+                             stats: try tensor(stats, [d.n, d.g, 2], label: "sge stats"))
+        return (try tensor(r.out, x.shape, label: "sge out"), saved)
+    }
+
+    public func sgeBackward(_ gradOut: Tensor, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                            saved: SGESaved, gradWeight: Tensor, gradBias: Tensor) throws -> Tensor {
+        _ = try sgeValidate("sge backward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize,
+                            gradOut: gradOut, saved: saved, gradWeight: gradWeight, gradBias: gradBias)
+        let r = Reference.sgeBackward(gradOut: try gradOut.values(), x: try x.values(), shape: x.shape, weight: try weight.values(),
+                                      bias: try bias.values(), groups: groups, normalize: normalize)
+        try gradWeight.write(zip(try gradWeight.values(), r.gradWeight).map { $0 + $1 })
+        try gradBias.write(zip(try gradBias.values(), r.gradBias).map { $0 + $1 })
+        return try tensor(r.gradX, x.shape, label: "sge grad_x")
+    }
+
+    public func sgeGate(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> Tensor {
+        let d = try sgeValidate("sge gate", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
+        let r = Reference.sgeForward(try x.values(), shape: x.shape, weight: try weight.values(), bias: try bias.values(),
+                                     groups: groups, normalize: normalize)
+        return try tensor(r.gate, [d.n, d.g, d.h, d.w], label: "sge gate")
+    }
+}
+
+/// A chosen SGE kernel configuration for one call.
+struct SGEPlan {
+    let workGroupSize: Int
+    let slabLocal: Bool
+    var defines: [String: String] { ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0"] }
+}
+
+extension OpenCLBackend: SGEOps {
+    /// The default work-group size: wide on GPUs; on CPU drivers (PoCL runs a work-group as a loop
+    /// on one core) the size measured fastest by `sge bench sge --sweep`.
+    public var sgeDefaultWorkGroupSize: Int { device.info.isGPU ? 256 : 64 }
+
+    /// Local-memory floats a work-group needs (see the layout in Kernels/sge.cl).
+    func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
+        let scratch = 2 * max(d.k, wg)
+        if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + 3 * d.k + scratch }
+        return (slabLocal ? d.k * d.m : 1) + d.m + d.k + scratch
+    }
+
+    func sgePlan(_ d: SGEDims, backward: Bool, path: SGEPath, workGroupSize: Int?) throws -> SGEPlan {
+        let requested = workGroupSize ?? sgeDefaultWorkGroupSize
+        guard requested > 0, requested & (requested - 1) == 0 else {
+            throw SGEError.invalidArgument("sge: work-group size must be a power of two, got \(requested)")
+        }
+        var wg = requested
+        while wg > 1 && wg > device.info.maxWorkGroupSize { wg /= 2 }
+        let limit = Int(device.info.localMemory)
+        let fitsLocal = sgeLocalFloats(d, backward: backward, slabLocal: true, wg: wg) * 4 <= limit
+        let slabLocal: Bool
+        switch path {
+        case .automatic: slabLocal = fitsLocal
+        case .local:
+            guard fitsLocal else {
+                throw SGEError.invalidArgument("sge: the local-memory path needs \(sgeLocalFloats(d, backward: backward, slabLocal: true, wg: wg) * 4) bytes "
+                    + "of local memory for a slab of \(d.k) channels x \(d.m) positions; \(device.info.name) has \(limit)")
+            }
+            slabLocal = true
+        case .streaming: slabLocal = false
+        }
+        if !slabLocal {
+            let need = sgeLocalFloats(d, backward: backward, slabLocal: false, wg: wg) * 4
+            guard need <= limit else {
+                throw SGEError.invalidArgument("sge: H*W = \(d.m) positions need \(need) bytes of local memory even on the "
+                    + "streaming path; \(device.info.name) has \(limit). Use a smaller feature map or the reference backend")
+            }
+        }
+        return SGEPlan(workGroupSize: wg, slabLocal: slabLocal)
+    }
+
+    /// The kernel for a plan, shrinking the work-group size if this kernel cannot run that wide.
+    func sgeKernel(_ name: String, _ plan: inout SGEPlan) throws -> CLKernel {
+        while true {
+            let k = try kernel(name, KernelSource.sge, plan.defines)
+            let max = k.maxWorkGroupSize
+            if max == 0 || plan.workGroupSize <= max || plan.workGroupSize == 1 { return k }
+            plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal)
+        }
+    }
+
+    public func sgeForward(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> (out: Tensor, saved: SGESaved) {
+        try sgeForward(x, weight: weight, bias: bias, groups: groups, normalize: normalize, path: .automatic, workGroupSize: nil)
+    }
+
+    /// Forward with an explicit kernel path and work-group size (tests and benchmarks).
+    public func sgeForward(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                           path: SGEPath, workGroupSize: Int?) throws -> (out: Tensor, saved: SGESaved) {
+        let d = try sgeValidate("sge forward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
+        var plan = try sgePlan(d, backward: false, path: path, workGroupSize: workGroupSize)
+        let k = try sgeKernel("sge_forward", &plan)
+        let out = try output(x.shape, label: "sge out")
+        let means = try output([d.n, d.c], label: "sge means")
+        let stats = try output([d.n, d.g, 2], label: "sge stats")
+        let wg = plan.workGroupSize
+        try launch(k, [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
+                       .buffer(bias.deviceBuffer()), .buffer(means.deviceBufferForOverwrite()), .buffer(stats.deviceBufferForOverwrite()),
+                       .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(d.m * 4), .local(d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                   global: [d.slabs * wg], local: [wg])
+        return (out, SGESaved(means: means, stats: stats))
+    }
+
+    public func sgeBackward(_ gradOut: Tensor, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                            saved: SGESaved, gradWeight: Tensor, gradBias: Tensor) throws -> Tensor {
+        try sgeBackward(gradOut, x: x, weight: weight, bias: bias, groups: groups, normalize: normalize, saved: saved,
+                        gradWeight: gradWeight, gradBias: gradBias, path: .automatic, workGroupSize: nil).gradX
+    }
+
+    /// Backward with an explicit kernel path and work-group size (tests and benchmarks); also returns
+    /// the profiling events of the kernels it enqueued, in order.
+    public func sgeBackward(_ gradOut: Tensor, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
+                            saved: SGESaved, gradWeight: Tensor, gradBias: Tensor, path: SGEPath,
+                            workGroupSize: Int?) throws -> (gradX: Tensor, events: [CLEvent]) {
+        let d = try sgeValidate("sge backward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize,
+                                gradOut: gradOut, saved: saved, gradWeight: gradWeight, gradBias: gradBias)
+        var plan = try sgePlan(d, backward: true, path: path, workGroupSize: workGroupSize)
+        let k = try sgeKernel("sge_backward", &plan)
+        let gx = try output(x.shape, label: "sge grad_x")
+        let gsum = try output([d.n, d.g, 2], label: "sge slab sums")
+        let wg = plan.workGroupSize
+        let slab = plan.slabLocal ? d.k * d.m * 4 : 4
+        let main = try launch(k, [.buffer(x.deviceBuffer()), .buffer(gradOut.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite()),
+                       .buffer(weight.deviceBuffer()), .buffer(bias.deviceBuffer()), .buffer(saved.means.deviceBuffer()),
+                       .buffer(saved.stats.deviceBuffer()), .buffer(gsum.deviceBufferForOverwrite()),
+                       .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
+                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(3 * d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                   global: [d.slabs * wg], local: [wg])
+        let param = try launch(kernel("sge_param_grad", KernelSource.sge, plan.defines),
+                   [.buffer(gsum.deviceBuffer()), .buffer(gradWeight.deviceBufferForUpdate()), .buffer(gradBias.deviceBufferForUpdate()),
+                    .int(Int32(d.n)), .int(Int32(d.g))], count: d.g)
+        return (gx, [main, param])
+    }
+
+    public func sgeGate(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> Tensor {
+        let d = try sgeValidate("sge gate", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
+        var plan = try sgePlan(d, backward: false, path: .automatic, workGroupSize: nil)
+        let k = try sgeKernel("sge_gate", &plan)
+        let gate = try output([d.n, d.g, d.h, d.w], label: "sge gate")
+        let wg = plan.workGroupSize
+        try launch(k, [.buffer(x.deviceBuffer()), .buffer(gate.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
+                       .buffer(bias.deviceBuffer()), .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(d.m * 4), .local(d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                   global: [d.slabs * wg], local: [wg])
+        return gate
+    }
+}
