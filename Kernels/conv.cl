@@ -34,8 +34,8 @@ __kernel void bias_grad(__global const float *grad_out, __global float *grad_bia
     }
     partial[lid] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int half = WG / 2; half > 0; half >>= 1) {
-        if (lid < half) partial[lid] += partial[lid + half];
+    for (int s2 = WG / 2; s2 > 0; s2 >>= 1) {
+        if (lid < s2) partial[lid] += partial[lid + s2];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0 && k < channels) grad_bias[k] += partial[0];
