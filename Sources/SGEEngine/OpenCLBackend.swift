@@ -9,6 +9,8 @@ public final class OpenCLBackend: BackendBase {
     public var context: CLContext? { device }
     /// The profiling event of the most recent kernel each op enqueued (benchmarks read it).
     public var lastEvent: CLEvent?
+    /// Cached im2col workspace and convolution settings (Ops/Conv.swift).
+    public let convWorkspace = ConvWorkspace()
 
     public init(_ info: DeviceInfo) throws { device = try CLContext.shared(for: info) }
 

@@ -1,0 +1,42 @@
+import SGEOpenCL
+
+/// How the OpenCL backend runs a (non-1×1) convolution forward pass.
+public enum ConvForwardAlgorithm: String, CaseIterable, Sendable {
+    /// CLBlast `convgemm`: one batched kernel, no im2col buffer of ours.
+    case convgemm
+    /// CLBlast im2col per image into a chunk of column matrices, then one strided-batched GEMM.
+    case im2colBatchedGemm
+    /// CLBlast im2col per image, then one GEMM per image.
+    case im2colGemm
+}
+
+/// Scratch device memory and settings for convolutions on one `OpenCLBackend`: the im2col column
+/// buffer is cached and grown on demand so a training step does not reallocate it on every call.
+public final class ConvWorkspace: @unchecked Sendable {
+    /// The column buffer's cap in bytes: the batch is processed in chunks of images whose
+    /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
+    /// image larger than the cap still runs). Tests lower it to force chunking.
+    public var columnLimitBytes: Int = 64 << 20
+    /// The forward algorithm for convolutions that are not 1×1/stride 1/pad 0 (those are a plain
+    /// GEMM). Default `.im2colBatchedGemm`; see `OpenCLBackend.conv2dForward` for the measurements.
+    public var forwardAlgorithm: ConvForwardAlgorithm = .im2colBatchedGemm
+
+    private var columns: CLBuffer?
+
+    public init() {}
+
+    /// Bytes currently held by the cached column buffer.
+    public var allocatedBytes: Int { columns?.bytes ?? 0 }
+
+    /// The column buffer, at least `bytes` long (reallocated only when it must grow).
+    func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
+        if let c = columns, c.bytes >= bytes { return c }
+        columns = nil  // release the old one before asking for a bigger one
+        let c = try context.buffer(bytes: bytes)
+        columns = c
+        return c
+    }
+
+    /// Frees the cached buffer.
+    public func release() { columns = nil }
+}
