@@ -47,7 +47,7 @@ extension BackendBase {
 }
 
 /// Every op a training step needs.
-public typealias Backend = BackendBase & ElementwiseOps
+public typealias Backend = BackendBase & ElementwiseOps & BatchNormOps & PoolOps & LossOps & OptimOps
 
 /// Checks that two tensors have the same shape, naming the op and both tensors.
 func requireSameShape(_ a: Tensor, _ b: Tensor, op: String) throws {
