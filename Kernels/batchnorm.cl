@@ -1,1 +1,104 @@
-// batchnorm.cl: kernels are added with the op family.
+// batchnorm.cl: BatchNorm2d forward (training and eval) and backward over NCHW float32 tensors.
+// Maths (see SGEReference/BatchNorm.swift): per channel c over its M = N*H*W values,
+//   training: mean = sum x / M, var = sum (x - mean)^2 / M (two passes, no E[x^2]-E[x]^2 cancellation),
+//             running_mean = (1-m) running_mean + m mean, running_var = (1-m) running_var + m var M/(M-1)
+//   eval:     mean, var = running statistics
+//   y = gamma (x - mean) invstd + beta, invstd = 1/sqrt(var + eps)
+//   backward: dbeta += sum g, dgamma += sum g xhat,
+//             dx = gamma invstd / M (M g - sum g - xhat sum g xhat)   (training) or gamma invstd g (eval)
+// Layout: x, y, grads are [N, C, H, W]; gamma, beta, running stats, mean, invstd are [C].
+// Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c), any power-of-two local size L chosen by the
+//   host from the device limits. Element e in 0..M-1 of channel c lives at (e / HW * C + c) * HW + e % HW;
+//   work-item l handles e = l, l + L, ... (works for any N, H, W; the tail is a bound check).
+// Local memory: L floats, reused by each tree reduction (two per kernel); every work-item reads the sum
+//   after a barrier. One work-group owns a channel, so writes to [C] arrays (and the += into dgamma,
+//   dbeta) are race-free without atomics. No tunable defines: the local size is chosen at launch.
+
+inline int bn_index(int e, int c, int C, int HW) { return (e / HW * C + c) * HW + e % HW; }
+
+// Tree reduction of scratch[0..L) (L a power of two); returns the sum to every work-item.
+inline float bn_reduce(__local float *scratch, float v) {
+    const int l = get_local_id(0), L = get_local_size(0);
+    scratch[l] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = L / 2; s > 0; s >>= 1) {
+        if (l < s) scratch[l] += scratch[l + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float r = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);   // scratch is reused by the next reduction
+    return r;
+}
+
+// training = 1: batch statistics, running stats updated in place; 0: running statistics.
+// mean_out / invstd_out receive the statistics used (what backward needs).
+__kernel void batchnorm_forward(__global const float *x, __global const float *gamma, __global const float *beta,
+                                __global float *running_mean, __global float *running_var,
+                                __global float *y, __global float *mean_out, __global float *invstd_out,
+                                const int N, const int C, const int HW, const int training,
+                                const float momentum, const float eps, __local float *scratch) {
+    const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
+    const int M = N * HW;
+    if (c >= C) return;   // whole work-group leaves together
+    float mean, var;
+    if (training) {
+        float s = 0.0f;
+        for (int e = l; e < M; e += L) s += x[bn_index(e, c, C, HW)];
+        mean = bn_reduce(scratch, s) / (float)M;
+        float q = 0.0f;
+        for (int e = l; e < M; e += L) {
+            const float d = x[bn_index(e, c, C, HW)] - mean;
+            q += d * d;
+        }
+        var = bn_reduce(scratch, q) / (float)M;
+    } else {
+        mean = running_mean[c];
+        var = running_var[c];
+    }
+    const float invstd = rsqrt(var + eps);
+    if (l == 0) {
+        mean_out[c] = mean;
+        invstd_out[c] = invstd;
+        if (training) {
+            const float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
+            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
+        }
+    }
+    const float a = gamma[c] * invstd, b = beta[c] - mean * a;
+    for (int e = l; e < M; e += L) {
+        const int i = bn_index(e, c, C, HW);
+        y[i] = x[i] * a + b;
+    }
+}
+
+// dgamma, dbeta accumulate (+=); dx is overwritten.
+__kernel void batchnorm_backward(__global const float *grad_out, __global const float *x, __global const float *gamma,
+                                 __global const float *mean_in, __global const float *invstd_in,
+                                 __global float *grad_x, __global float *grad_gamma, __global float *grad_beta,
+                                 const int N, const int C, const int HW, const int training, __local float *scratch) {
+    const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
+    const int M = N * HW;
+    if (c >= C) return;
+    const float mean = mean_in[c], invstd = invstd_in[c];
+    float sg = 0.0f, sgx = 0.0f;
+    for (int e = l; e < M; e += L) {
+        const int i = bn_index(e, c, C, HW);
+        const float g = grad_out[i];
+        sg += g;
+        sgx += g * (x[i] - mean) * invstd;
+    }
+    sg = bn_reduce(scratch, sg);
+    sgx = bn_reduce(scratch, sgx);
+    if (l == 0) {
+        grad_gamma[c] += sgx;
+        grad_beta[c] += sg;
+    }
+    const float k = gamma[c] * invstd;
+    const float mg = sg / (float)M, mgx = sgx / (float)M;
+    for (int e = l; e < M; e += L) {
+        const int i = bn_index(e, c, C, HW);
+        const float g = grad_out[i];
+        grad_x[i] = training ? k * (g - mg - (x[i] - mean) * invstd * mgx) : k * g;
+    }
+}

@@ -1,0 +1,139 @@
+import SGEKernels
+import SGEOpenCL
+import SGEReference
+import SGETensor
+
+/// What `batchNormBackward` needs from the forward pass: the per-channel statistics used to normalise.
+public struct BatchNormSaved {
+    /// Per-channel mean, shape [C] (the batch mean in training, the running mean in eval).
+    public let mean: Tensor
+    /// Per-channel 1/sqrt(var + eps), shape [C].
+    public let invstd: Tensor
+    /// Whether the statistics came from the batch (backward then differentiates through them).
+    public let training: Bool
+
+    public init(mean: Tensor, invstd: Tensor, training: Bool) {
+        self.mean = mean
+        self.invstd = invstd
+        self.training = training
+    }
+}
+
+/// BatchNorm2d over NCHW (maths in SGEReference/BatchNorm.swift).
+public protocol BatchNormOps {
+    /// y = γ·(x - mean)·invstd + β per channel. Training: batch statistics over (N, H, W) (biased variance
+    /// to normalise) and the running statistics updated in place with `momentum` and the UNBIASED
+    /// variance, like PyTorch. Eval: the running statistics.
+    func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
+                          training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved)
+    /// ∂L/∂x (a new tensor); ∂L/∂γ and ∂L/∂β ACCUMULATE into `gradGamma` and `gradBeta`. Differentiates
+    /// through the batch statistics when `saved.training` (the usual case), else treats them as constants.
+    func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
+                           gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor
+}
+
+/// Throws unless `t` has shape [channels].
+func requireChannelVector(_ t: Tensor, channels: Int, op: String, input: Tensor) throws {
+    guard t.shape == Shape([channels]) else {
+        throw SGEError.shape("\(op): \(t.label) has shape \(t.shape) but \(input.label) of shape \(input.shape) needs [\(channels)]")
+    }
+}
+
+func checkBatchNormForward(_ x: Tensor, _ params: [Tensor], training: Bool, momentum: Float, eps: Float) throws {
+    let op = "batchNormForward"
+    try x.shape.require(rank: 4, "\(op): \(x.label)")
+    for p in params { try requireChannelVector(p, channels: x.shape.c, op: op, input: x) }
+    guard eps > 0, eps.isFinite else { throw SGEError.invalidArgument("\(op): eps must be positive and finite, got \(eps)") }
+    guard momentum >= 0, momentum <= 1 else { throw SGEError.invalidArgument("\(op): momentum must be in [0, 1], got \(momentum)") }
+    if training, x.shape.n * x.shape.h * x.shape.w < 2 {
+        throw SGEError.shape("\(op): training needs more than one value per channel, but \(x.label) has shape \(x.shape) (N·H·W = 1)")
+    }
+}
+
+func checkBatchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved, gradGamma: Tensor, gradBeta: Tensor) throws {
+    let op = "batchNormBackward"
+    try x.shape.require(rank: 4, "\(op): \(x.label)")
+    try requireSameShape(gradOut, x, op: op)
+    for p in [gamma, saved.mean, saved.invstd, gradGamma, gradBeta] {
+        try requireChannelVector(p, channels: x.shape.c, op: op, input: x)
+    }
+}
+
+extension ReferenceBackend: BatchNormOps {
+    public func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
+                                 training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+        try checkBatchNormForward(x, [gamma, beta, runningMean, runningVar], training: training, momentum: momentum, eps: eps)
+        var rm = try runningMean.values(), rv = try runningVar.values()
+        let r = Reference.batchNormForward(try x.values(), shape: x.shape, gamma: try gamma.values(), beta: try beta.values(),
+                                           runningMean: &rm, runningVar: &rv, training: training, momentum: momentum, eps: eps)
+        if training {
+            try runningMean.write(rm)
+            try runningVar.write(rv)
+        }
+        let c = Shape([x.shape.c])
+        let saved = BatchNormSaved(mean: try tensor(r.mean, c, label: "bn mean"), invstd: try tensor(r.invstd, c, label: "bn invstd"),
+                                   training: training)
+        return (try tensor(r.out, x.shape, label: "batchnorm"), saved)
+    }
+
+    public func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
+                                  gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
+        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta)
+        let r = Reference.batchNormBackward(try gradOut.values(), x: try x.values(), shape: x.shape, gamma: try gamma.values(),
+                                            mean: try saved.mean.values(), invstd: try saved.invstd.values(), training: saved.training)
+        try gradGamma.write(Reference.add(try gradGamma.values(), r.gradGamma))
+        try gradBeta.write(Reference.add(try gradBeta.values(), r.gradBeta))
+        return try tensor(r.gradX, x.shape, label: "batchnorm grad")
+    }
+}
+
+extension OpenCLBackend {
+    /// A power-of-two work-group size for a one-group reduction over `items` values: at most `cap`, within
+    /// the kernel's and device's work-group limits and the local memory (`floatsPerItem` floats per item).
+    func reductionLocalSize(_ kernel: CLKernel, items: Int, cap: Int = 256, floatsPerItem: Int = 1) -> Int {
+        let info = device.info
+        let memoryLimit = Int(info.localMemory) / (4 * max(floatsPerItem, 1))
+        var limit = min(cap, info.maxWorkGroupSize, memoryLimit)
+        let kernelLimit = kernel.maxWorkGroupSize
+        if kernelLimit > 0 { limit = min(limit, kernelLimit) }
+        var size = 1
+        while size * 2 <= limit && size < items { size *= 2 }
+        return size
+    }
+}
+
+extension OpenCLBackend: BatchNormOps {
+    public func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
+                                 training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+        try checkBatchNormForward(x, [gamma, beta, runningMean, runningVar], training: training, momentum: momentum, eps: eps)
+        let s = x.shape, c = Shape([s.c])
+        let out = try output(s, label: "batchnorm")
+        let mean = try output(c, label: "bn mean"), invstd = try output(c, label: "bn invstd")
+        let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
+        let local = reductionLocalSize(k, items: s.n * s.h * s.w)
+        let stats: [CLKernel.Arg] = training
+            ? [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
+            : [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
+        try launch(k, [.buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()), .buffer(beta.deviceBuffer())] + stats +
+                   [.buffer(out.deviceBufferForOverwrite()), .buffer(mean.deviceBufferForOverwrite()), .buffer(invstd.deviceBufferForOverwrite()),
+                    .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(training ? 1 : 0),
+                    .float(momentum), .float(eps), .local(local * 4)],
+                   global: [s.c * local], local: [local])
+        return (out, BatchNormSaved(mean: mean, invstd: invstd, training: training))
+    }
+
+    public func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
+                                  gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
+        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta)
+        let s = x.shape
+        let gx = try output(s, label: "batchnorm grad")
+        let k = try kernel("batchnorm_backward", KernelSource.batchnorm)
+        let local = reductionLocalSize(k, items: s.n * s.h * s.w)
+        try launch(k, [.buffer(gradOut.deviceBuffer()), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
+                       .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer()),
+                       .buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()), .buffer(gradBeta.deviceBufferForUpdate()),
+                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(saved.training ? 1 : 0), .local(local * 4)],
+                   global: [s.c * local], local: [local])
+        return gx
+    }
+}
