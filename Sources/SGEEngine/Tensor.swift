@@ -1,3 +1,4 @@
+import Foundation
 import SGEOpenCL
 import SGETensor
 
@@ -14,6 +15,20 @@ final class HostStorage: @unchecked Sendable {
     }
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
     var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+}
+
+/// Host memory of released tensors whose non-blocking uploads have not completed yet. Entries are
+/// dropped once their event reports completion (checked whenever a new entry arrives).
+enum InFlightUploads {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var entries: [(HostStorage, CLEvent)] = []
+
+    static func keep(_ storage: HostStorage, until event: CLEvent) {
+        lock.lock()
+        defer { lock.unlock() }
+        entries.removeAll { $0.1.isComplete }
+        entries.append((storage, event))
+    }
 }
 
 /// Where a tensor's valid copy lives.
@@ -84,6 +99,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(label) \(shape) on \(residency)" }
+
+    deinit {
+        // A non-blocking upload may still be reading the host memory: keep it alive until done.
+        if let e = pendingUpload, let host { InFlightUploads.keep(host, until: e) }
+    }
 
     // MARK: host side
 

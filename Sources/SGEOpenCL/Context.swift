@@ -113,6 +113,13 @@ public final class CLEvent: @unchecked Sendable {
     init(_ event: cl_event) { self.event = event }
     deinit { clReleaseEvent(event) }
 
+    /// Whether the command has finished (or failed); does not block.
+    public var isComplete: Bool {
+        var status: cl_int = 0
+        guard clGetEventInfo(event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS), 4, &status, nil) == CL_SUCCESS else { return true }
+        return status <= CL_COMPLETE
+    }
+
     public func wait() throws {
         var e: cl_event? = event
         try check(clWaitForEvents(1, &e), "clWaitForEvents")

@@ -34,6 +34,9 @@ public final class ProgramCache: @unchecked Sendable {
         return URL(fileURLWithPath: home).appendingPathComponent(".cache/sge")
     }
 
+    /// The disk-cache file name of a program key.
+    public static func fileName(forKey key: String) -> String { "\(fnv1a(key)).bin" }
+
     /// Build options from defines, sorted so the same set always gives the same key.
     public static func options(_ defines: [String: String]) -> String {
         defines.keys.sorted().map { "-D\($0)=\(defines[$0]!)" }.joined(separator: " ")
@@ -61,7 +64,7 @@ public final class ProgramCache: @unchecked Sendable {
 
     private func program(key: String, source: String, options: String, kernelName: String, context: CLContext) throws -> cl_program {
         if let p = programs[key] { return p }
-        let file = Self.cacheDirectory.appendingPathComponent("programs/\(fnv1a(key)).bin")
+        let file = Self.cacheDirectory.appendingPathComponent("programs/\(Self.fileName(forKey: key))")
         if let p = loadBinary(file: file, options: options, context: context) {
             stats.diskHits += 1
             log("loaded cached program for '\(kernelName)' from \(file.path)")
