@@ -19,7 +19,7 @@ let package = Package(
             name: "COpenCL",
             path: "Sources/COpenCL",
             cSettings: [.define("CL_TARGET_OPENCL_VERSION", to: "120")],
-            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("clblast"), .linkedLibrary("png")]
+            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("clblast"), .linkedLibrary("png"), .linkedLibrary("z")]
         ),
         .target(
             name: "SGEKernels",
@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine", "COpenCL"]),
         .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
         .executableTarget(
             name: "sge",

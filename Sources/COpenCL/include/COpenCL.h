@@ -10,6 +10,7 @@
 #include <CL/cl.h>
 #include <clblast_c.h>
 #include <png.h>
+#include <zlib.h>
 
 /// The symbolic name of an OpenCL status code ("CL_INVALID_WORK_GROUP_SIZE"), or NULL if unknown.
 const char *sge_cl_status_name(cl_int status);
