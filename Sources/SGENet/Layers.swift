@@ -180,7 +180,7 @@ public final class MaxPool2d: Layer {
     public func backward(_ gradOut: Tensor) throws -> Tensor {
         let (shape, argmax) = try cached(saved, "maxpool")
         saved = nil
-        return try backend.maxPoolBackward(gradOut, argmax: argmax, inputShape: shape)
+        return try backend.maxPoolBackward(gradOut, argmax: argmax, inputShape: shape, kernel: kernel, stride: stride, padding: padding)
     }
 }
 

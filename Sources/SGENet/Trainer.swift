@@ -100,7 +100,7 @@ public final class Trainer {
         self.test = test
         optimizer = try SGD(backend, parameters: model.namedParameters, momentum: options.momentum, weightDecay: options.weightDecay,
                             nesterov: options.nesterov, noDecayNormAndGate: options.noDecayNormAndGate)
-        loader = BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+        loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                              augmentation: Augmentation(cropPadding: options.cropPadding, horizontalFlip: options.horizontalFlip),
                              dropLast: true, prefetch: true)
     }
@@ -126,9 +126,9 @@ public final class Trainer {
 
     func saveCheckpoint() throws {
         guard let checkpointPath else { return }
-        let options = String(decoding: try JSONEncoder().encode(self.options), as: UTF8.self)
+        let optionsJSON = String(decoding: try JSONEncoder().encode(self.options), as: UTF8.self)
         try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
-                                                      extra: ["train_options": options, "dataset": train.source]),
+                                                      extra: ["train_options": optionsJSON, "dataset": train.source]),
                             path: checkpointPath)
     }
 
