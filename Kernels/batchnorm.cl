@@ -7,7 +7,8 @@
 //   backward: dbeta += sum g, dgamma += sum g xhat,
 //             dx = gamma invstd / M (M g - sum g - xhat sum g xhat)   (training) or gamma invstd g (eval)
 // Layout: x, y, grads are [N, C, H, W]; gamma, beta, running stats, mean, invstd are [C].
-// Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c), any power-of-two local size L chosen by the
+// Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c; batchnorm_forward_eval, which needs no
+//   reduction, is one work-item per element instead), any power-of-two local size L chosen by the
 //   host from the device limits. Element e in 0..M-1 of channel c lives at (e / HW * C + c) * HW + e % HW;
 //   work-item l handles e = l, l + L, ... (works for any N, H, W; the tail is a bound check).
 // Local memory: L floats, reused by each tree reduction (two per kernel); every work-item reads the sum
@@ -30,45 +31,54 @@ inline float bn_reduce(__local float *scratch, float v) {
     return r;
 }
 
-// training = 1: batch statistics, running stats updated in place; 0: running statistics.
-// mean_out / invstd_out receive the statistics used (what backward needs).
+// Training: batch statistics; running stats updated in place; mean_out / invstd_out receive the batch
+// statistics (what backward needs). Launched with exactly C work-groups, so every group has a channel
+// (no early return: all work-items must reach every barrier).
 __kernel void batchnorm_forward(__global const float *x, __global const float *gamma, __global const float *beta,
                                 __global float *running_mean, __global float *running_var,
                                 __global float *y, __global float *mean_out, __global float *invstd_out,
-                                const int N, const int C, const int HW, const int training,
-                                const float momentum, const float eps, __local float *scratch) {
+                                const int N, const int C, const int HW, const float momentum, const float eps,
+                                __local float *scratch) {
     const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
     const int M = N * HW;
-    if (c >= C) return;   // whole work-group leaves together
-    float mean, var;
-    if (training) {
-        float s = 0.0f;
-        for (int e = l; e < M; e += L) s += x[bn_index(e, c, C, HW)];
-        mean = bn_reduce(scratch, s) / (float)M;
-        float q = 0.0f;
-        for (int e = l; e < M; e += L) {
-            const float d = x[bn_index(e, c, C, HW)] - mean;
-            q += d * d;
-        }
-        var = bn_reduce(scratch, q) / (float)M;
-    } else {
-        mean = running_mean[c];
-        var = running_var[c];
+    float s = 0.0f;
+    for (int e = l; e < M; e += L) s += x[bn_index(e, c, C, HW)];
+    const float mean = bn_reduce(scratch, s) / (float)M;
+    float q = 0.0f;
+    for (int e = l; e < M; e += L) {
+        const float d = x[bn_index(e, c, C, HW)] - mean;
+        q += d * d;
     }
+    const float var = bn_reduce(scratch, q) / (float)M;
     const float invstd = rsqrt(var + eps);
     if (l == 0) {
         mean_out[c] = mean;
         invstd_out[c] = invstd;
-        if (training) {
-            const float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
-            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
-        }
+        const float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
     }
     const float a = gamma[c] * invstd, b = beta[c] - mean * a;
     for (int e = l; e < M; e += L) {
         const int i = bn_index(e, c, C, HW);
         y[i] = x[i] * a + b;
+    }
+}
+
+// Eval: the running statistics, no reduction, so one work-item per ELEMENT (not per channel). The
+// work-item at (n = 0, c, position 0) also writes mean_out[c] and invstd_out[c].
+__kernel void batchnorm_forward_eval(__global const float *x, __global const float *gamma, __global const float *beta,
+                                     __global const float *running_mean, __global const float *running_var,
+                                     __global float *y, __global float *mean_out, __global float *invstd_out,
+                                     const int N, const int C, const int HW, const float eps) {
+    const int i = get_global_id(0);
+    if (i >= N * C * HW) return;
+    const int c = (i / HW) % C;
+    const float mean = running_mean[c], invstd = rsqrt(running_var[c] + eps);
+    y[i] = gamma[c] * (x[i] - mean) * invstd + beta[c];
+    if (i < C * HW && i % HW == 0) {
+        mean_out[c] = mean;
+        invstd_out[c] = invstd;
     }
 }
 
@@ -79,7 +89,6 @@ __kernel void batchnorm_backward(__global const float *grad_out, __global const 
                                  const int N, const int C, const int HW, const int training, __local float *scratch) {
     const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
     const int M = N * HW;
-    if (c >= C) return;
     const float mean = mean_in[c], invstd = invstd_in[c];
     float sg = 0.0f, sgx = 0.0f;
     for (int e = l; e < M; e += L) {

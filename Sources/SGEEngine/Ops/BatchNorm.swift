@@ -109,16 +109,21 @@ extension OpenCLBackend: BatchNormOps {
         let s = x.shape, c = Shape([s.c])
         let out = try output(s, label: "batchnorm")
         let mean = try output(c, label: "bn mean"), invstd = try output(c, label: "bn invstd")
-        let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
-        let local = reductionLocalSize(k, items: s.n * s.h * s.w)
-        let stats: [CLKernel.Arg] = training
-            ? [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
-            : [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
-        try launch(k, [.buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()), .buffer(beta.deviceBuffer())] + stats +
-                   [.buffer(out.deviceBufferForOverwrite()), .buffer(mean.deviceBufferForOverwrite()), .buffer(invstd.deviceBufferForOverwrite()),
-                    .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(training ? 1 : 0),
-                    .float(momentum), .float(eps), .local(local * 4)],
-                   global: [s.c * local], local: [local])
+        let outputs: [CLKernel.Arg] = [.buffer(try out.deviceBufferForOverwrite()), .buffer(try mean.deviceBufferForOverwrite()),
+                                       .buffer(try invstd.deviceBufferForOverwrite())]
+        let dims: [CLKernel.Arg] = [.int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w))]
+        let inputs: [CLKernel.Arg] = [.buffer(try x.deviceBuffer()), .buffer(try gamma.deviceBuffer()), .buffer(try beta.deviceBuffer())]
+        if training {
+            let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
+            let local = reductionLocalSize(k, items: s.n * s.h * s.w)
+            try launch(k, inputs + [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
+                           + outputs + dims + [.float(momentum), .float(eps), .local(local * 4)],
+                       global: [s.c * local], local: [local])
+        } else {
+            try launch(kernel("batchnorm_forward_eval", KernelSource.batchnorm),
+                       inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())] + outputs + dims + [.float(eps)],
+                       count: s.count)
+        }
         return (out, BatchNormSaved(mean: mean, invstd: invstd, training: training))
     }
 
