@@ -133,11 +133,11 @@ final class OpsReferenceTests: XCTestCase {
     }
 
     func testSoftmaxCrossEntropyByHand() throws {
-        // Rows: a tie (first index wins), a huge logit (max subtraction keeps it finite), uniform over 2.
-        let r = try Reference.softmaxCrossEntropy([1, 1, 0, 1000, 0, 0, 0, 0, 5], labels: [0, 1, 2], n: 3, k: 3)
+        // Float path. Rows: a tie (first index wins), a huge logit (max subtraction keeps it finite), a confident hit.
+        let r = try Reference.softmaxCrossEntropy([1, 1, 0, 1000, 0, 0, 0, 0, 5] as [Float], labels: [0, 1, 2] as [Float], n: 3, k: 3)
         // log(e + e + 1) - 1 = log(2 + e^-1) ; 1000 + log(1 + 2e^-1000) - 0 ≈ 1000 ; log(2 + e^5) - 5
         let expected = (log(2 + exp(-1.0)) + 1000 + log(2 + exp(5.0)) - 5) / 3
-        XCTAssertEqual(Double(r.loss), expected, accuracy: 1e-4)
+        XCTAssertEqual(Double(r.loss), expected, accuracy: 1e-4)   // float32 ulp at 333 is 3e-5
         XCTAssertEqual(r.correct, 2)   // row 0 (tie → index 0 = label) and row 2; not row 1
         XCTAssertEqual(r.gradLogits[4], -1.0 / 3, accuracy: 1e-7)   // softmax ≈ 0 at the label
     }
