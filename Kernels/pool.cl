@@ -3,49 +3,65 @@
 //   OH = (H + 2P - K) / S + 1; window(oh) = rows oh*S - P ..< oh*S - P + K (columns likewise)
 //   max: padding is -inf, the first maximum in row-major order wins (NaN wins); argmax = ih*W + iw,
 //        stored as float (exact for planes below 2^24 elements)
-//   avg: count_include_pad = True, divisor (hend - hstart)(wend - wstart) with hend = min(hstart + K, H + P)
+//   avg: count_include_pad = True, divisor (hend - hstart)(wend - wstart) with hend = min(hstart + POOL_K, H + POOL_P)
 //   global avg: [N, C, H, W] -> [N, C] means
 // Mapping: forward kernels use one work-item per OUTPUT element; backward kernels GATHER with one
 //   work-item per INPUT element, visiting the output windows that contain it, so no two work-items write
 //   the same address and no atomics are needed. Global average forward: one work-item per (n, c) plane.
+// Geometry as compile-time defines POOL_K, POOL_S, POOL_P (kernel, stride, padding; one program per
+// geometry, cached), so window bounds divide by constants and the window loops unroll.
 // No local memory. Kernels bound-check (the host rounds the global size up to the work-group size).
 
+#ifndef POOL_K
+#define POOL_K 3
+#endif
+#ifndef POOL_S
+#define POOL_S 2
+#endif
+#ifndef POOL_P
+#define POOL_P 1
+#endif
+
 // Output windows along one axis that contain input position i: o in [lo, hi].
-inline int pool_first_window(int i, int K, int S, int P) {
-    const int t = i + P - K + 1;   // o*S >= t
-    return t <= 0 ? 0 : (t + S - 1) / S;
+inline int pool_first_window(int i) {
+    const int t = i + POOL_P - POOL_K + 1;   // o*S >= t
+    return t <= 0 ? 0 : (t + POOL_S - 1) / POOL_S;
 }
-inline int pool_last_window(int i, int S, int P, int O) { return min((i + P) / S, O - 1); }
+inline int pool_last_window(int i, int O) { return min((i + POOL_P) / POOL_S, O - 1); }
 
 __kernel void max_pool_forward(__global const float *x, __global float *y, __global float *argmax,
-                               const int planes, const int H, const int W, const int OH, const int OW,
-                               const int K, const int S, const int P) {
+                               const int planes, const int H, const int W, const int OH, const int OW) {
     const int o = get_global_id(0);
     if (o >= planes * OH * OW) return;
     const int ow = o % OW, oh = (o / OW) % OH, plane = o / (OW * OH);
-    const int h0 = max(oh * S - P, 0), h1 = min(oh * S - P + K, H);
-    const int w0 = max(ow * S - P, 0), w1 = min(ow * S - P + K, W);
+    const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
     __global const float *xp = x + (size_t)plane * H * W;
     float best = -INFINITY;
-    int best_index = h0 * W + w0;
-    for (int ih = h0; ih < h1; ++ih)
-        for (int iw = w0; iw < w1; ++iw) {
-            const float v = xp[ih * W + iw];
-            if (v > best || isnan(v)) { best = v; best_index = ih * W + iw; }
+    int best_index = max(hs, 0) * W + max(ws, 0);
+    // Full K x K window with an in-bounds mask: a constant trip count the compiler unrolls; selects, not branches.
+    for (int dh = 0; dh < POOL_K; ++dh) {
+        const int ih = hs + dh;
+        for (int dw = 0; dw < POOL_K; ++dw) {
+            const int iw = ws + dw;
+            const int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            const float v = inside ? xp[ih * W + iw] : -INFINITY;
+            const int better = inside && (v > best || isnan(v));
+            best = better ? v : best;
+            best_index = better ? ih * W + iw : best_index;
         }
+    }
     y[o] = best;
     argmax[o] = (float)best_index;
 }
 
 __kernel void max_pool_backward(__global const float *grad_out, __global const float *argmax, __global float *grad_x,
-                                const int planes, const int H, const int W, const int OH, const int OW,
-                                const int K, const int S, const int P) {
+                                const int planes, const int H, const int W, const int OH, const int OW) {
     const int i = get_global_id(0);
     if (i >= planes * H * W) return;
     const int iw = i % W, ih = (i / W) % H, plane = i / (W * H);
     const int here = ih * W + iw;
-    const int oh0 = pool_first_window(ih, K, S, P), oh1 = pool_last_window(ih, S, P, OH);
-    const int ow0 = pool_first_window(iw, K, S, P), ow1 = pool_last_window(iw, S, P, OW);
+    const int oh0 = pool_first_window(ih), oh1 = pool_last_window(ih, OH);
+    const int ow0 = pool_first_window(iw), ow1 = pool_last_window(iw, OW);
     const size_t base = (size_t)plane * OH * OW;
     float g = 0.0f;
     for (int oh = oh0; oh <= oh1; ++oh)
@@ -57,13 +73,12 @@ __kernel void max_pool_backward(__global const float *grad_out, __global const f
 }
 
 __kernel void avg_pool_forward(__global const float *x, __global float *y,
-                               const int planes, const int H, const int W, const int OH, const int OW,
-                               const int K, const int S, const int P) {
+                               const int planes, const int H, const int W, const int OH, const int OW) {
     const int o = get_global_id(0);
     if (o >= planes * OH * OW) return;
     const int ow = o % OW, oh = (o / OW) % OH, plane = o / (OW * OH);
-    const int hs = oh * S - P, ws = ow * S - P;
-    const int he = min(hs + K, H + P), we = min(ws + K, W + P);
+    const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
+    const int he = min(hs + POOL_K, H + POOL_P), we = min(ws + POOL_K, W + POOL_P);
     const float divisor = (float)((he - hs) * (we - ws));
     __global const float *xp = x + (size_t)plane * H * W;
     float s = 0.0f;
@@ -73,19 +88,18 @@ __kernel void avg_pool_forward(__global const float *x, __global float *y,
 }
 
 __kernel void avg_pool_backward(__global const float *grad_out, __global float *grad_x,
-                                const int planes, const int H, const int W, const int OH, const int OW,
-                                const int K, const int S, const int P) {
+                                const int planes, const int H, const int W, const int OH, const int OW) {
     const int i = get_global_id(0);
     if (i >= planes * H * W) return;
     const int iw = i % W, ih = (i / W) % H, plane = i / (W * H);
-    const int oh0 = pool_first_window(ih, K, S, P), oh1 = pool_last_window(ih, S, P, OH);
-    const int ow0 = pool_first_window(iw, K, S, P), ow1 = pool_last_window(iw, S, P, OW);
+    const int oh0 = pool_first_window(ih), oh1 = pool_last_window(ih, OH);
+    const int ow0 = pool_first_window(iw), ow1 = pool_last_window(iw, OW);
     __global const float *gp = grad_out + (size_t)plane * OH * OW;
     float g = 0.0f;
     for (int oh = oh0; oh <= oh1; ++oh) {
-        const int hs = oh * S - P, he = min(hs + K, H + P);
+        const int hs = oh * POOL_S - POOL_P, he = min(hs + POOL_K, H + POOL_P);
         for (int ow = ow0; ow <= ow1; ++ow) {
-            const int ws = ow * S - P, we = min(ws + K, W + P);
+            const int ws = ow * POOL_S - POOL_P, we = min(ws + POOL_K, W + POOL_P);
             g += gp[oh * OW + ow] / (float)((he - hs) * (we - ws));
         }
     }

@@ -100,6 +100,13 @@ extension OpenCLBackend {
         while size * 2 <= limit && size < items { size *= 2 }
         return size
     }
+
+    /// The batchnorm kernels' LH: the largest power of two ≤ min(local, H·W) (see batchnorm.cl).
+    func planeLocalSize(local: Int, hw: Int) -> Int {
+        var lh = 1
+        while lh * 2 <= min(local, hw) { lh *= 2 }
+        return lh
+    }
 }
 
 extension OpenCLBackend: BatchNormOps {
@@ -117,7 +124,7 @@ extension OpenCLBackend: BatchNormOps {
             let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
             let local = reductionLocalSize(k, items: s.n * s.h * s.w)
             try launch(k, inputs + [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
-                           + outputs + dims + [.float(momentum), .float(eps), .local(local * 4)],
+                           + outputs + dims + [.int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .float(momentum), .float(eps), .local(local * 4)],
                        global: [s.c * local], local: [local])
         } else {
             try launch(kernel("batchnorm_forward_eval", KernelSource.batchnorm),
@@ -137,7 +144,8 @@ extension OpenCLBackend: BatchNormOps {
         try launch(k, [.buffer(gradOut.deviceBuffer()), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
                        .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer()),
                        .buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()), .buffer(gradBeta.deviceBufferForUpdate()),
-                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(saved.training ? 1 : 0), .local(local * 4)],
+                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)),
+                       .int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .int(saved.training ? 1 : 0), .local(local * 4)],
                    global: [s.c * local], local: [local])
         return gx
     }
