@@ -8,7 +8,7 @@
 //             dx = gamma invstd / M (M g - sum g - xhat sum g xhat)   (training) or gamma invstd g (eval)
 // Layout: x, y, grads are [N, C, H, W]; gamma, beta, running stats, mean, invstd are [C].
 // Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c; batchnorm_forward_eval, which needs no
-//   reduction, is one work-item per element instead), any power-of-two local size L chosen by the
+//   reduction, is one work-item per element instead, see there), any power-of-two local size L chosen by the
 //   host from the device limits, viewed as LN x LH with LH = the host's power of two <= min(L, H*W):
 //   work-item l = ln*LH + lh visits images n = ln, ln + LN, ... and positions i = lh, lh + LH, ... of the
 //   plane (n, c) at (n*C + c)*HW + i. Neighbouring work-items read neighbouring addresses (coalesced on
@@ -72,18 +72,19 @@ __kernel void batchnorm_forward(__global const float *x, __global const float *g
     }
 }
 
-// Eval: the running statistics, no reduction, so one work-item per ELEMENT (not per channel). The
-// work-item at (n = 0, c, position 0) also writes mean_out[c] and invstd_out[c].
+// Eval: the running statistics, no reduction, so one work-item per ELEMENT (not per channel): a 2-D range
+// (position i in the plane, plane n*C + c). The work-item at (0, c) also writes mean_out[c], invstd_out[c].
 __kernel void batchnorm_forward_eval(__global const float *x, __global const float *gamma, __global const float *beta,
                                      __global const float *running_mean, __global const float *running_var,
                                      __global float *y, __global float *mean_out, __global float *invstd_out,
                                      const int N, const int C, const int HW, const float eps) {
-    const int i = get_global_id(0);
-    if (i >= N * C * HW) return;
-    const int c = (i / HW) % C;
+    const int i = get_global_id(0), plane = get_global_id(1);
+    if (i >= HW || plane >= N * C) return;
+    const int c = plane % C;
     const float mean = running_mean[c], invstd = rsqrt(running_var[c] + eps);
-    y[i] = gamma[c] * (x[i] - mean) * invstd + beta[c];
-    if (i < C * HW && i % HW == 0) {
+    const size_t j = (size_t)plane * HW + i;
+    y[j] = gamma[c] * (x[j] - mean) * invstd + beta[c];
+    if (plane < C && i == 0) {
         mean_out[c] = mean;
         invstd_out[c] = invstd;
     }

@@ -5,9 +5,10 @@
 //        stored as float (exact for planes below 2^24 elements)
 //   avg: count_include_pad = True, divisor (hend - hstart)(wend - wstart) with hend = min(hstart + POOL_K, H + POOL_P)
 //   global avg: [N, C, H, W] -> [N, C] means
-// Mapping: forward kernels use one work-item per OUTPUT element; backward kernels GATHER with one
-//   work-item per INPUT element, visiting the output windows that contain it, so no two work-items write
-//   the same address and no atomics are needed. Global average forward: one work-item per (n, c) plane.
+// Mapping: forward kernels use one work-item per OUTPUT element, a 3-D range (ow, oh, plane); backward
+//   kernels GATHER with one work-item per INPUT element, (iw, ih, plane), visiting the at most
+//   ceil(K/S)^2 output windows that contain it, so no two work-items write the same address and no
+//   atomics are needed. Global average forward: one work-item per (n, c) plane; backward per element.
 // Geometry as compile-time defines POOL_K, POOL_S, POOL_P (kernel, stride, padding; one program per
 // geometry, cached), so window bounds divide by constants and the window loops unroll.
 // No local memory. Kernels bound-check (the host rounds the global size up to the work-group size).
@@ -28,12 +29,14 @@ inline int pool_first_window(int i) {
     return t <= 0 ? 0 : (t + POOL_S - 1) / POOL_S;
 }
 inline int pool_last_window(int i, int O) { return min((i + POOL_P) / POOL_S, O - 1); }
+// Most windows along one axis that contain an input position: a constant trip count for the gathers.
+#define POOL_SPAN ((POOL_K + POOL_S - 1) / POOL_S)
 
 __kernel void max_pool_forward(__global const float *x, __global float *y, __global float *argmax,
                                const int planes, const int H, const int W, const int OH, const int OW) {
-    const int o = get_global_id(0);
-    if (o >= planes * OH * OW) return;
-    const int ow = o % OW, oh = (o / OW) % OH, plane = o / (OW * OH);
+    const int ow = get_global_id(0), oh = get_global_id(1), plane = get_global_id(2);
+    if (ow >= OW || oh >= OH || plane >= planes) return;
+    const size_t o = ((size_t)plane * OH + oh) * OW + ow;
     const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
     __global const float *xp = x + (size_t)plane * H * W;
     float best = -INFINITY;
@@ -56,27 +59,32 @@ __kernel void max_pool_forward(__global const float *x, __global float *y, __glo
 
 __kernel void max_pool_backward(__global const float *grad_out, __global const float *argmax, __global float *grad_x,
                                 const int planes, const int H, const int W, const int OH, const int OW) {
-    const int i = get_global_id(0);
-    if (i >= planes * H * W) return;
-    const int iw = i % W, ih = (i / W) % H, plane = i / (W * H);
+    const int iw = get_global_id(0), ih = get_global_id(1), plane = get_global_id(2);
+    if (iw >= W || ih >= H || plane >= planes) return;
+    const size_t i = ((size_t)plane * H + ih) * W + iw;
     const int here = ih * W + iw;
     const int oh0 = pool_first_window(ih), oh1 = pool_last_window(ih, OH);
     const int ow0 = pool_first_window(iw), ow1 = pool_last_window(iw, OW);
     const size_t base = (size_t)plane * OH * OW;
     float g = 0.0f;
-    for (int oh = oh0; oh <= oh1; ++oh)
-        for (int ow = ow0; ow <= ow1; ++ow) {
-            const size_t o = base + oh * OW + ow;
-            if ((int)argmax[o] == here) g += grad_out[o];
+    for (int dh = 0; dh < POOL_SPAN; ++dh) {
+        const int oh = oh0 + dh;
+        for (int dw = 0; dw < POOL_SPAN; ++dw) {
+            const int ow = ow0 + dw;
+            if (oh <= oh1 && ow <= ow1) {
+                const size_t o = base + oh * OW + ow;
+                if ((int)argmax[o] == here) g += grad_out[o];
+            }
         }
+    }
     grad_x[i] = g;
 }
 
 __kernel void avg_pool_forward(__global const float *x, __global float *y,
                                const int planes, const int H, const int W, const int OH, const int OW) {
-    const int o = get_global_id(0);
-    if (o >= planes * OH * OW) return;
-    const int ow = o % OW, oh = (o / OW) % OH, plane = o / (OW * OH);
+    const int ow = get_global_id(0), oh = get_global_id(1), plane = get_global_id(2);
+    if (ow >= OW || oh >= OH || plane >= planes) return;
+    const size_t o = ((size_t)plane * OH + oh) * OW + ow;
     const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
     const int he = min(hs + POOL_K, H + POOL_P), we = min(ws + POOL_K, W + POOL_P);
     const float divisor = (float)((he - hs) * (we - ws));
@@ -89,18 +97,20 @@ __kernel void avg_pool_forward(__global const float *x, __global float *y,
 
 __kernel void avg_pool_backward(__global const float *grad_out, __global float *grad_x,
                                 const int planes, const int H, const int W, const int OH, const int OW) {
-    const int i = get_global_id(0);
-    if (i >= planes * H * W) return;
-    const int iw = i % W, ih = (i / W) % H, plane = i / (W * H);
+    const int iw = get_global_id(0), ih = get_global_id(1), plane = get_global_id(2);
+    if (iw >= W || ih >= H || plane >= planes) return;
+    const size_t i = ((size_t)plane * H + ih) * W + iw;
     const int oh0 = pool_first_window(ih), oh1 = pool_last_window(ih, OH);
     const int ow0 = pool_first_window(iw), ow1 = pool_last_window(iw, OW);
     __global const float *gp = grad_out + (size_t)plane * OH * OW;
     float g = 0.0f;
-    for (int oh = oh0; oh <= oh1; ++oh) {
+    for (int dh = 0; dh < POOL_SPAN; ++dh) {
+        const int oh = oh0 + dh;
         const int hs = oh * POOL_S - POOL_P, he = min(hs + POOL_K, H + POOL_P);
-        for (int ow = ow0; ow <= ow1; ++ow) {
+        for (int dw = 0; dw < POOL_SPAN; ++dw) {
+            const int ow = ow0 + dw;
             const int ws = ow * POOL_S - POOL_P, we = min(ws + POOL_K, W + POOL_P);
-            g += gp[oh * OW + ow] / (float)((he - hs) * (we - ws));
+            if (oh <= oh1 && ow <= ow1) g += gp[oh * OW + ow] / (float)((he - hs) * (we - ws));
         }
     }
     grad_x[i] = g;

@@ -127,9 +127,9 @@ extension OpenCLBackend: BatchNormOps {
                            + outputs + dims + [.int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .float(momentum), .float(eps), .local(local * 4)],
                        global: [s.c * local], local: [local])
         } else {
-            try launch(kernel("batchnorm_forward_eval", KernelSource.batchnorm),
-                       inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())] + outputs + dims + [.float(eps)],
-                       count: s.count)
+            let k = try kernel("batchnorm_forward_eval", KernelSource.batchnorm)
+            lastEvent = try k.enqueue(inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
+                                      + outputs + dims + [.float(eps)], global: [s.h * s.w, s.n * s.c])
         }
         return (out, BatchNormSaved(mean: mean, invstd: invstd, training: training))
     }
