@@ -88,11 +88,12 @@ extension ReferenceBackend: BatchNormOps {
 }
 
 extension OpenCLBackend {
-    /// A power-of-two work-group size for a one-group reduction over `items` values: at most `cap`, within
-    /// the kernel's and device's work-group limits and the local memory (`floatsPerItem` floats per item).
-    func reductionLocalSize(_ kernel: CLKernel, items: Int, cap: Int = 256, floatsPerItem: Int = 1) -> Int {
+    /// A power-of-two work-group size for a one-group reduction over `items` values (one float of local
+    /// memory per work-item): the smallest power of two ≥ `items`, capped by `cap`, the kernel's and the
+    /// device's work-group limits and the device's local memory.
+    func reductionLocalSize(_ kernel: CLKernel, items: Int, cap: Int = 256) -> Int {
         let info = device.info
-        let memoryLimit = Int(info.localMemory) / (4 * max(floatsPerItem, 1))
+        let memoryLimit = Int(info.localMemory) / 4
         var limit = min(cap, info.maxWorkGroupSize, memoryLimit)
         let kernelLimit = kernel.maxWorkGroupSize
         if kernelLimit > 0 { limit = min(limit, kernelLimit) }
