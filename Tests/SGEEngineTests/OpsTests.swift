@@ -102,6 +102,18 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// NaN wins a window (PyTorch propagates it): the 3×3 centre is in every k3 s1 p1 window.
+    func testMaxPoolPropagatesNaN() throws {
+        let device = try testDevice()
+        var v = (0..<9).map { Float($0) }
+        v[4] = .nan
+        let md = try device.maxPoolForward(try device.tensor(v, [1, 1, 3, 3]), kernel: 3, stride: 1, padding: 1)
+        let mr = try reference.maxPoolForward(try reference.tensor(v, [1, 1, 3, 3]), kernel: 3, stride: 1, padding: 1)
+        XCTAssertTrue(try md.out.read().allSatisfy(\.isNaN))
+        XCTAssertEqual(try md.argmax.read(), try mr.argmax.read())
+        XCTAssertEqual(try md.argmax.read(), [Float](repeating: 4, count: 9))
+    }
+
     func testGlobalAvgPoolMatchesReference() throws {
         let device = try testDevice()
         for shape: Shape in [[1, 93, 7, 13], [2, 3, 1, 1], [3, 17, 2, 1]] {
