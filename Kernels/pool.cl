@@ -68,10 +68,11 @@ __kernel void max_pool_backward(__global const float *grad_out, __global const f
         const int oh = oh0 + dh;
         for (int dw = 0; dw < POOL_SPAN; ++dw) {
             const int ow = ow0 + dw;
-            if (oh <= oh1 && ow <= ow1) {
-                const size_t o = base + oh * OW + ow;
-                if ((int)argmax[o] == here) g += grad_out[o];
-            }
+            // Always load from a valid address (window (0, 0) when out of range) and select: no branches.
+            const int ok = oh <= oh1 && ow <= ow1;
+            const size_t o = ok ? base + oh * OW + ow : base;
+            const float a = argmax[o], go = grad_out[o];
+            g += (ok && a == (float)here) ? go : 0.0f;
         }
     }
     grad_x[i] = g;

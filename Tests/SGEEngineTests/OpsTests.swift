@@ -99,6 +99,11 @@ final class OpsTests: XCTestCase {
             let md = try device.maxPoolForward(try device.tensor(v, shape), kernel: k, stride: s, padding: p)
             let mr = try reference.maxPoolForward(try reference.tensor(v, shape), kernel: k, stride: s, padding: p)
             try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "k\(k) s\(s) p\(p) argmax with ties")
+            // Overlapping windows may share an argmax: the gather must sum all of them.
+            let g = rng.normals(mr.out.count)
+            try assertClose(try device.maxPoolBackward(try device.tensor(g, mr.out.shape), argmax: md.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                            try reference.maxPoolBackward(try reference.tensor(g, mr.out.shape), argmax: mr.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                            atol: poolTolerance, rtol: poolTolerance, "k\(k) s\(s) p\(p) max grad with ties")
         }
     }
 
