@@ -7,14 +7,15 @@
 //   backward: dbeta += sum g, dgamma += sum g xhat,
 //             dx = gamma invstd / M (M g - sum g - xhat sum g xhat)   (training) or gamma invstd g (eval)
 // Layout: x, y, grads are [N, C, H, W]; gamma, beta, running stats, mean, invstd are [C].
-// Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c), any power-of-two local size L chosen by the
-//   host from the device limits. Element e in 0..M-1 of channel c lives at (e / HW * C + c) * HW + e % HW;
-//   work-item l handles e = l, l + L, ... (works for any N, H, W; the tail is a bound check).
+// Mapping: ONE WORK-GROUP PER CHANNEL (get_group_id(0) = c; batchnorm_forward_eval, which needs no
+//   reduction, is one work-item per element instead, see there), any power-of-two local size L chosen by the
+//   host from the device limits, viewed as LN x LH with LH = the host's power of two <= min(L, H*W):
+//   work-item l = ln*LH + lh visits images n = ln, ln + LN, ... and positions i = lh, lh + LH, ... of the
+//   plane (n, c) at (n*C + c)*HW + i. Neighbouring work-items read neighbouring addresses (coalesced on
+//   GPUs, vectorisable across work-items on CPUs), there is no per-element division, and any N, H, W work.
 // Local memory: L floats, reused by each tree reduction (two per kernel); every work-item reads the sum
 //   after a barrier. One work-group owns a channel, so writes to [C] arrays (and the += into dgamma,
 //   dbeta) are race-free without atomics. No tunable defines: the local size is chosen at launch.
-
-inline int bn_index(int e, int c, int C, int HW) { return (e / HW * C + c) * HW + e % HW; }
 
 // Tree reduction of scratch[0..L) (L a power of two); returns the sum to every work-item.
 inline float bn_reduce(__local float *scratch, float v) {
@@ -30,45 +31,62 @@ inline float bn_reduce(__local float *scratch, float v) {
     return r;
 }
 
-// training = 1: batch statistics, running stats updated in place; 0: running statistics.
-// mean_out / invstd_out receive the statistics used (what backward needs).
+// Training: batch statistics; running stats updated in place; mean_out / invstd_out receive the batch
+// statistics (what backward needs). Launched with exactly C work-groups, so every group has a channel
+// (no early return: all work-items must reach every barrier).
 __kernel void batchnorm_forward(__global const float *x, __global const float *gamma, __global const float *beta,
                                 __global float *running_mean, __global float *running_var,
                                 __global float *y, __global float *mean_out, __global float *invstd_out,
-                                const int N, const int C, const int HW, const int training,
-                                const float momentum, const float eps, __local float *scratch) {
-    const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
+                                const int N, const int C, const int HW, const int LH, const float momentum, const float eps,
+                                __local float *scratch) {
+    const int c = get_group_id(0), l = get_local_id(0), LN = get_local_size(0) / LH;
+    const int lh = l % LH, ln = l / LH;
     const int M = N * HW;
-    if (c >= C) return;   // whole work-group leaves together
-    float mean, var;
-    if (training) {
-        float s = 0.0f;
-        for (int e = l; e < M; e += L) s += x[bn_index(e, c, C, HW)];
-        mean = bn_reduce(scratch, s) / (float)M;
-        float q = 0.0f;
-        for (int e = l; e < M; e += L) {
-            const float d = x[bn_index(e, c, C, HW)] - mean;
+    float s = 0.0f;
+    for (int n = ln; n < N; n += LN) {
+        __global const float *xp = x + (size_t)(n * C + c) * HW;
+        for (int i = lh; i < HW; i += LH) s += xp[i];
+    }
+    const float mean = bn_reduce(scratch, s) / (float)M;
+    float q = 0.0f;
+    for (int n = ln; n < N; n += LN) {
+        __global const float *xp = x + (size_t)(n * C + c) * HW;
+        for (int i = lh; i < HW; i += LH) {
+            const float d = xp[i] - mean;
             q += d * d;
         }
-        var = bn_reduce(scratch, q) / (float)M;
-    } else {
-        mean = running_mean[c];
-        var = running_var[c];
     }
+    const float var = bn_reduce(scratch, q) / (float)M;
     const float invstd = rsqrt(var + eps);
     if (l == 0) {
         mean_out[c] = mean;
         invstd_out[c] = invstd;
-        if (training) {
-            const float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
-            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
-            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
-        }
+        const float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
     }
     const float a = gamma[c] * invstd, b = beta[c] - mean * a;
-    for (int e = l; e < M; e += L) {
-        const int i = bn_index(e, c, C, HW);
-        y[i] = x[i] * a + b;
+    for (int n = ln; n < N; n += LN) {
+        const size_t base = (size_t)(n * C + c) * HW;
+        for (int i = lh; i < HW; i += LH) y[base + i] = x[base + i] * a + b;
+    }
+}
+
+// Eval: the running statistics, no reduction, so one work-item per ELEMENT (not per channel): a 2-D range
+// (position i in the plane, plane n*C + c). The work-item at (0, c) also writes mean_out[c], invstd_out[c].
+__kernel void batchnorm_forward_eval(__global const float *x, __global const float *gamma, __global const float *beta,
+                                     __global const float *running_mean, __global const float *running_var,
+                                     __global float *y, __global float *mean_out, __global float *invstd_out,
+                                     const int N, const int C, const int HW, const float eps) {
+    const int i = get_global_id(0), plane = get_global_id(1);
+    if (i >= HW || plane >= N * C) return;
+    const int c = plane % C;
+    const float mean = running_mean[c], invstd = rsqrt(running_var[c] + eps);
+    const size_t j = (size_t)plane * HW + i;
+    y[j] = gamma[c] * (x[j] - mean) * invstd + beta[c];
+    if (plane < C && i == 0) {
+        mean_out[c] = mean;
+        invstd_out[c] = invstd;
     }
 }
 
@@ -76,29 +94,34 @@ __kernel void batchnorm_forward(__global const float *x, __global const float *g
 __kernel void batchnorm_backward(__global const float *grad_out, __global const float *x, __global const float *gamma,
                                  __global const float *mean_in, __global const float *invstd_in,
                                  __global float *grad_x, __global float *grad_gamma, __global float *grad_beta,
-                                 const int N, const int C, const int HW, const int training, __local float *scratch) {
-    const int c = get_group_id(0), l = get_local_id(0), L = get_local_size(0);
+                                 const int N, const int C, const int HW, const int LH, const int training,
+                                 __local float *scratch) {
+    const int c = get_group_id(0), l = get_local_id(0), LN = get_local_size(0) / LH;
+    const int lh = l % LH, ln = l / LH;
     const int M = N * HW;
-    if (c >= C) return;
     const float mean = mean_in[c], invstd = invstd_in[c];
     float sg = 0.0f, sgx = 0.0f;
-    for (int e = l; e < M; e += L) {
-        const int i = bn_index(e, c, C, HW);
-        const float g = grad_out[i];
-        sg += g;
-        sgx += g * (x[i] - mean) * invstd;
+    for (int n = ln; n < N; n += LN) {
+        const size_t base = (size_t)(n * C + c) * HW;
+        for (int i = lh; i < HW; i += LH) {
+            const float g = grad_out[base + i];
+            sg += g;
+            sgx += g * (x[base + i] - mean);
+        }
     }
     sg = bn_reduce(scratch, sg);
-    sgx = bn_reduce(scratch, sgx);
+    sgx = bn_reduce(scratch, sgx) * invstd;   // sum g * xhat
     if (l == 0) {
         grad_gamma[c] += sgx;
         grad_beta[c] += sg;
     }
     const float k = gamma[c] * invstd;
     const float mg = sg / (float)M, mgx = sgx / (float)M;
-    for (int e = l; e < M; e += L) {
-        const int i = bn_index(e, c, C, HW);
-        const float g = grad_out[i];
-        grad_x[i] = training ? k * (g - mg - (x[i] - mean) * invstd * mgx) : k * g;
+    for (int n = ln; n < N; n += LN) {
+        const size_t base = (size_t)(n * C + c) * HW;
+        for (int i = lh; i < HW; i += LH) {
+            const float g = grad_out[base + i];
+            grad_x[base + i] = training ? k * (g - mg - (x[base + i] - mean) * invstd * mgx) : k * g;
+        }
     }
 }

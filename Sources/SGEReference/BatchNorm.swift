@@ -16,7 +16,7 @@ import SGETensor
 ///     eval:      ∂L/∂x_i = γ·invstd·g_i                                    (statistics are constants)
 extension Reference {
     /// Index of element `i` (0..<N·H·W) of channel `c` in an NCHW array.
-    @inline(__always) static func channelIndex(_ i: Int, c: Int, channels: Int, hw: Int) -> Int {
+    @inline(__always) private static func channelIndex(_ i: Int, c: Int, channels: Int, hw: Int) -> Int {
         (i / hw * channels + c) * hw + i % hw
     }
 

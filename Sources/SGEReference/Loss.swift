@@ -47,10 +47,10 @@ extension Reference {
 
 #if canImport(Glibc)
 import Glibc
-@inline(__always) func _exp(_ x: Double) -> Double { Glibc.exp(x) }
-@inline(__always) func _logd(_ x: Double) -> Double { Glibc.log(x) }
+@inline(__always) fileprivate func _exp(_ x: Double) -> Double { Glibc.exp(x) }
+@inline(__always) fileprivate func _logd(_ x: Double) -> Double { Glibc.log(x) }
 #elseif canImport(Darwin)
 import Darwin
-@inline(__always) func _exp(_ x: Double) -> Double { Darwin.exp(x) }
-@inline(__always) func _logd(_ x: Double) -> Double { Darwin.log(x) }
+@inline(__always) fileprivate func _exp(_ x: Double) -> Double { Darwin.exp(x) }
+@inline(__always) fileprivate func _logd(_ x: Double) -> Double { Darwin.log(x) }
 #endif

@@ -56,7 +56,7 @@ extension Reference {
     }
 
     /// The window of output (y, x): clipped row/column ranges and the count_include_pad divisor.
-    @inline(__always) static func avgWindow(_ y: Int, _ x: Int, h: Int, w: Int, k: Int, s: Int, p: Int)
+    @inline(__always) private static func avgWindow(_ y: Int, _ x: Int, h: Int, w: Int, k: Int, s: Int, p: Int)
         -> (h0: Int, h1: Int, w0: Int, w1: Int, divisor: Int) {
         let hs = y * s - p, ws = x * s - p
         let he = min(hs + k, h + p), we = min(ws + k, w + p)

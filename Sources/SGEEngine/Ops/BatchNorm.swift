@@ -88,17 +88,25 @@ extension ReferenceBackend: BatchNormOps {
 }
 
 extension OpenCLBackend {
-    /// A power-of-two work-group size for a one-group reduction over `items` values: at most `cap`, within
-    /// the kernel's and device's work-group limits and the local memory (`floatsPerItem` floats per item).
-    func reductionLocalSize(_ kernel: CLKernel, items: Int, cap: Int = 256, floatsPerItem: Int = 1) -> Int {
+    /// A power-of-two work-group size for a one-group reduction over `items` values (one float of local
+    /// memory per work-item): the smallest power of two ≥ `items`, capped by `cap`, the kernel's and the
+    /// device's work-group limits and the device's local memory.
+    func reductionLocalSize(_ kernel: CLKernel, items: Int, cap: Int = 256) -> Int {
         let info = device.info
-        let memoryLimit = Int(info.localMemory) / (4 * max(floatsPerItem, 1))
+        let memoryLimit = Int(info.localMemory) / 4
         var limit = min(cap, info.maxWorkGroupSize, memoryLimit)
         let kernelLimit = kernel.maxWorkGroupSize
         if kernelLimit > 0 { limit = min(limit, kernelLimit) }
         var size = 1
         while size * 2 <= limit && size < items { size *= 2 }
         return size
+    }
+
+    /// The batchnorm kernels' LH: the largest power of two ≤ min(local, H·W) (see batchnorm.cl).
+    func planeLocalSize(local: Int, hw: Int) -> Int {
+        var lh = 1
+        while lh * 2 <= min(local, hw) { lh *= 2 }
+        return lh
     }
 }
 
@@ -109,16 +117,21 @@ extension OpenCLBackend: BatchNormOps {
         let s = x.shape, c = Shape([s.c])
         let out = try output(s, label: "batchnorm")
         let mean = try output(c, label: "bn mean"), invstd = try output(c, label: "bn invstd")
-        let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
-        let local = reductionLocalSize(k, items: s.n * s.h * s.w)
-        let stats: [CLKernel.Arg] = training
-            ? [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
-            : [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
-        try launch(k, [.buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()), .buffer(beta.deviceBuffer())] + stats +
-                   [.buffer(out.deviceBufferForOverwrite()), .buffer(mean.deviceBufferForOverwrite()), .buffer(invstd.deviceBufferForOverwrite()),
-                    .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(training ? 1 : 0),
-                    .float(momentum), .float(eps), .local(local * 4)],
-                   global: [s.c * local], local: [local])
+        let outputs: [CLKernel.Arg] = [.buffer(try out.deviceBufferForOverwrite()), .buffer(try mean.deviceBufferForOverwrite()),
+                                       .buffer(try invstd.deviceBufferForOverwrite())]
+        let dims: [CLKernel.Arg] = [.int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w))]
+        let inputs: [CLKernel.Arg] = [.buffer(try x.deviceBuffer()), .buffer(try gamma.deviceBuffer()), .buffer(try beta.deviceBuffer())]
+        if training {
+            let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
+            let local = reductionLocalSize(k, items: s.n * s.h * s.w)
+            try launch(k, inputs + [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
+                           + outputs + dims + [.int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .float(momentum), .float(eps), .local(local * 4)],
+                       global: [s.c * local], local: [local])
+        } else {
+            let k = try kernel("batchnorm_forward_eval", KernelSource.batchnorm)
+            lastEvent = try k.enqueue(inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
+                                      + outputs + dims + [.float(eps)], global: [s.h * s.w, s.n * s.c])
+        }
         return (out, BatchNormSaved(mean: mean, invstd: invstd, training: training))
     }
 
@@ -132,7 +145,8 @@ extension OpenCLBackend: BatchNormOps {
         try launch(k, [.buffer(gradOut.deviceBuffer()), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
                        .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer()),
                        .buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()), .buffer(gradBeta.deviceBufferForUpdate()),
-                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)), .int(saved.training ? 1 : 0), .local(local * 4)],
+                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)),
+                       .int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .int(saved.training ? 1 : 0), .local(local * 4)],
                    global: [s.c * local], local: [local])
         return gx
     }

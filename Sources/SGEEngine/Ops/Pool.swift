@@ -98,17 +98,28 @@ extension ReferenceBackend: PoolOps {
 }
 
 extension OpenCLBackend: PoolOps {
-    /// planes, H, W, OH, OW, K, S, P as kernel arguments.
-    private func poolArgs(_ input: Shape, _ output: Shape, _ k: Int, _ s: Int, _ p: Int) -> [CLKernel.Arg] {
-        [input.n * input.c, input.h, input.w, output.h, output.w, k, s, p].map { .int(Int32($0)) }
+    /// planes, H, W, OH, OW as kernel arguments.
+    private func poolArgs(_ input: Shape, _ output: Shape) -> [CLKernel.Arg] {
+        [input.n * input.c, input.h, input.w, output.h, output.w].map { .int(Int32($0)) }
+    }
+
+    /// Enqueues a pool.cl kernel over a 3-D range (width, height, planes) of `shape` (the driver picks
+    /// the work-group size).
+    private func launchPlanes(_ kernel: CLKernel, _ args: [CLKernel.Arg], over shape: Shape) throws {
+        lastEvent = try kernel.enqueue(args, global: [shape.w, shape.h, shape.n * shape.c])
+    }
+
+    /// A pool.cl kernel compiled for one geometry (kernel size, stride and padding are `-D` defines).
+    private func poolKernel(_ name: String, _ k: Int, _ s: Int, _ p: Int) throws -> CLKernel {
+        try kernel(name, KernelSource.pool, ["POOL_K": "\(k)", "POOL_S": "\(s)", "POOL_P": "\(p)"])
     }
 
     public func maxPoolForward(_ x: Tensor, kernel k: Int, stride: Int, padding: Int) throws -> (out: Tensor, argmax: Tensor) {
         let os = try poolOutputShape(x.shape, kernel: k, stride: stride, padding: padding, op: "maxPoolForward", what: x.label)
         let out = try output(os, label: "maxpool"), argmax = try output(os, label: "maxpool argmax")
-        try launch(kernel("max_pool_forward", KernelSource.pool),
+        try launchPlanes(poolKernel("max_pool_forward", k, stride, padding),
                    [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(argmax.deviceBufferForOverwrite())]
-                       + poolArgs(x.shape, os, k, stride, padding), count: os.count)
+                       + poolArgs(x.shape, os), over: os)
         return (out, argmax)
     }
 
@@ -118,27 +129,25 @@ extension OpenCLBackend: PoolOps {
         let os = try checkPoolBackward(gradOut, inputShape: inputShape, kernel: k, stride: stride, padding: padding, op: "maxPoolBackward")
         try requireSameShape(argmax, gradOut, op: "maxPoolBackward")
         let gx = try output(inputShape, label: "maxpool grad")
-        try launch(kernel("max_pool_backward", KernelSource.pool),
+        try launchPlanes(poolKernel("max_pool_backward", k, stride, padding),
                    [.buffer(gradOut.deviceBuffer()), .buffer(argmax.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite())]
-                       + poolArgs(inputShape, os, k, stride, padding), count: inputShape.count)
+                       + poolArgs(inputShape, os), over: inputShape)
         return gx
     }
 
     public func avgPoolForward(_ x: Tensor, kernel k: Int, stride: Int, padding: Int) throws -> Tensor {
         let os = try poolOutputShape(x.shape, kernel: k, stride: stride, padding: padding, op: "avgPoolForward", what: x.label)
         let out = try output(os, label: "avgpool")
-        try launch(kernel("avg_pool_forward", KernelSource.pool),
-                   [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite())] + poolArgs(x.shape, os, k, stride, padding),
-                   count: os.count)
+        try launchPlanes(poolKernel("avg_pool_forward", k, stride, padding),
+                   [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite())] + poolArgs(x.shape, os), over: os)
         return out
     }
 
     public func avgPoolBackward(_ gradOut: Tensor, inputShape: Shape, kernel k: Int, stride: Int, padding: Int) throws -> Tensor {
         let os = try checkPoolBackward(gradOut, inputShape: inputShape, kernel: k, stride: stride, padding: padding, op: "avgPoolBackward")
         let gx = try output(inputShape, label: "avgpool grad")
-        try launch(kernel("avg_pool_backward", KernelSource.pool),
-                   [.buffer(gradOut.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite())] + poolArgs(inputShape, os, k, stride, padding),
-                   count: inputShape.count)
+        try launchPlanes(poolKernel("avg_pool_backward", k, stride, padding),
+                   [.buffer(gradOut.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite())] + poolArgs(inputShape, os), over: inputShape)
         return gx
     }
 

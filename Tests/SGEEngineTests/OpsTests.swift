@@ -1,0 +1,233 @@
+import SGEEngine
+import SGETensor
+import SGETestSupport
+import XCTest
+
+/// BatchNorm, pooling, cross-entropy and SGD: the OpenCL backend against the reference backend on
+/// awkward shapes, and the argument checks both share.
+final class OpsTests: XCTestCase {
+    /// BatchNorm forward: float32 sums of up to ~300 O(1) values (mean, variance) against Double; the
+    /// normalised outputs are O(1) with a few ulps of error each step, so 1e-5 absolute/relative is ample.
+    let bnForwardTolerance = 1e-5
+    /// BatchNorm backward subtracts two float32 channel sums from M·g: cancellation costs ~2 digits more.
+    let bnBackwardTolerance = 1e-4
+    /// Pooling: max is exact; averages and gathers sum at most 9 floats in another order than the Double
+    /// reference (measured ≤ 5e-7 absolute on sums up to ~4, i.e. ~1 ulp), so 1e-6 + 1e-6·|ref|.
+    let poolTolerance = 1e-6
+    /// Cross-entropy: float exp/log (a few ulps) on losses up to ~10; gradients are ≤ 1/N in size.
+    let lossTolerance = 1e-5
+    /// SGD: a handful of float multiply-adds against Double, values O(1).
+    let sgdTolerance = 1e-6
+
+    var rng = SeededRNG(seed: 7)
+    let reference = ReferenceBackend()
+
+    /// The same random values on both backends.
+    func pair(_ device: OpenCLBackend, _ shape: Shape, std: Float = 1, mean: Float = 0, label: String) throws -> (Tensor, Tensor) {
+        let v = rng.normals(shape.count, std: std).map { $0 + mean }
+        return (try device.tensor(v, shape, label: label), try reference.tensor(v, shape, label: label))
+    }
+
+    // MARK: BatchNorm
+
+    func testBatchNormMatchesReference() throws {
+        let device = try testDevice()
+        // N·H·W = 91, 273 (more than one pass of a 256 work-group), 4 (H·W = 1), 3 (H·W = 1, C = 93).
+        for shape: Shape in [[1, 3, 7, 13], [3, 17, 7, 13], [4, 93, 1, 1], [3, 5, 1, 1]] {
+            let c = Shape([shape.c])
+            let (xd, xr) = try pair(device, shape, std: 2, mean: 0.5, label: "x")
+            let (gd, gr) = try pair(device, c, label: "gamma"), (bd, br) = try pair(device, c, label: "beta")
+            let (rmd, rmr) = try pair(device, c, label: "running mean")
+            let rvValues = rng.uniforms(shape.c, 0.5, 2)
+            let rvd = try device.tensor(rvValues, c), rvr = try reference.tensor(rvValues, c)
+            for training in [true, false] {
+                let what = "\(shape) training=\(training)"
+                let fd = try device.batchNormForward(xd, gamma: gd, beta: bd, runningMean: rmd, runningVar: rvd, training: training, momentum: 0.1, eps: 1e-5)
+                let fr = try reference.batchNormForward(xr, gamma: gr, beta: br, runningMean: rmr, runningVar: rvr, training: training, momentum: 0.1, eps: 1e-5)
+                try assertClose(fd.out, fr.out, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) out")
+                try assertClose(fd.saved.mean, fr.saved.mean, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) mean")
+                try assertClose(fd.saved.invstd, fr.saved.invstd, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) invstd")
+                try assertClose(rmd, rmr, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) running mean")
+                try assertClose(rvd, rvr, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) running var")
+
+                let (god, gor) = try pair(device, shape, label: "grad out")
+                // Non-zero starting gradients check that the parameter gradients accumulate.
+                let ggd = try device.tensor([Float](repeating: 0.25, count: shape.c), c), ggr = try reference.tensor([Float](repeating: 0.25, count: shape.c), c)
+                let gbd = try device.tensor([Float](repeating: -1, count: shape.c), c), gbr = try reference.tensor([Float](repeating: -1, count: shape.c), c)
+                let gxd = try device.batchNormBackward(god, x: xd, gamma: gd, saved: fd.saved, gradGamma: ggd, gradBeta: gbd)
+                let gxr = try reference.batchNormBackward(gor, x: xr, gamma: gr, saved: fr.saved, gradGamma: ggr, gradBeta: gbr)
+                try assertClose(gxd, gxr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad x")
+                try assertClose(ggd, ggr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad gamma")
+                try assertClose(gbd, gbr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad beta")
+            }
+        }
+    }
+
+    // MARK: Pooling
+
+    func testPoolingMatchesReference() throws {
+        let device = try testDevice()
+        let geometries = [(2, 1, 0), (2, 1, 1), (2, 2, 0), (2, 2, 1), (3, 1, 0), (3, 1, 1), (3, 2, 0), (3, 2, 1)]
+        for shape: Shape in [[1, 3, 7, 13], [2, 17, 6, 5]] {
+            let (xd, xr) = try pair(device, shape, label: "x")
+            for (k, s, p) in geometries {
+                let what = "\(shape) k\(k) s\(s) p\(p)"
+                let md = try device.maxPoolForward(xd, kernel: k, stride: s, padding: p)
+                let mr = try reference.maxPoolForward(xr, kernel: k, stride: s, padding: p)
+                try assertClose(md.out, mr.out, atol: 0, rtol: 0, "\(what) max")
+                try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "\(what) argmax")
+                let (god, gor) = try pair(device, mr.out.shape, label: "grad out")
+                try assertClose(try device.maxPoolBackward(god, argmax: md.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                                try reference.maxPoolBackward(gor, argmax: mr.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                                atol: poolTolerance, rtol: poolTolerance, "\(what) max grad")
+                try assertClose(try device.avgPoolForward(xd, kernel: k, stride: s, padding: p),
+                                try reference.avgPoolForward(xr, kernel: k, stride: s, padding: p),
+                                atol: poolTolerance, rtol: poolTolerance, "\(what) avg")
+                try assertClose(try device.avgPoolBackward(god, inputShape: shape, kernel: k, stride: s, padding: p),
+                                try reference.avgPoolBackward(gor, inputShape: shape, kernel: k, stride: s, padding: p),
+                                atol: poolTolerance, rtol: poolTolerance, "\(what) avg grad")
+            }
+        }
+    }
+
+    /// Small integers make many ties; the device must pick the same (first) maximum as the reference.
+    func testMaxPoolTiesMatchReference() throws {
+        let device = try testDevice()
+        let shape: Shape = [2, 3, 7, 13]
+        let v = (0..<shape.count).map { _ in Float(rng.int(3)) }
+        for (k, s, p) in [(3, 1, 1), (2, 2, 0), (3, 2, 1)] {
+            let md = try device.maxPoolForward(try device.tensor(v, shape), kernel: k, stride: s, padding: p)
+            let mr = try reference.maxPoolForward(try reference.tensor(v, shape), kernel: k, stride: s, padding: p)
+            try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "k\(k) s\(s) p\(p) argmax with ties")
+            // Overlapping windows may share an argmax: the gather must sum all of them.
+            let g = rng.normals(mr.out.count)
+            try assertClose(try device.maxPoolBackward(try device.tensor(g, mr.out.shape), argmax: md.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                            try reference.maxPoolBackward(try reference.tensor(g, mr.out.shape), argmax: mr.argmax, inputShape: shape, kernel: k, stride: s, padding: p),
+                            atol: poolTolerance, rtol: poolTolerance, "k\(k) s\(s) p\(p) max grad with ties")
+        }
+    }
+
+    /// NaN wins a window (PyTorch propagates it): the 3×3 centre is in every k3 s1 p1 window.
+    func testMaxPoolPropagatesNaN() throws {
+        let device = try testDevice()
+        var v = (0..<9).map { Float($0) }
+        v[4] = .nan
+        let md = try device.maxPoolForward(try device.tensor(v, [1, 1, 3, 3]), kernel: 3, stride: 1, padding: 1)
+        let mr = try reference.maxPoolForward(try reference.tensor(v, [1, 1, 3, 3]), kernel: 3, stride: 1, padding: 1)
+        XCTAssertTrue(try md.out.read().allSatisfy(\.isNaN))
+        XCTAssertEqual(try md.argmax.read(), try mr.argmax.read())
+        XCTAssertEqual(try md.argmax.read(), [Float](repeating: 4, count: 9))
+    }
+
+    func testGlobalAvgPoolMatchesReference() throws {
+        let device = try testDevice()
+        for shape: Shape in [[1, 93, 7, 13], [2, 3, 1, 1], [3, 17, 2, 1]] {
+            let (xd, xr) = try pair(device, shape, label: "x")
+            try assertClose(try device.globalAvgPoolForward(xd), try reference.globalAvgPoolForward(xr),
+                            atol: poolTolerance, rtol: poolTolerance, "\(shape) forward")
+            let (gd, gr) = try pair(device, [shape.n, shape.c], label: "grad out")
+            try assertClose(try device.globalAvgPoolBackward(gd, inputShape: shape), try reference.globalAvgPoolBackward(gr, inputShape: shape),
+                            atol: poolTolerance, rtol: poolTolerance, "\(shape) backward")
+        }
+    }
+
+    // MARK: Cross-entropy
+
+    func testSoftmaxCrossEntropyMatchesReference() throws {
+        let device = try testDevice()
+        // N = 300 is more rows than one 256-item work-group holds.
+        for (n, k) in [(7, 10), (3, 1000), (1, 10), (1, 1000), (300, 10)] {
+            let (zd, zr) = try pair(device, [n, k], std: 3, label: "logits")
+            let labels = (0..<n).map { _ in Float(rng.int(k)) }
+            let ld = try device.tensor(labels, [n], label: "labels"), lr = try reference.tensor(labels, [n], label: "labels")
+            let d = try device.softmaxCrossEntropy(zd, labels: ld), r = try reference.softmaxCrossEntropy(zr, labels: lr)
+            try assertClose(d.loss, r.loss, atol: lossTolerance, rtol: lossTolerance, "N\(n) K\(k) loss")
+            try assertClose(d.correct, r.correct, atol: 0, rtol: 0, "N\(n) K\(k) correct")
+            try assertClose(d.gradLogits, r.gradLogits, atol: lossTolerance / Double(n), rtol: lossTolerance, "N\(n) K\(k) grad")
+        }
+    }
+
+    /// Labels only on the device cannot be validated without a sync: the kernel flags them with a NaN loss.
+    func testSoftmaxCrossEntropyFlagsInvalidDeviceLabels() throws {
+        let device = try testDevice()
+        let host = try device.tensor([1, 10], [2], label: "labels")
+        let onDevice = try device.output([2], label: "device labels")
+        try device.copy(host, to: onDevice)
+        XCTAssertEqual(onDevice.residency, .device)
+        let r = try device.softmaxCrossEntropy(try device.tensor([Float](repeating: 0, count: 20), [2, 10]), labels: onDevice)
+        XCTAssertTrue(try r.loss.read()[0].isNaN)
+        XCTAssertThrowsError(try device.softmaxCrossEntropy(try device.tensor([Float](repeating: 0, count: 20), [2, 10]), labels: host))
+    }
+
+    // MARK: SGD
+
+    func testSGDMatchesReferenceForAllOptions() throws {
+        let device = try testDevice()
+        let shape: Shape = [93]
+        for momentum: Float in [0, 0.9] {
+            for dampening: Float in [0, 0.3] {
+                for wd: Float in [0, 5e-4] {
+                    for nesterov in [false, true] {
+                        let what = "momentum \(momentum) dampening \(dampening) wd \(wd) nesterov \(nesterov)"
+                        let (pd, pr) = try pair(device, shape, label: "param")
+                        let (bd, br) = try pair(device, shape, label: "momentum buffer")
+                        if nesterov && (momentum == 0 || dampening != 0) {
+                            XCTAssertThrowsError(try device.sgdStep(pd, grad: pd, momentumBuffer: bd, lr: 0.1, momentum: momentum, dampening: dampening,
+                                                                    weightDecay: wd, nesterov: nesterov, firstStep: true), what)
+                            continue
+                        }
+                        for firstStep in [true, false, false] {
+                            let (gd, gr) = try pair(device, shape, label: "grad")
+                            try device.sgdStep(pd, grad: gd, momentumBuffer: bd, lr: 0.1, momentum: momentum, dampening: dampening,
+                                               weightDecay: wd, nesterov: nesterov, firstStep: firstStep)
+                            try reference.sgdStep(pr, grad: gr, momentumBuffer: br, lr: 0.1, momentum: momentum, dampening: dampening,
+                                                  weightDecay: wd, nesterov: nesterov, firstStep: firstStep)
+                        }
+                        try assertClose(pd, pr, atol: sgdTolerance, rtol: sgdTolerance, "\(what) param")
+                        try assertClose(bd, br, atol: sgdTolerance, rtol: sgdTolerance, "\(what) buffer")
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Argument checks (reference backend: no device needed; both backends share the checks)
+
+    func assertShapeError(_ what: String, _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), what, file: file, line: line) { error in
+            guard let e = error as? SGEError else { return XCTFail("\(what): \(error)", file: file, line: line) }
+            switch e {
+            case .shape(let m), .invalidArgument(let m): XCTAssertFalse(m.isEmpty, file: file, line: line)
+            default: XCTFail("\(what): \(e)", file: file, line: line)
+            }
+        }
+    }
+
+    func testArgumentChecks() throws {
+        let r = reference
+        let x = r.zeros([2, 3, 4, 4], label: "x")
+        let c3 = r.zeros([3]), c4 = r.zeros([4], label: "gamma4")
+        assertShapeError("BN gamma shape") { _ = try r.batchNormForward(x, gamma: c4, beta: c3, runningMean: c3, runningVar: c3, training: true, momentum: 0.1, eps: 1e-5) }
+        assertShapeError("BN rank") { _ = try r.batchNormForward(r.zeros([2, 3]), gamma: c3, beta: c3, runningMean: c3, runningVar: c3, training: true, momentum: 0.1, eps: 1e-5) }
+        assertShapeError("BN one value per channel") { _ = try r.batchNormForward(r.zeros([1, 3, 1, 1]), gamma: c3, beta: c3, runningMean: c3, runningVar: c3, training: true, momentum: 0.1, eps: 1e-5) }
+        assertShapeError("BN eps") { _ = try r.batchNormForward(x, gamma: c3, beta: c3, runningMean: c3, runningVar: c3, training: true, momentum: 0.1, eps: 0) }
+        assertShapeError("pool output empty") { _ = try r.maxPoolForward(r.zeros([1, 1, 2, 2]), kernel: 3, stride: 1, padding: 0) }
+        assertShapeError("pool padding > k/2") { _ = try r.avgPoolForward(x, kernel: 2, stride: 1, padding: 2) }
+        assertShapeError("pool stride 0") { _ = try r.avgPoolForward(x, kernel: 2, stride: 0, padding: 0) }
+        assertShapeError("pool grad shape") { _ = try r.avgPoolBackward(r.zeros([2, 3, 3, 3]), inputShape: [2, 3, 4, 4], kernel: 2, stride: 2, padding: 0) }
+        assertShapeError("global pool grad shape") { _ = try r.globalAvgPoolBackward(r.zeros([2, 4]), inputShape: [2, 3, 4, 4]) }
+        assertShapeError("labels count") { _ = try r.softmaxCrossEntropy(r.zeros([4, 10]), labels: r.zeros([3])) }
+        assertShapeError("momentum buffer shape") {
+            try r.sgdStep(r.zeros([5]), grad: r.zeros([5]), momentumBuffer: r.zeros([6], label: "buf"), lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true)
+        }
+        assertShapeError("negative lr") {
+            try r.sgdStep(r.zeros([5]), grad: r.zeros([5]), momentumBuffer: r.zeros([5]), lr: -1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true)
+        }
+        // A message names the op and the shapes.
+        do {
+            _ = try r.softmaxCrossEntropy(r.zeros([4, 10], label: "logits"), labels: r.zeros([3], label: "labels"))
+        } catch SGEError.shape(let m) {
+            XCTAssertTrue(m.contains("softmaxCrossEntropy") && m.contains("[3]") && m.contains("[4, 10]"), m)
+        }
+    }
+}
