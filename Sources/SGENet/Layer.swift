@@ -1,3 +1,4 @@
+import Foundation
 import SGEEngine
 import SGETensor
 
@@ -74,4 +75,32 @@ public final class Sequential: Layer {
 func cached<T>(_ value: T?, _ layer: String) throws -> T {
     guard let value else { throw SGEError.invalidArgument("\(layer): backward called without a preceding forward") }
     return value
+}
+
+/// Per-layer-kind device time, collected when `SGE_PROFILE=1` (each timed call synchronises the
+/// backend, so profiling slows training; `sge train` prints the table at the end).
+public enum LayerProfiler {
+    public static let enabled = (ProcessInfo.processInfo.environment["SGE_PROFILE"] ?? "0") != "0"
+    nonisolated(unsafe) public private(set) static var seconds: [String: Double] = [:]
+    nonisolated(unsafe) public private(set) static var calls: [String: Int] = [:]
+
+    @inline(__always)
+    static func measure<T>(_ name: String, _ backend: any Backend, _ body: () throws -> T) throws -> T {
+        guard enabled else { return try body() }
+        try backend.synchronize()
+        let start = Date()
+        let result = try body()
+        try backend.synchronize()
+        seconds[name, default: 0] += Date().timeIntervalSince(start)
+        calls[name, default: 0] += 1
+        return result
+    }
+
+    /// The collected times, largest first.
+    public static func report() -> String {
+        let total = seconds.values.reduce(0, +)
+        return seconds.sorted { $0.value > $1.value }.map { name, s in
+            String(format: "  %-22@ %8.3f s  %5.1f%%  %6d calls", name as NSString, s, 100 * s / max(total, 1e-9), calls[name] ?? 0)
+        }.joined(separator: "\n")
+    }
 }

@@ -26,17 +26,21 @@ public final class Conv2d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        input = training ? x : nil
-        return try backend.conv2dForward(x, weight: weight.value, bias: bias?.value, params: params)
+        try LayerProfiler.measure("Conv2d.forward", backend) {
+            input = training ? x : nil
+            return try backend.conv2dForward(x, weight: weight.value, bias: bias?.value, params: params)
+        }
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let x = try cached(input, name)
-        input = nil
-        guard let gx = try backend.conv2dBackward(gradOut, x: x, weight: weight.value, params: params,
-                                                  gradWeight: weight.grad, gradBias: bias?.grad, needInputGrad: true)
-        else { throw SGEError.invalidArgument("\(name): backend returned no input gradient") }
-        return gx
+        try LayerProfiler.measure("Conv2d.backward", backend) {
+            let x = try cached(input, name)
+            input = nil
+            guard let gx = try backend.conv2dBackward(gradOut, x: x, weight: weight.value, params: params,
+                                                      gradWeight: weight.grad, gradBias: bias?.grad, needInputGrad: true)
+            else { throw SGEError.invalidArgument("\(name): backend returned no input gradient") }
+            return gx
+        }
     }
 
     public var namedParameters: [(String, Parameter)] {
@@ -66,16 +70,20 @@ public final class BatchNorm2d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        let (out, s) = try backend.batchNormForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
-                                                   runningVar: runningVar, training: training, momentum: momentum, eps: eps)
-        saved = training ? (x, s) : nil
-        return out
+        try LayerProfiler.measure("BatchNorm2d.forward", backend) {
+            let (out, s) = try backend.batchNormForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
+                                                       runningVar: runningVar, training: training, momentum: momentum, eps: eps)
+            saved = training ? (x, s) : nil
+            return out
+        }
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let (x, s) = try cached(saved, name)
-        saved = nil
-        return try backend.batchNormBackward(gradOut, x: x, gamma: weight.value, saved: s, gradGamma: weight.grad, gradBeta: bias.grad)
+        try LayerProfiler.measure("BatchNorm2d.backward", backend) {
+            let (x, s) = try cached(saved, name)
+            saved = nil
+            return try backend.batchNormBackward(gradOut, x: x, gamma: weight.value, saved: s, gradGamma: weight.grad, gradBeta: bias.grad)
+        }
     }
 
     public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
@@ -88,14 +96,18 @@ public final class ReLU: Layer {
     private var output: Tensor?
     public init(_ backend: any Backend) { self.backend = backend }
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        let y = try backend.reluForward(x)
-        output = training ? y : nil
-        return y
+        try LayerProfiler.measure("ReLU.forward", backend) {
+            let y = try backend.reluForward(x)
+            output = training ? y : nil
+            return y
+        }
     }
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let y = try cached(output, "relu")
-        output = nil
-        return try backend.reluBackward(out: y, gradOut: gradOut)
+        try LayerProfiler.measure("ReLU.backward", backend) {
+            let y = try cached(output, "relu")
+            output = nil
+            return try backend.reluBackward(out: y, gradOut: gradOut)
+        }
     }
 }
 
@@ -129,16 +141,20 @@ public final class SGE: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        let (out, s) = try backend.sgeForward(x, weight: weight.value, bias: bias.value, groups: groups, normalize: normalize)
-        saved = training ? (x, s) : nil
-        return out
+        try LayerProfiler.measure("SGE.forward", backend) {
+            let (out, s) = try backend.sgeForward(x, weight: weight.value, bias: bias.value, groups: groups, normalize: normalize)
+            saved = training ? (x, s) : nil
+            return out
+        }
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let (x, s) = try cached(saved, name)
-        saved = nil
-        return try backend.sgeBackward(gradOut, x: x, weight: weight.value, bias: bias.value, groups: groups, normalize: normalize,
-                                       saved: s, gradWeight: weight.grad, gradBias: bias.grad)
+        try LayerProfiler.measure("SGE.backward", backend) {
+            let (x, s) = try cached(saved, name)
+            saved = nil
+            return try backend.sgeBackward(gradOut, x: x, weight: weight.value, bias: bias.value, groups: groups, normalize: normalize,
+                                           saved: s, gradWeight: weight.grad, gradBias: bias.grad)
+        }
     }
 
     /// The gate map sigmoid(a) for `x`, shape [N, G, H, W] (for visualisation).
@@ -155,11 +171,15 @@ public final class GlobalAvgPool: Layer {
     private var inputShape: Shape?
     public init(_ backend: any Backend) { self.backend = backend }
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        inputShape = x.shape
-        return try backend.globalAvgPoolForward(x)
+        try LayerProfiler.measure("GlobalAvgPool.forward", backend) {
+            inputShape = x.shape
+            return try backend.globalAvgPoolForward(x)
+        }
     }
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        try backend.globalAvgPoolBackward(gradOut, inputShape: try cached(inputShape, "avgpool"))
+        try LayerProfiler.measure("GlobalAvgPool.backward", backend) {
+            try backend.globalAvgPoolBackward(gradOut, inputShape: try cached(inputShape, "avgpool"))
+        }
     }
 }
 
@@ -173,14 +193,18 @@ public final class MaxPool2d: Layer {
         (self.kernel, self.stride, self.padding) = (kernel, stride, padding)
     }
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        let (out, argmax) = try backend.maxPoolForward(x, kernel: kernel, stride: stride, padding: padding)
-        saved = training ? (x.shape, argmax) : nil
-        return out
+        try LayerProfiler.measure("MaxPool2d.forward", backend) {
+            let (out, argmax) = try backend.maxPoolForward(x, kernel: kernel, stride: stride, padding: padding)
+            saved = training ? (x.shape, argmax) : nil
+            return out
+        }
     }
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let (shape, argmax) = try cached(saved, "maxpool")
-        saved = nil
-        return try backend.maxPoolBackward(gradOut, argmax: argmax, inputShape: shape, kernel: kernel, stride: stride, padding: padding)
+        try LayerProfiler.measure("MaxPool2d.backward", backend) {
+            let (shape, argmax) = try cached(saved, "maxpool")
+            saved = nil
+            return try backend.maxPoolBackward(gradOut, argmax: argmax, inputShape: shape, kernel: kernel, stride: stride, padding: padding)
+        }
     }
 }
 
@@ -201,14 +225,18 @@ public final class Linear: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        input = training ? x : nil
-        return try backend.linearForward(x, weight: weight.value, bias: bias.value)
+        try LayerProfiler.measure("Linear.forward", backend) {
+            input = training ? x : nil
+            return try backend.linearForward(x, weight: weight.value, bias: bias.value)
+        }
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let x = try cached(input, name)
-        input = nil
-        return try backend.linearBackward(gradOut, x: x, weight: weight.value, gradWeight: weight.grad, gradBias: bias.grad)
+        try LayerProfiler.measure("Linear.backward", backend) {
+            let x = try cached(input, name)
+            input = nil
+            return try backend.linearBackward(gradOut, x: x, weight: weight.value, gradWeight: weight.grad, gradBias: bias.grad)
+        }
     }
 
     public var namedParameters: [(String, Parameter)] { [("weight", weight), ("bias", bias)] }
