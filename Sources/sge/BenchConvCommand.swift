@@ -101,6 +101,8 @@ struct BenchConv: ParsableCommand {
             rows.append(row(k == 1 ? "forward (1x1 GEMM)" : "forward \(a.rawValue)", ms))
         }
         device.convWorkspace.forwardAlgorithm = saved
+        let noBias = try time(device) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }
+        rows.append(row("forward \(k == 1 ? "(1x1 GEMM)" : saved.rawValue), no bias", noBias))
         let gi = try time(device) {
             _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
         }

@@ -144,13 +144,21 @@ extension ReferenceBackend: ConvOps {
 
 // MARK: OpenCL backend
 
-/// Algorithm choice (measured with `sge conv` on PoCL, 2-core CPU; see the report in the commit):
+/// Algorithm choice, by measurement with `sge conv` (PoCL on the 2-core Xeon dev box, batch 8,
+/// 56×56, 3×3 64→64 pad 1; the box was shared so numbers varied ±50% between runs, but the ranking
+/// below held in every run):
+/// - Forward, non-1×1: im2col + GEMM ≈ 185 ms, CLBlast `convgemm` ≈ 475 ms (2.5× slower in every
+///   run; CLBlast 1.5.3's convgemm kernel is untuned here). im2col of the 8 images alone ≈ 30 ms.
+///   Strided-batched GEMM (A stride 0: shared weights) and one GEMM per image measured the same
+///   (71 vs 72 ms, 141 vs 142 ms); batched is the default because it is one enqueue per chunk,
+///   which matters on GPUs where per-call overhead is larger. `convWorkspace.forwardAlgorithm`
+///   switches (the bench times all three). One big GEMM over N = OH·OW·batch was up to 1.8× faster
+///   than 8 per-image GEMMs, but it needs a batched im2col layout plus an output permutation; not
+///   done yet.
 /// - 1×1, stride 1, pad 0: the image already is the column matrix, so forward, grad input and grad
 ///   weight are plain GEMMs on the tensors (no im2col, no workspace).
-/// - Other shapes: im2col into a chunk of column matrices (bounded by
-///   `convWorkspace.columnLimitBytes`), then one strided-batched GEMM whose A stride is 0 (the
-///   weights are shared) — `ConvForwardAlgorithm.im2colBatchedGemm`, the default. CLBlast's
-///   `convgemm` is selectable for comparison.
+/// - The im2col column buffer holds a chunk of images under `convWorkspace.columnLimitBytes` and is
+///   cached in the backend (grown only when a bigger chunk needs it).
 /// - Grad weight: im2col per image, then one GEMM per image with beta = 1 (accumulating into
 ///   gradWeight; a batched GEMM cannot accumulate into a shared C).
 /// - Grad input: one strided-batched GEMM Wᵀ·gradOut per chunk into the column buffer, then col2im
