@@ -40,3 +40,78 @@ __kernel void bias_grad(__global const float *grad_out, __global float *grad_bia
     }
     if (lid == 0 && k < channels) grad_bias[k] += partial[0];
 }
+
+// ---- "wide" column layout: a chunk of B images as ONE (C*KH*KW) x (B*P) matrix, so a single
+// GEMM covers the whole chunk instead of B GEMMs with N = P.
+// cols[r, b*P + p] with r = (c*KH + i)*KW + j and p = oh*OW + ow; ld = B*P.
+// Mapping: one work-item per element of the destination (bound-checked). No local memory.
+
+// cols = im2col of images [n0, n0+B) of x [N, C, H, W] (zero outside the image).
+__kernel void im2col_wide(__global const float *x, __global float *cols, const int n0, const int batch,
+                          const int channels, const int height, const int width, const int kh, const int kw,
+                          const int out_h, const int out_w, const int stride_h, const int stride_w,
+                          const int pad_h, const int pad_w, const int dil_h, const int dil_w) {
+    const int P = out_h * out_w;
+    const int BP = batch * P;
+    const int idx = get_global_id(0);
+    if (idx >= channels * kh * kw * BP) return;
+    const int r = idx / BP, col = idx - r * BP;
+    const int b = col / P, p = col - b * P;
+    const int j = r % kw, i = (r / kw) % kh, c = r / (kw * kh);
+    const int oh = p / out_w, ow = p - oh * out_w;
+    const int ih = oh * stride_h - pad_h + i * dil_h;
+    const int iw = ow * stride_w - pad_w + j * dil_w;
+    float v = 0.0f;
+    if (ih >= 0 && ih < height && iw >= 0 && iw < width) v = x[(((n0 + b) * channels + c) * height + ih) * width + iw];
+    cols[idx] = v;
+}
+
+// out[n0+b, k, p] = wide[k, b*P + p] (+ bias[k] when has_bias): the GEMM result back to NCHW.
+__kernel void wide_to_nchw(__global const float *wide, __global float *out, __global const float *bias, const int has_bias,
+                           const int n0, const int batch, const int channels, const int P) {
+    const int idx = get_global_id(0);  // over [B, K, P] of the destination chunk
+    if (idx >= batch * channels * P) return;
+    const int p = idx % P, k = (idx / P) % channels, b = idx / (P * channels);
+    float v = wide[k * (batch * P) + b * P + p];
+    if (has_bias) v += bias[k];
+    out[n0 * channels * P + idx] = v;
+}
+
+// wide[k, b*P + p] = src[n0+b, k, p]: a chunk of an NCHW gradient as a K x (B*P) matrix.
+__kernel void nchw_to_wide(__global const float *src, __global float *wide, const int n0, const int batch,
+                           const int channels, const int P) {
+    const int idx = get_global_id(0);  // over [K, B*P] of the destination
+    if (idx >= batch * channels * P) return;
+    const int BP = batch * P;
+    const int k = idx / BP, col = idx - k * BP;
+    const int b = col / P, p = col - b * P;
+    wide[idx] = src[((n0 + b) * channels + k) * P + p];
+}
+
+// col2im as a gather (no atomics, no zeroing): gx[n0+b, c, h, w] = sum over the kernel taps (i, j)
+// whose output position (oh, ow) lands on (h, w) of cols[(c*KH + i)*KW + j, b*P + oh*OW + ow].
+__kernel void col2im_wide(__global const float *cols, __global float *gx, const int n0, const int batch,
+                          const int channels, const int height, const int width, const int kh, const int kw,
+                          const int out_h, const int out_w, const int stride_h, const int stride_w,
+                          const int pad_h, const int pad_w, const int dil_h, const int dil_w) {
+    const int idx = get_global_id(0);  // over [B, C, H, W] of the chunk
+    if (idx >= batch * channels * height * width) return;
+    const int w = idx % width, h = (idx / width) % height;
+    const int c = (idx / (width * height)) % channels, b = idx / (width * height * channels);
+    const int P = out_h * out_w, BP = batch * P;
+    float s = 0.0f;
+    for (int i = 0; i < kh; i++) {
+        const int th = h + pad_h - i * dil_h;
+        if (th < 0 || th % stride_h != 0) continue;
+        const int oh = th / stride_h;
+        if (oh >= out_h) continue;
+        for (int j = 0; j < kw; j++) {
+            const int tw = w + pad_w - j * dil_w;
+            if (tw < 0 || tw % stride_w != 0) continue;
+            const int ow = tw / stride_w;
+            if (ow >= out_w) continue;
+            s += cols[((c * kh + i) * kw + j) * BP + b * P + oh * out_w + ow];
+        }
+    }
+    gx[n0 * channels * height * width + idx] = s;
+}

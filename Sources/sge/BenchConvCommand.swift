@@ -92,15 +92,15 @@ struct BenchConv: ParsableCommand {
             Row(name: name, what: what, ms: ms, gflops: directions * flops / (ms * 1e6))
         }
         var rows: [Row] = []
-        let saved = device.convWorkspace.forwardAlgorithm
-        defer { device.convWorkspace.forwardAlgorithm = saved }
-        let algorithms: [ConvForwardAlgorithm] = k == 1 ? [saved] : ConvForwardAlgorithm.allCases
+        let saved = device.convWorkspace.algorithm
+        defer { device.convWorkspace.algorithm = saved }
+        let algorithms: [ConvAlgorithm] = k == 1 ? [saved] : ConvAlgorithm.allCases
         for a in algorithms {
-            device.convWorkspace.forwardAlgorithm = a
+            device.convWorkspace.algorithm = a
             let ms = try time(device) { _ = try device.conv2dForward(x, weight: w, bias: b, params: params) }
             rows.append(row(k == 1 ? "forward (1x1 GEMM)" : "forward \(a.rawValue)", ms))
         }
-        device.convWorkspace.forwardAlgorithm = saved
+        device.convWorkspace.algorithm = saved
         let noBias = try time(device) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }
         rows.append(row("forward \(k == 1 ? "(1x1 GEMM)" : saved.rawValue), no bias", noBias))
         let gi = try time(device) {
