@@ -47,23 +47,24 @@ __kernel void bias_grad(__global const float *grad_out, __global float *grad_bia
 // Mapping: one work-item per element of the destination (bound-checked). No local memory.
 
 // cols = im2col of images [n0, n0+B) of x [N, C, H, W] (zero outside the image).
+// 2-D range: dim 0 = ow (consecutive work-items write consecutive columns), dim 1 = (r, b, oh)
+// flattened, so the per-element index arithmetic is one division chain per row of outputs.
 __kernel void im2col_wide(__global const float *x, __global float *cols, const int n0, const int batch,
                           const int channels, const int height, const int width, const int kh, const int kw,
                           const int out_h, const int out_w, const int stride_h, const int stride_w,
                           const int pad_h, const int pad_w, const int dil_h, const int dil_w) {
-    const int P = out_h * out_w;
-    const int BP = batch * P;
-    const int idx = get_global_id(0);
-    if (idx >= channels * kh * kw * BP) return;
-    const int r = idx / BP, col = idx - r * BP;
-    const int b = col / P, p = col - b * P;
+    const int ow = get_global_id(0);
+    const int row = get_global_id(1);  // ((r * batch) + b) * out_h + oh
+    if (ow >= out_w || row >= channels * kh * kw * batch * out_h) return;
+    const int oh = row % out_h;
+    const int rb = row / out_h;
+    const int b = rb % batch, r = rb / batch;
     const int j = r % kw, i = (r / kw) % kh, c = r / (kw * kh);
-    const int oh = p / out_w, ow = p - oh * out_w;
     const int ih = oh * stride_h - pad_h + i * dil_h;
     const int iw = ow * stride_w - pad_w + j * dil_w;
     float v = 0.0f;
     if (ih >= 0 && ih < height && iw >= 0 && iw < width) v = x[(((n0 + b) * channels + c) * height + ih) * width + iw];
-    cols[idx] = v;
+    cols[row * out_w + ow] = v;  // = r*(B*P) + b*P + oh*OW + ow
 }
 
 // out[n0+b, k, p] = wide[k, b*P + p] (+ bias[k] when has_bias): the GEMM result back to NCHW.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SGEEngine
+import SGEKernels
 import SGEOpenCL
 import SGETensor
 
@@ -54,28 +55,40 @@ struct BenchConv: ParsableCommand {
             } else {
                 print("device \(device.name), batch \(batch), \(size)×\(size), median of \(repeats) (after \(warmup) warm-up)")
                 for r in rows {
-                    print("  \(r.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(r.what.padding(toLength: 34, withPad: " ", startingAt: 0))"
+                    print("  \(r.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(r.what.padding(toLength: 44, withPad: " ", startingAt: 0))"
                           + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops))
                 }
             }
         }
     }
 
-    /// Median wall-clock milliseconds of `body` + clFinish.
-    func time(_ device: OpenCLBackend, _ body: () throws -> Void) throws -> Double {
-        for _ in 0..<warmup {
-            try body()
-            try device.synchronize()
+    /// One timed thing: a label, its FLOPs (0: not a compute measurement) and the enqueueing body.
+    struct Measurement {
+        var what: String
+        var flops: Double
+        var body: () throws -> Void
+    }
+
+    /// Median wall-clock milliseconds of each body + clFinish. The measurements are interleaved
+    /// round-robin (one sample of each per round), so load from other processes on a shared
+    /// machine hits every variant alike instead of whichever happened to run during it.
+    func time(_ device: OpenCLBackend, _ ms: [Measurement]) throws -> [Double] {
+        for m in ms {
+            for _ in 0..<warmup {
+                try m.body()
+                try device.synchronize()
+            }
         }
-        var samples: [Double] = []
+        var samples = [[Double]](repeating: [], count: ms.count)
         for _ in 0..<repeats {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try body()
-            try device.synchronize()
-            samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            for (i, m) in ms.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try m.body()
+                try device.synchronize()
+                samples[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
         }
-        samples.sort()
-        return samples[samples.count / 2]
+        return samples.map { $0.sorted()[$0.count / 2] }
     }
 
     func benchCase(_ device: OpenCLBackend, name: String, cin: Int, cout: Int, kernel k: Int, pad: Int) throws -> [Row] {
@@ -88,63 +101,77 @@ struct BenchConv: ParsableCommand {
         let go = try device.tensor(rng.uniforms(batch * cout * oh * ow), [batch, cout, oh, ow], label: "grad out")
         let gw = device.zeros([cout, cin, k, k], label: "grad w"), gb = device.zeros([cout], label: "grad b")
         let flops = 2.0 * Double(batch * cout * cin * k * k * oh * ow)
-        func row(_ what: String, _ ms: Double, directions: Double = 1) -> Row {
-            Row(name: name, what: what, ms: ms, gflops: directions * flops / (ms * 1e6))
-        }
-        var rows: [Row] = []
+        var list: [Measurement] = []
         let saved = device.convWorkspace.algorithm
         defer { device.convWorkspace.algorithm = saved }
+        // Every algorithm for the 3×3 case (the 1×1 case is a plain GEMM whatever the setting).
         let algorithms: [ConvAlgorithm] = k == 1 ? [saved] : ConvAlgorithm.allCases
         for a in algorithms {
-            device.convWorkspace.algorithm = a
-            let ms = try time(device) { _ = try device.conv2dForward(x, weight: w, bias: b, params: params) }
-            rows.append(row(k == 1 ? "forward (1x1 GEMM)" : "forward \(a.rawValue)", ms))
+            let tag = k == 1 ? "(1x1 GEMM)" : a.rawValue
+            list.append(Measurement(what: "forward \(tag)", flops: flops) {
+                device.convWorkspace.algorithm = a
+                _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
+            })
+            if a == .convgemm || a == .im2colGemm { continue }  // their backward is im2colBatchedGemm's
+            list.append(Measurement(what: "backward \(tag) (gx + gw + gb)", flops: 2 * flops) {
+                device.convWorkspace.algorithm = a
+                _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
+            })
+            list.append(Measurement(what: "backward \(tag) gw only", flops: flops) {
+                device.convWorkspace.algorithm = a
+                _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false)
+            })
         }
-        device.convWorkspace.algorithm = saved
-        let noBias = try time(device) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }
-        rows.append(row("forward \(k == 1 ? "(1x1 GEMM)" : saved.rawValue), no bias", noBias))
-        let gi = try time(device) {
-            _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
-        }
-        rows.append(row("backward (grad input + weight + bias)", gi, directions: 2))
-        let gwOnly = try time(device) {
-            _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false)
-        }
-        rows.append(row("backward grad weight only", gwOnly))
         // The equivalent plain GEMM: M = Cout, N = OH·OW·batch, K = Cin·KH·KW.
         let (m, n, kk) = (cout, oh * ow * batch, cin * k * k)
-        let a = try device.device.buffer(bytes: m * kk * 4), bm = try device.device.buffer(bytes: kk * n * 4)
-        let c = try device.device.buffer(bytes: m * n * 4)
-        let ms = try time(device) {
+        // Filled with values in [-1, 1]: uninitialised memory can hold denormals, which make CPU
+        // devices many times slower and the timing meaningless.
+        let a = try device.tensor(rng.uniforms(m * kk), [m * kk]).deviceBuffer()
+        let bm = try device.tensor(rng.uniforms(kk * n), [kk * n]).deviceBuffer()
+        let c = try device.tensor(rng.uniforms(m * n), [m * n]).deviceBuffer()
+        list.append(Measurement(what: "SGEMM M=\(m) N=\(n) K=\(kk)", flops: flops) {
             try device.device.enqueueSgemm(.no, .no, m: m, n: n, k: kk, a: a, lda: kk, b: bm, ldb: n, c: c, ldc: n)
-        }
-        rows.append(row("SGEMM M=\(m) N=\(n) K=\(kk)", ms))
-        // Breakdown of the forward: the im2col passes alone, and the per-image GEMMs (batched or
-        // looped) alone, on the same sizes.
+        })
+        // Breakdown: per-image GEMMs (batched or looped) and the CLBlast im2col passes alone.
         let p = oh * ow
-        let batched = try time(device) {
+        list.append(Measurement(what: "  batched SGEMM \(batch)× N=\(p)", flops: flops) {
             try device.device.enqueueSgemmStridedBatched(.no, .no, m: m, n: p, k: kk, a: a, lda: kk, strideA: 0, b: bm, ldb: p,
                                                          strideB: kk * p, c: c, ldc: p, strideC: m * p, batch: batch)
-        }
-        rows.append(row("  batched SGEMM \(batch)× N=\(p)", batched))
-        let looped = try time(device) {
+        })
+        list.append(Measurement(what: "  looped SGEMM \(batch)× N=\(p)", flops: flops) {
             for i in 0..<batch {
                 try device.device.enqueueSgemm(.no, .no, m: m, n: p, k: kk, a: a, lda: kk, b: bm, bOffset: i * kk * p, ldb: p,
                                                c: c, cOffset: i * m * p, ldc: p)
             }
-        }
-        rows.append(row("  looped SGEMM \(batch)× N=\(p)", looped))
+        })
+        // The grad-weight GEMM shape: one long reduction (wide layout) vs one per image.
+        list.append(Measurement(what: "  gw SGEMM NT M=\(m) N=\(kk) K=\(n)", flops: flops) {
+            try device.device.enqueueSgemm(.no, .yes, m: m, n: kk, k: n, a: c, lda: n, b: bm, ldb: n, beta: 1, c: a, ldc: kk)
+        })
+        list.append(Measurement(what: "  gw SGEMM NT \(batch)× K=\(p)", flops: flops) {
+            for i in 0..<batch {
+                try device.device.enqueueSgemm(.no, .yes, m: m, n: kk, k: p, a: c, aOffset: i * m * p, lda: p, b: bm, bOffset: i * kk * p,
+                                               ldb: p, beta: 1, c: a, ldc: kk)
+            }
+        })
         if k > 1 {
             let g = CLContext.ConvGeometry(channels: cin, height: size, width: size, kernelH: k, kernelW: k, padH: pad, padW: pad,
                                            strideH: 1, strideW: 1, dilationH: 1, dilationW: 1)
             let xb = try x.deviceBuffer()
-            let ms = try time(device) {
+            list.append(Measurement(what: "  im2col \(batch) images", flops: 0) {
                 for i in 0..<batch {
                     try device.device.enqueueIm2col(g, im: xb, imOffset: i * cin * size * size, col: bm, colOffset: i * kk * p)
                 }
-            }
-            rows.append(Row(name: name, what: "  im2col \(batch) images", ms: ms, gflops: 0))
+            })
+            let wideKernel = try device.device.kernel("im2col_wide", source: KernelSource.conv)
+            let args: [CLKernel.Arg] = [.buffer(xb), .buffer(bm), .int(0), .int(Int32(batch))]
+                + [cin, size, size, k, k, oh, ow, 1, 1, pad, pad, 1, 1].map { .int(Int32($0)) }
+            list.append(Measurement(what: "  im2col_wide \(batch) images", flops: 0) {
+                try wideKernel.enqueue(args, global: [ow, kk * batch * oh], local: [min(ow, 64), 1])
+            })
         }
+        let times = try time(device, list)
+        let rows = zip(list, times).map { m, ms in Row(name: name, what: m.what, ms: ms, gflops: m.flops / (ms * 1e6)) }
         return rows
     }
 }

@@ -316,6 +316,13 @@ extension OpenCLBackend: ConvOps {
         [s.c, s.h, s.w, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilationH, s.dilationW].map { .int(Int32($0)) }
     }
 
+    /// Enqueues `im2col_wide` for images [n0, n0 + batch): a 2-D range (OW, C·KH·KW·B·OH).
+    private func launchIm2colWide(_ k: CLKernel, _ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, batch: Int) throws {
+        let local0 = min(s.outW, 64)
+        try launch(k, [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(batch))] + wideGeometryArgs(s),
+                   global: [s.outW, s.c * s.kh * s.kw * batch * s.outH], local: [local0, max(1, min(64 / local0, 4))])
+    }
+
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
     private func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: CLBuffer?) throws {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
@@ -325,7 +332,7 @@ extension OpenCLBackend: ConvOps {
         let (im2col, permute) = (try kernel("im2col_wide", KernelSource.conv), try kernel("wide_to_nchw", KernelSource.conv))
         for n0 in stride(from: 0, to: s.n, by: chunk) {
             let b = min(chunk, s.n - n0)
-            try launch(im2col, [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b))] + wideGeometryArgs(s), count: ckk * b * p)
+            try launchIm2colWide(im2col, s, x: x, cols: cols, n0: n0, batch: b)
             try device.enqueueSgemm(.no, .no, m: s.k, n: b * p, k: ckk, a: weight, lda: ckk, b: cols, ldb: b * p, c: wide, ldc: b * p)
             try launch(permute, [.buffer(wide), .buffer(out), .buffer(bias ?? wide), .int(bias == nil ? 0 : 1), .int(Int32(n0)),
                                  .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))], count: b * s.k * p)
@@ -347,7 +354,7 @@ extension OpenCLBackend: ConvOps {
             let b = min(chunk, s.n - n0)
             try launch(toWide, [.buffer(gradOut), .buffer(wide), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))],
                        count: b * s.k * p)
-            try launch(im2col, [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b))] + wideGeometryArgs(s), count: ckk * b * p)
+            try launchIm2colWide(im2col, s, x: x, cols: cols, n0: n0, batch: b)
             try device.enqueueSgemm(.no, .yes, m: s.k, n: ckk, k: b * p, a: wide, lda: b * p, b: cols, ldb: b * p,
                                     beta: 1, c: gradWeight, ldc: ckk)
             guard let gxb else { continue }
