@@ -3,10 +3,6 @@ import SGEOpenCL
 /// How the OpenCL backend runs a convolution that is not 1×1/stride 1/pad 0 (those are plain
 /// GEMMs on the tensors).
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// Columns of a whole chunk of images side by side in one (C·KH·KW) × (B·OH·OW) matrix
-    /// (`im2col_wide` in conv.cl), so ONE GEMM per chunk and direction; NCHW permutes around it.
-    /// Used for forward and backward.
-    case wideGemm
     /// CLBlast `convgemm`: one batched kernel, no im2col buffer of ours (forward only; backward
     /// runs as `.im2colBatchedGemm`).
     case convgemm
@@ -24,17 +20,16 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
     /// image larger than the cap still runs). Tests lower it to force chunking.
     public var columnLimitBytes: Int = 64 << 20
-    /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default `.wideGemm`; see
-    /// Ops/Conv.swift for the measurements behind it.
-    public var algorithm: ConvAlgorithm = .wideGemm
+    /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default
+    /// `.im2colBatchedGemm`; see Ops/Conv.swift for the measurements behind it.
+    public var algorithm: ConvAlgorithm = .im2colBatchedGemm
 
     private var columns: CLBuffer?
-    private var wide: CLBuffer?
 
     public init() {}
 
     /// Bytes currently held by the cached column buffer.
-    public var allocatedBytes: Int { (columns?.bytes ?? 0) + (wide?.bytes ?? 0) }
+    public var allocatedBytes: Int { columns?.bytes ?? 0 }
 
     /// The column buffer, at least `bytes` long (reallocated only when it must grow).
     func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
@@ -45,18 +40,6 @@ public final class ConvWorkspace: @unchecked Sendable {
         return c
     }
 
-    /// The second scratch buffer (the K × B·P GEMM result / gradient of the wide layout).
-    func wideBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
-        if let c = wide, c.bytes >= bytes { return c }
-        wide = nil
-        let c = try context.buffer(bytes: bytes)
-        wide = c
-        return c
-    }
-
-    /// Frees the cached buffers.
-    public func release() {
-        columns = nil
-        wide = nil
-    }
+    /// Frees the cached buffer.
+    public func release() { columns = nil }
 }

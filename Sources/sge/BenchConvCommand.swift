@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import SGEEngine
-import SGEKernels
 import SGEOpenCL
 import SGETensor
 
@@ -13,9 +12,10 @@ struct BenchConv: ParsableCommand {
         abstract: "Benchmark Conv2d forward/backward (CLBlast) against a plain SGEMM of the same size.",
         discussion: """
             Cases: 3×3 64→64 pad 1 and 1×1 256→64, both on 56×56 images. Each timing is a whole call \
-            followed by clFinish (wall clock), after warm-up runs; the median of the repeats is reported. \
+            followed by clFinish (wall clock), after warm-up runs; the median of the repeats is reported, \
+            with the measurements interleaved round-robin so load from other processes hits all alike. \
             FLOPs per direction: 2·N·Cout·Cin·KH·KW·OH·OW (backward = grad input + grad weight = 2 directions). \
-            The forward of the 3×3 case is timed with every forward algorithm.
+            The 3×3 case is timed with every ConvAlgorithm; indented rows break the work down.
             """)
 
     @OptionGroup var options: DeviceOptions
@@ -144,7 +144,7 @@ struct BenchConv: ParsableCommand {
                                                c: c, cOffset: i * m * p, ldc: p)
             }
         })
-        // The grad-weight GEMM shape: one long reduction (wide layout) vs one per image.
+        // The grad-weight GEMM shape: one long reduction over the batch vs one GEMM per image.
         list.append(Measurement(what: "  gw SGEMM NT M=\(m) N=\(kk) K=\(n)", flops: flops) {
             try device.device.enqueueSgemm(.no, .yes, m: m, n: kk, k: n, a: c, lda: n, b: bm, ldb: n, beta: 1, c: a, ldc: kk)
         })
@@ -162,12 +162,6 @@ struct BenchConv: ParsableCommand {
                 for i in 0..<batch {
                     try device.device.enqueueIm2col(g, im: xb, imOffset: i * cin * size * size, col: bm, colOffset: i * kk * p)
                 }
-            })
-            let wideKernel = try device.device.kernel("im2col_wide", source: KernelSource.conv)
-            let args: [CLKernel.Arg] = [.buffer(xb), .buffer(bm), .int(0), .int(Int32(batch))]
-                + [cin, size, size, k, k, oh, ow, 1, 1, pad, pad, 1, 1].map { .int(Int32($0)) }
-            list.append(Measurement(what: "  im2col_wide \(batch) images", flops: 0) {
-                try wideKernel.enqueue(args, global: [ow, kk * batch * oh], local: [min(ow, 64), 1])
             })
         }
         let times = try time(device, list)

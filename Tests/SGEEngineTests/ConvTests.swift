@@ -65,7 +65,7 @@ final class ConvTests: XCTestCase {
 
     func testConvAwkwardShapes() throws {
         let device = try testDevice()
-        for algorithm in [ConvAlgorithm.wideGemm, .im2colBatchedGemm] {
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
             device.convWorkspace.algorithm = algorithm
             try awkwardShapes(device, "\(algorithm)")
         }
@@ -87,9 +87,9 @@ final class ConvTests: XCTestCase {
         let device = try testDevice()
         let saved = (device.convWorkspace.columnLimitBytes, device.convWorkspace.algorithm)
         defer { (device.convWorkspace.columnLimitBytes, device.convWorkspace.algorithm) = saved }
-        // One image's column matrix here is 3·3·3 × 5·4 floats = 2160 bytes (2480 with the wide
-        // layout's 4 × 20 result): a 5000-byte cap gives chunks of 2 images over a batch of 5
-        // (2 + 2 + 1), exercising chunk offsets and the tail, for every algorithm.
+        // One image's column matrix here is 3·3·3 × 5·4 floats = 2160 bytes: a 5000-byte cap gives
+        // chunks of 2 images over a batch of 5 (2 + 2 + 1), exercising chunk offsets and the tail,
+        // for every algorithm.
         device.convWorkspace.columnLimitBytes = 5000
         for algorithm in ConvAlgorithm.allCases {
             device.convWorkspace.algorithm = algorithm
@@ -98,7 +98,7 @@ final class ConvTests: XCTestCase {
         }
         // A cap below one image still runs (one image per chunk).
         device.convWorkspace.columnLimitBytes = 1
-        for algorithm in [ConvAlgorithm.wideGemm, .im2colBatchedGemm] {
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
             device.convWorkspace.algorithm = algorithm
             try checkConv(device, x: [3, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
                           what: "cap 1 byte, \(algorithm)")

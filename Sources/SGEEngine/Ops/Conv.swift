@@ -145,16 +145,20 @@ extension ReferenceBackend: ConvOps {
 // MARK: OpenCL backend
 
 /// Algorithm choice, by measurement with `sge conv` (PoCL on the 2-core Xeon dev box, batch 8,
-/// 56×56, 3×3 64→64 pad 1; the box was shared so numbers varied ±50% between runs, but the ranking
-/// below held in every run):
-/// - Forward, non-1×1: im2col + GEMM ≈ 185 ms, CLBlast `convgemm` ≈ 475 ms (2.5× slower in every
-///   run; CLBlast 1.5.3's convgemm kernel is untuned here). im2col of the 8 images alone ≈ 30 ms.
-///   Strided-batched GEMM (A stride 0: shared weights) and one GEMM per image measured the same
-///   (71 vs 72 ms, 141 vs 142 ms); batched is the default because it is one enqueue per chunk,
-///   which matters on GPUs where per-call overhead is larger. `convWorkspace.algorithm`
-///   switches (the bench times all three). One big GEMM over N = OH·OW·batch was up to 1.8× faster
-///   than 8 per-image GEMMs, but it needs a batched im2col layout plus an output permutation; not
-///   done yet.
+/// 56×56, 3×3 64→64 pad 1, interleaved medians; the box was shared with other builds so absolute
+/// numbers varied up to 2× between runs, but the ranking below held in every run):
+/// - Forward, not 1×1: CLBlast im2col per image + GEMM ≈ 185–370 ms; CLBlast `convgemm`
+///   ≈ 475–960 ms, 2.5× slower in every run (CLBlast 1.5.3's convgemm is untuned on PoCL). The
+///   im2col of 8 images alone ≈ 30–46 ms. Strided-batched GEMM (A stride 0: shared weights) and one
+///   GEMM per image measured the same (219 vs 228 ms); batched is the default because it is one
+///   enqueue per chunk, which matters on GPUs where each call costs more. `convWorkspace.algorithm`
+///   switches; the bench times each.
+/// - Tried and dropped (commit 39b9bd2 has it, tested): a "wide" layout putting a chunk's columns
+///   side by side so ONE GEMM covers the chunk (N = B·OH·OW), with our own im2col_wide / permute /
+///   gather-col2im kernels. The forward GEMM alone gains ~10% (195 vs 219 ms) but our im2col kernel
+///   cost 220–300 ms on PoCL (CLBlast's: 40 ms), and the grad-weight GEMM with one long reduction
+///   (K = 25088) was slower than 8 per-image GEMMs (517 vs 346 ms): forward 386 vs 187 ms,
+///   backward 1064 vs 467 ms. Worth re-measuring on a GPU.
 /// - 1×1, stride 1, pad 0: the image already is the column matrix, so forward, grad input and grad
 ///   weight are plain GEMMs on the tensors (no im2col, no workspace).
 /// - The im2col column buffer holds a chunk of images under `convWorkspace.columnLimitBytes` and is
@@ -209,9 +213,6 @@ extension OpenCLBackend: ConvOps {
             // out[n] (K×P) = W (K×C) · x[n] (C×P) for every n.
             try device.enqueueSgemmStridedBatched(.no, .no, m: s.k, n: p, k: s.c, a: wb, lda: s.c, strideA: 0,
                                                   b: xb, ldb: p, strideB: s.c * p, c: ob, ldc: p, strideC: s.k * p, batch: s.n)
-        } else if convWorkspace.algorithm == .wideGemm {
-            try wideForward(s, x: xb, weight: wb, out: ob, bias: try bias?.deviceBuffer())
-            return out  // bias fused into the permute
         } else if convWorkspace.algorithm == .convgemm {
             try device.enqueueConvgemm(geometry(s), kernels: s.k, batch: s.n, im: xb, imOffset: 0, weights: wb, result: ob, resultOffset: 0)
         } else {
@@ -262,9 +263,6 @@ extension OpenCLBackend: ConvOps {
             return gx
         }
 
-        if convWorkspace.algorithm == .wideGemm {
-            return try wideBackward(s, gradOut: gob, x: xb, weight: wb, gradWeight: gwb, gradInput: needInputGrad ? output(x.shape, label: "conv2d grad input") : nil)
-        }
         let g = geometry(s)
         let chunk = imagesPerChunk(s)
         let col = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
@@ -295,74 +293,6 @@ extension OpenCLBackend: ConvOps {
             }
         }
         return gx
-    }
-
-    // MARK: wide layout (ConvAlgorithm.wideGemm)
-
-    /// Images per chunk for the wide layout: columns (C·KH·KW × B·P) plus the K × B·P GEMM
-    /// result/gradient under the cap; checks that the kernels' 32-bit indices cannot overflow.
-    private func wideChunk(_ s: Reference.Conv2dShape) throws -> Int {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let chunk = max(1, min(s.n, convWorkspace.columnLimitBytes / max((ckk + s.k) * p * 4, 1)))
-        let largest = max(ckk * chunk * p, s.n * s.c * s.h * s.w, s.n * s.k * p)
-        guard largest < Int(Int32.max) else {
-            throw SGEError.invalidArgument("conv2d: \(s) needs \(largest) elements in one buffer, over the 2^31 the kernels index; use a smaller batch or image")
-        }
-        return chunk
-    }
-
-    /// The geometry arguments shared by `im2col_wide` and `col2im_wide`.
-    private func wideGeometryArgs(_ s: Reference.Conv2dShape) -> [CLKernel.Arg] {
-        [s.c, s.h, s.w, s.kh, s.kw, s.outH, s.outW, s.strideH, s.strideW, s.padH, s.padW, s.dilationH, s.dilationW].map { .int(Int32($0)) }
-    }
-
-    /// Enqueues `im2col_wide` for images [n0, n0 + batch): a 2-D range (OW, C·KH·KW·B·OH).
-    private func launchIm2colWide(_ k: CLKernel, _ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, batch: Int) throws {
-        let local0 = min(s.outW, 64)
-        try launch(k, [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(batch))] + wideGeometryArgs(s),
-                   global: [s.outW, s.c * s.kh * s.kw * batch * s.outH], local: [local0, max(1, min(64 / local0, 4))])
-    }
-
-    /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
-    private func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: CLBuffer?) throws {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let chunk = try wideChunk(s)
-        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
-        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
-        let (im2col, permute) = (try kernel("im2col_wide", KernelSource.conv), try kernel("wide_to_nchw", KernelSource.conv))
-        for n0 in stride(from: 0, to: s.n, by: chunk) {
-            let b = min(chunk, s.n - n0)
-            try launchIm2colWide(im2col, s, x: x, cols: cols, n0: n0, batch: b)
-            try device.enqueueSgemm(.no, .no, m: s.k, n: b * p, k: ckk, a: weight, lda: ckk, b: cols, ldb: b * p, c: wide, ldc: b * p)
-            try launch(permute, [.buffer(wide), .buffer(out), .buffer(bias ?? wide), .int(bias == nil ? 0 : 1), .int(Int32(n0)),
-                                 .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))], count: b * s.k * p)
-        }
-    }
-
-    /// Per chunk: G (K × B·P) = wide(gradOut); cols = im2col_wide(x); gW += G · colsᵀ; and for the
-    /// input gradient cols = Wᵀ · G, gx = col2im_wide(cols) (a gather that overwrites gx).
-    private func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
-                              gradInput: Tensor?) throws -> Tensor? {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let chunk = try wideChunk(s)
-        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
-        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
-        let gxb = try gradInput?.deviceBufferForOverwrite()
-        let (im2col, toWide, col2im) = (try kernel("im2col_wide", KernelSource.conv), try kernel("nchw_to_wide", KernelSource.conv),
-                                        try kernel("col2im_wide", KernelSource.conv))
-        for n0 in stride(from: 0, to: s.n, by: chunk) {
-            let b = min(chunk, s.n - n0)
-            try launch(toWide, [.buffer(gradOut), .buffer(wide), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))],
-                       count: b * s.k * p)
-            try launchIm2colWide(im2col, s, x: x, cols: cols, n0: n0, batch: b)
-            try device.enqueueSgemm(.no, .yes, m: s.k, n: ckk, k: b * p, a: wide, lda: b * p, b: cols, ldb: b * p,
-                                    beta: 1, c: gradWeight, ldc: ckk)
-            guard let gxb else { continue }
-            try device.enqueueSgemm(.yes, .no, m: ckk, n: b * p, k: s.k, a: weight, lda: ckk, b: wide, ldb: b * p, c: cols, ldc: b * p)
-            try launch(col2im, [.buffer(cols), .buffer(gxb), .int(Int32(n0)), .int(Int32(b))] + wideGeometryArgs(s),
-                       count: b * s.c * s.h * s.w)
-        }
-        return gradInput
     }
 
     public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
