@@ -30,6 +30,8 @@ struct BenchConv: ParsableCommand {
         var what: String
         var ms: Double
         var gflops: Double
+        /// gflops as a fraction of the plain SGEMM of the same size (the device's practical peak here).
+        var ofSgemm: Double = 0
     }
 
     func run() throws {
@@ -56,7 +58,7 @@ struct BenchConv: ParsableCommand {
                 print("device \(device.name), batch \(batch), \(size)×\(size), median of \(repeats) (after \(warmup) warm-up)")
                 for r in rows {
                     print("  \(r.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(r.what.padding(toLength: 44, withPad: " ", startingAt: 0))"
-                          + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops))
+                          + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops) + (r.gflops > 0 ? String(format: " %5.0f%% of SGEMM", 100 * r.ofSgemm) : ""))
                 }
             }
         }
@@ -165,7 +167,9 @@ struct BenchConv: ParsableCommand {
             })
         }
         let times = try time(device, list)
-        let rows = zip(list, times).map { m, ms in Row(name: name, what: m.what, ms: ms, gflops: m.flops / (ms * 1e6)) }
+        var rows = zip(list, times).map { m, ms in Row(name: name, what: m.what, ms: ms, gflops: m.flops / (ms * 1e6)) }
+        let peak = rows.first { $0.what.hasPrefix("SGEMM") }?.gflops ?? 0
+        for i in rows.indices where peak > 0 { rows[i].ofSgemm = rows[i].gflops / peak }
         return rows
     }
 }
