@@ -144,15 +144,18 @@ extension ReferenceBackend: ConvOps {
 
 // MARK: OpenCL backend
 
-/// Algorithm choice, by measurement with `sge conv` (PoCL on the 2-core Xeon dev box, batch 8,
-/// 56×56, 3×3 64→64 pad 1, interleaved medians; the box was shared with other builds so absolute
+/// Algorithm choice, by measurement with `sge conv` (release build, PoCL on the 2-core Xeon dev
+/// box, batch 8, 56×56, interleaved medians of 7; the box was shared with other builds, so absolute
 /// numbers varied up to 2× between runs, but the ranking below held in every run):
-/// - Forward, not 1×1: CLBlast im2col per image + GEMM ≈ 185–370 ms; CLBlast `convgemm`
-///   ≈ 475–960 ms, 2.5× slower in every run (CLBlast 1.5.3's convgemm is untuned on PoCL). The
-///   im2col of 8 images alone ≈ 30–46 ms. Strided-batched GEMM (A stride 0: shared weights) and one
-///   GEMM per image measured the same (219 vs 228 ms); batched is the default because it is one
-///   enqueue per chunk, which matters on GPUs where each call costs more. `convWorkspace.algorithm`
-///   switches; the bench times each.
+/// - 3×3 64→64 pad 1 forward: CLBlast im2col per image + GEMM 187 ms (9.8 GFLOP/s, 53% of a plain
+///   SGEMM of the same size, 99 ms); CLBlast `convgemm` 431 ms, 2.3–2.5× slower in every run
+///   (CLBlast 1.5.3's convgemm is untuned on PoCL). Of the 187 ms: im2col 31 ms, the 8 per-image
+///   GEMMs 143–149 ms (one GEMM with N = 8·3136 would take 99 ms), bias ~8 ms. Strided-batched GEMM
+///   (A stride 0: shared weights) and one GEMM per image measured the same (149 vs 143 ms; 219 vs
+///   228 ms in a loaded run); batched is the default because it is one enqueue per chunk, which
+///   matters on GPUs where each call costs more. `convWorkspace.algorithm` switches; the bench
+///   times each. Backward (gx + gw + gb) 445 ms, gw alone 249 ms.
+/// - 1×1 256→64: forward 38 ms (56% of SGEMM), backward 78 ms.
 /// - Tried and dropped (commit 39b9bd2 has it, tested): a "wide" layout putting a chunk's columns
 ///   side by side so ONE GEMM covers the chunk (N = B·OH·OW), with our own im2col_wide / permute /
 ///   gather-col2im kernels. The forward GEMM alone gains ~10% (195 vs 219 ms) but our im2col kernel
