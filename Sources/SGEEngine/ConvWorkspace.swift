@@ -1,10 +1,13 @@
 import SGEOpenCL
 
-/// How the OpenCL backend runs a (non-1×1) convolution forward pass.
-public enum ConvForwardAlgorithm: String, CaseIterable, Sendable {
-    /// CLBlast `convgemm`: one batched kernel, no im2col buffer of ours.
+/// How the OpenCL backend runs a convolution that is not 1×1/stride 1/pad 0 (those are plain
+/// GEMMs on the tensors).
+public enum ConvAlgorithm: String, CaseIterable, Sendable {
+    /// CLBlast `convgemm`: one batched kernel, no im2col buffer of ours (forward only; backward
+    /// runs as `.im2colBatchedGemm`).
     case convgemm
-    /// CLBlast im2col per image into a chunk of column matrices, then one strided-batched GEMM.
+    /// CLBlast im2col per image into a chunk of column matrices, then one strided-batched GEMM
+    /// (grad weight: one accumulating GEMM per image; grad input: CLBlast col2im per image).
     case im2colBatchedGemm
     /// CLBlast im2col per image, then one GEMM per image.
     case im2colGemm
@@ -17,9 +20,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
     /// image larger than the cap still runs). Tests lower it to force chunking.
     public var columnLimitBytes: Int = 64 << 20
-    /// The forward algorithm for convolutions that are not 1×1/stride 1/pad 0 (those are a plain
-    /// GEMM). Default `.im2colBatchedGemm`; see `OpenCLBackend.conv2dForward` for the measurements.
-    public var forwardAlgorithm: ConvForwardAlgorithm = .im2colBatchedGemm
+    /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default
+    /// `.im2colBatchedGemm`; see Ops/Conv.swift for the measurements behind it.
+    public var algorithm: ConvAlgorithm = .im2colBatchedGemm
 
     private var columns: CLBuffer?
 

@@ -65,33 +65,44 @@ final class ConvTests: XCTestCase {
 
     func testConvAwkwardShapes() throws {
         let device = try testDevice()
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
+            device.convWorkspace.algorithm = algorithm
+            try awkwardShapes(device, "\(algorithm)")
+        }
+    }
+
+    private func awkwardShapes(_ device: OpenCLBackend, _ algorithm: String) throws {
         // Dilation 2, rectangular kernel, different strides per axis.
         try checkConv(device, x: [2, 5, 9, 7], cout: 3, kernel: (3, 2),
-                      params: Conv2dParams(strideH: 1, strideW: 2, padH: 2, padW: 1, dilationH: 2, dilationW: 2), what: "dilation")
+                      params: Conv2dParams(strideH: 1, strideW: 2, padH: 2, padW: 1, dilationH: 2, dilationW: 2), what: "dilation, \(algorithm)")
         // Batch 1, 17 channels, no bias.
         try checkConv(device, x: [1, 17, 7, 5], cout: 17, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), bias: false,
-                      what: "batch 1")
+                      what: "batch 1, \(algorithm)")
         // 1×1 pointwise GEMM path with batch 3 and 17 → 5 channels; H*W = 1.
-        try checkConv(device, x: [3, 17, 5, 3], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "pointwise")
-        try checkConv(device, x: [2, 3, 1, 1], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "1x1 image")
+        try checkConv(device, x: [3, 17, 5, 3], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "pointwise, \(algorithm)")
+        try checkConv(device, x: [2, 3, 1, 1], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "1x1 image, \(algorithm)")
     }
 
     func testConvForcedChunkingAndAlgorithms() throws {
         let device = try testDevice()
-        let saved = (device.convWorkspace.columnLimitBytes, device.convWorkspace.forwardAlgorithm)
-        defer { (device.convWorkspace.columnLimitBytes, device.convWorkspace.forwardAlgorithm) = saved }
+        let saved = (device.convWorkspace.columnLimitBytes, device.convWorkspace.algorithm)
+        defer { (device.convWorkspace.columnLimitBytes, device.convWorkspace.algorithm) = saved }
         // One image's column matrix here is 3·3·3 × 5·4 floats = 2160 bytes: a 5000-byte cap gives
-        // chunks of 2 images over a batch of 5 (2 + 2 + 1), exercising chunk offsets and the tail.
+        // chunks of 2 images over a batch of 5 (2 + 2 + 1), exercising chunk offsets and the tail,
+        // for every algorithm.
         device.convWorkspace.columnLimitBytes = 5000
-        for algorithm in ConvForwardAlgorithm.allCases {
-            device.convWorkspace.forwardAlgorithm = algorithm
+        for algorithm in ConvAlgorithm.allCases {
+            device.convWorkspace.algorithm = algorithm
             try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1),
                           what: "chunked \(algorithm)")
         }
         // A cap below one image still runs (one image per chunk).
         device.convWorkspace.columnLimitBytes = 1
-        device.convWorkspace.forwardAlgorithm = .im2colBatchedGemm
-        try checkConv(device, x: [3, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "cap 1 byte")
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
+            device.convWorkspace.algorithm = algorithm
+            try checkConv(device, x: [3, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
+                          what: "cap 1 byte, \(algorithm)")
+        }
     }
 
     func testLinear() throws {
