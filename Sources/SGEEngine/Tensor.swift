@@ -173,8 +173,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return buffer!
     }
 
-    /// Starts the upload now (non-blocking) so it overlaps with host work that follows.
-    public func prefetchToDevice() throws { _ = try deviceBuffer() }
+    /// Starts the upload now (non-blocking) so it overlaps with host work that follows (no-op for
+    /// host-only tensors).
+    public func prefetchToDevice() throws { if context != nil { _ = try deviceBuffer() } }
 
     /// The device buffer for a kernel that overwrites the whole tensor: no upload; afterwards
     /// only the device copy is valid.

@@ -133,6 +133,18 @@ public final class Trainer {
     }
 
     /// Trains until `options.epochs` are done or SIGINT; returns each finished epoch's metrics.
+    /// Trains for `count` more optimizer steps (crossing epochs as needed), without evaluation.
+    public func runSteps(_ count: Int) throws {
+        stopAtStep = step + count
+        defer { stopAtStep = nil }
+        try run()
+    }
+
+    /// Writes the checkpoint now (if a path is set).
+    public func saveCheckpointNow() throws { try saveCheckpoint() }
+
+    var stopAtStep: Int?
+
     @discardableResult
     public func run() throws -> [EpochMetrics] {
         var results: [EpochMetrics] = []
@@ -151,6 +163,7 @@ public final class Trainer {
             var lr = schedule.lr(at: step)
             while stepInEpoch < stepsPerEpoch {
                 if trainingStopRequested != 0 { break }
+                if let stop = stopAtStep, step >= stop { return results }
                 let t0 = Date()
                 guard let batch = loader.next() else { break }
                 let t1 = Date()

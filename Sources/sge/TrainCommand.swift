@@ -113,6 +113,7 @@ struct Train: ParsableCommand {
             let start = Date()
             let results = try trainer.run()
             progress.finish()
+            if LayerProfiler.enabled { log("time per layer kind (SGE_PROFILE=1, synchronised after every call):\n" + LayerProfiler.report()) }
             if let last = results.last {
                 let total = Date().timeIntervalSince(start)
                 log(String(format: "done in %.0f s: test accuracy %.2f%%, %.0f images/s (last epoch)", total,
