@@ -90,33 +90,25 @@ inline void channel_sum(SLAB const float *xs, const int K, const int M, const fl
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-// p[k] = sum_i u[i] xs[k*M+i] and q[k] = sum_i v[i] xs[k*M+i] (scratch holds 2*max(K,WG) floats).
-inline void channel_dot2(SLAB const float *xs, __local const float *u, __local const float *v, const int K, const int M,
-                         __local float *p, __local float *q, __local float *scratch) {
+// out[k] = scale * sum_i u[i] xs[k*M+i] (scratch holds max(K,WG) floats). Starts with a barrier so
+// u written just before by other work-items is visible and a preceding group_sum's scratch is free.
+inline void channel_dot(SLAB const float *xs, __local const float *u, const int K, const int M, const float scale,
+                        __local float *out, __local float *scratch) {
     const int lid = get_local_id(0);
     const int segs = max(1, WG / K);
-    const int n = K * segs;
-    barrier(CLK_LOCAL_MEM_FENCE);   // the scratch may still be read by a preceding group_sum
-    for (int r = lid; r < n; r += WG) {
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < K * segs; r += WG) {
         const int k = r / segs, seg = r - k * segs;
         SLAB const float *row = xs + k * M;
-        float a = 0.0f, b = 0.0f;
-        for (int i = seg; i < M; i += segs) {
-            a += u[i] * row[i];
-            b += v[i] * row[i];
-        }
-        scratch[r] = a;
-        scratch[n + r] = b;
+        float acc = 0.0f;
+        for (int i = seg; i < M; i += segs) acc += u[i] * row[i];
+        scratch[r] = acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int k = lid; k < K; k += WG) {
-        float a = 0.0f, b = 0.0f;
-        for (int s = 0; s < segs; ++s) {
-            a += scratch[k * segs + s];
-            b += scratch[n + k * segs + s];
-        }
-        p[k] = a;
-        q[k] = b;
+        float acc = 0.0f;
+        for (int s = 0; s < segs; ++s) acc += scratch[k * segs + s];
+        out[k] = acc * scale;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 }
@@ -198,8 +190,8 @@ void sge_gate(__global const float *x, __global float *gate, __global const floa
 }
 
 // grad_x for one slab, and the slab's (sum ga, sum ga*t) into gsum for sge_param_grad.
-// Pass 1 over (x, grad_out): c_i, ga_i; then per-channel P_k = sum ga_i x[k,i], Q_k = sum c_i x[k,i];
-// pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
+// Pass 1 over (x, grad_out): c_i, ga_i and the slab sums; gc_i from them; R_k = (1/M) sum_i gc_i x[k,i]
+// (a pass over x); pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
                   __global const float *weight, __global const float *bias, __global const float *means,
@@ -211,7 +203,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB(xs, x + base, xs_local)
     LOAD_SLAB(gos, grad_out + base, gos_local)
-    __local float *m = kv, *p = kv + K, *q = kv + 2 * K;
+    __local float *m = kv, *r = kv + K;
     for (int k = lid; k < K; k += WG) m[k] = means[(size_t)s * K + k];
     barrier(CLK_LOCAL_MEM_FENCE);
     const float mu = stats[2 * s], sigma = stats[2 * s + 1];
@@ -233,31 +225,28 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
         pgat += gai * t;
     }
     const float2 sums = group_sum2(pga, pgat, scratch);   // starts with a barrier: c, ga complete
-    channel_dot2(xs, ga, c, K, M, p, q, scratch);
     if (lid == 0) {
         gsum[2 * s] = sums.x;
         gsum[2 * s + 1] = sums.y;
     }
-    // gc_i = alpha w ga_i + beta + gamma (c_i - mu)
+    // gc_i = alpha w ga_i + beta + gamma (c_i - mu), overwriting ga (each i is owned by one work-item).
     float alpha = 1.0f, beta = 0.0f, gamma = 0.0f;
     if (normalize) {
         alpha = inv;
         beta = -(w * sums.x / (float)M) * inv;
         gamma = sigma > 0.0f ? -(w * sums.y) * inv / ((float)(M - 1) * sigma) : 0.0f;
     }
-    // R_k = (1/M) sum_i gc_i x[k,i], into p (each k read and written by one work-item).
-    for (int k = lid; k < K; k += WG) {
-        const float mk = m[k] * (float)M;
-        p[k] = (alpha * w * p[k] + beta * mk + gamma * (q[k] - mu * mk)) / (float)M;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = lid; i < M; i += WG) ga[i] = alpha * w * ga[i] + beta + gamma * (c[i] - mu);
+    // R_k = (1/M) sum_i gc_i x[k,i], summed directly: expanding it into per-channel sums of ga x and
+    // c x (affine in gc) cancels catastrophically when sigma << |mu| (e.g. H*W = 2).
+    channel_dot(xs, ga, K, M, 1.0f / (float)M, r, scratch);
     __global float *gx = grad_x + base;
     for (int i = lid; i < M; i += WG) {
         const float ci = c[i];
         const float t = normalize ? (ci - mu) * inv : ci;
         const float sg = sge_sigmoid(w * t + b);
-        const float gc = alpha * w * ga[i] + beta + gamma * (ci - mu);
-        for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + p[k];
+        const float gc = ga[i];
+        for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + r[k];
     }
 }
 

@@ -125,7 +125,7 @@ extension OpenCLBackend: SGEOps {
     /// Local-memory floats a work-group needs (see the layout in Kernels/sge.cl).
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
         let scratch = 2 * max(d.k, wg)
-        if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + 3 * d.k + scratch }
+        if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + 2 * d.k + scratch }
         return (slabLocal ? d.k * d.m : 1) + d.m + d.k + scratch
     }
 
@@ -214,7 +214,7 @@ extension OpenCLBackend: SGEOps {
                        .buffer(weight.deviceBuffer()), .buffer(bias.deviceBuffer()), .buffer(saved.means.deviceBuffer()),
                        .buffer(saved.stats.deviceBuffer()), .buffer(gsum.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(3 * d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(2 * d.k * 4), .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
         let param = try launch(kernel("sge_param_grad", KernelSource.sge, plan.defines),
                    [.buffer(gsum.deviceBuffer()), .buffer(gradWeight.deviceBufferForUpdate()), .buffer(gradBias.deviceBufferForUpdate()),
