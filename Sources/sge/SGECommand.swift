@@ -16,7 +16,7 @@ struct SGECommand: ParsableCommand {
             OpenCL device (PoCL on a machine without a GPU), else the reference backend.
             """,
         version: sgeVersion,
-        subcommands: [Devices.self]
+        subcommands: [Devices.self, CheckGolden.self, Bench.self]
     )
 }
 
