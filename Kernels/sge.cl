@@ -23,6 +23,10 @@
 // Numerics: mu is computed shifted by c_0 and sigma by a second pass over the stored c (never
 // E[c^2] - E[c]^2), so a spatially constant slab gives sigma = 0 exactly and finite results.
 
+// No contraction of a*b+c into fma: the vector loops, their scalar tails and the scalar c_0 then round
+// identically, so a spatially constant slab gives identical c_i and sigma = 0 exactly.
+#pragma OPENCL FP_CONTRACT OFF
+
 #ifndef WG
 #define WG 64
 #endif
@@ -150,6 +154,8 @@ inline float sge_sigmoid(const float a) { return 1.0f / (1.0f + exp(-a)); }
 #define LOAD_SLAB(name, src, local_buf) __global const float *name = (src);
 #endif
 
+#if WG > 1
+
 // out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void sge_forward(__global const float *x, __global float *out, __global const float *weight,
@@ -249,6 +255,253 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
         for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + r[k];
     }
 }
+
+#else  // WG == 1
+
+// ---- Narrow variant (WG == 1): one work-item walks its slab with explicit float8 vectors. On CPU
+// drivers such as PoCL a work-group runs as a loop on one core, so a single work-item per slab with
+// k-outer / i-inner vector loops (no barriers, no strided work-item loops) is the fastest mapping.
+
+// e^x for float8 without a library call, so the gate vectorises on CPU drivers (a scalar libm exp
+// per position dominated the 56x56 shapes): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of
+// ln2), e^r by its Taylor series to degree 7 (truncation < 5e-9 relative), times 2^n built from the
+// exponent bits. Within a few float32 ulps of exp() for x in [-87, 88]; x is clamped to that range,
+// which only moves sigmoid values that round to 0 or 1 anyway.
+inline float8 exp8(float8 x) {
+    x = clamp(x, -87.0f, 88.0f);
+    const float8 n = rint(x * 1.44269504088896341f);
+    float8 r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
+    p = p * r + (1.0f / 120.0f);
+    p = p * r + (1.0f / 24.0f);
+    p = p * r + (1.0f / 6.0f);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * as_float8((convert_int8(n) + 127) << 23);
+}
+
+inline float hsum8(const float8 v) {
+    const float4 a = v.lo + v.hi;
+    const float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+// sum_i row[i] for i < M (row_dot: sum_i row[i] u[i]). Four independent float8 accumulators so the
+// adds are not one long dependency chain.
+inline float row_sum(SLAB const float *row, const int M) {
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= M; i += 32) {
+        a0 += vload8(0, row + i);
+        a1 += vload8(0, row + i + 8);
+        a2 += vload8(0, row + i + 16);
+        a3 += vload8(0, row + i + 24);
+    }
+    for (; i + 8 <= M; i += 8) a0 += vload8(0, row + i);
+    float tail = 0.0f;
+    for (; i < M; ++i) tail += row[i];
+    return hsum8((a0 + a1) + (a2 + a3)) + tail;
+}
+
+inline float row_dot(SLAB const float *row, __local const float *u, const int M) {
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= M; i += 32) {
+        a0 += vload8(0, row + i) * vload8(0, u + i);
+        a1 += vload8(0, row + i + 8) * vload8(0, u + i + 8);
+        a2 += vload8(0, row + i + 16) * vload8(0, u + i + 16);
+        a3 += vload8(0, row + i + 24) * vload8(0, u + i + 24);
+    }
+    for (; i + 8 <= M; i += 8) a0 += vload8(0, row + i) * vload8(0, u + i);
+    float tail = 0.0f;
+    for (; i < M; ++i) tail += row[i] * u[i];
+    return hsum8((a0 + a1) + (a2 + a3)) + tail;
+}
+
+#if SLAB_LOCAL
+#define LOAD_SLAB1(name, src, local_buf)                                            \
+    {                                                                               \
+        int e = 0;                                                                  \
+        for (; e + 8 <= K * M; e += 8) vstore8(vload8(0, (src) + e), 0, local_buf + e); \
+        for (; e < K * M; ++e) local_buf[e] = (src)[e];                             \
+    }                                                                               \
+    __local const float *name = local_buf;
+#else
+#define LOAD_SLAB1(name, src, local_buf) __global const float *name = (src);
+#endif
+
+// Channel means into m, c into c, returns (mu, sigma): vector loops over one slab.
+inline float2 slab_stats1(SLAB const float *xs, const int K, const int M, __local float *m, __local float *c) {
+    for (int k = 0; k < K; ++k) m[k] = row_sum(xs + k * M, M) / (float)M;
+    // c_i = sum_k m_k x[k,i], position-outer so c is written once; the shifted sum of c - c_0 rides along.
+    float c0 = 0.0f;
+    {
+        float acc1 = 0.0f;
+        for (int k = 0; k < K; ++k) acc1 += m[k] * xs[k * M];
+        c0 = acc1;
+    }
+    float8 sh = (float8)(0.0f);
+    float tail = 0.0f;
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        float8 acc = (float8)(0.0f);
+        for (int k = 0; k < K; ++k) acc += m[k] * vload8(0, xs + k * M + i);
+        vstore8(acc, 0, c + i);
+        sh += acc - c0;
+    }
+    for (; i < M; ++i) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; ++k) acc += m[k] * xs[k * M + i];
+        c[i] = acc;
+        tail += acc - c0;
+    }
+    const float mu = c0 + (hsum8(sh) + tail) / (float)M;
+    // Second pass over the stored c for sigma.
+    float8 v0 = (float8)(0.0f), v1 = v0;
+    tail = 0.0f;
+    for (i = 0; i + 16 <= M; i += 16) {
+        const float8 d0 = vload8(0, c + i) - mu, d1 = vload8(0, c + i + 8) - mu;
+        v0 += d0 * d0;
+        v1 += d1 * d1;
+    }
+    for (; i < M; ++i) tail += (c[i] - mu) * (c[i] - mu);
+    const float ss = hsum8(v0 + v1) + tail;
+    return (float2)(mu, M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f);
+}
+
+// c[i] = sigmoid(w t_i + b) in place.
+inline void gate_in_place(__local float *c, const int M, const float mu, const float inv, const float w, const float b,
+                          const int normalize) {
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        const float8 ci = vload8(0, c + i);
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        vstore8(1.0f / (1.0f + exp8(-(w * t + b))), 0, c + i);
+    }
+    for (; i < M; ++i) {
+        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        c[i] = sge_sigmoid(w * t + b);
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_forward(__global const float *x, __global float *out, __global const float *weight,
+                 __global const float *bias, __global float *means, __global float *stats,
+                 const int G, const int K, const int M, const int normalize,
+                 __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB1(xs, x + base, xs_local)
+    const float2 st = slab_stats1(xs, K, M, m, c);
+    for (int k = 0; k < K; ++k) means[(size_t)s * K + k] = m[k];
+    stats[2 * s] = st.x;
+    stats[2 * s + 1] = st.y;
+    gate_in_place(c, M, st.x, 1.0f / (st.y + SGE_EPS), weight[g], bias[g], normalize);
+    __global float *o = out + base;
+    for (int k = 0; k < K; ++k) {
+        SLAB const float *row = xs + k * M;
+        __global float *orow = o + k * M;
+        int i = 0;
+        for (; i + 8 <= M; i += 8) vstore8(vload8(0, row + i) * vload8(0, c + i), 0, orow + i);
+        for (; i < M; ++i) orow[i] = row[i] * c[i];
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_gate(__global const float *x, __global float *gate, __global const float *weight, __global const float *bias,
+              const int G, const int K, const int M, const int normalize,
+              __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    LOAD_SLAB1(xs, x + (size_t)s * K * M, xs_local)
+    const float2 st = slab_stats1(xs, K, M, m, c);
+    gate_in_place(c, M, st.x, 1.0f / (st.y + SGE_EPS), weight[g], bias[g], normalize);
+    for (int i = 0; i < M; ++i) gate[(size_t)s * M + i] = c[i];
+}
+
+// kv holds m (K) and the gate s (M) in this variant; R_k is computed per channel just before its row.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
+                  __global const float *weight, __global const float *bias, __global const float *means,
+                  __global const float *stats, __global float *gsum,
+                  const int G, const int K, const int M, const int normalize,
+                  __local float *xs_local, __local float *gos_local, __local float *c, __local float *ga,
+                  __local float *kv, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB1(xs, x + base, xs_local)
+    LOAD_SLAB1(gos, grad_out + base, gos_local)
+    __local float *m = kv, *sg = kv + K;
+    for (int k = 0; k < K; ++k) m[k] = means[(size_t)s * K + k];
+    const float mu = stats[2 * s], sigma = stats[2 * s + 1];
+    const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
+    // Pass 1: c_i = sum_k m_k x, gs_i = sum_k go x (into ga).
+    for (int i = 0; i < M; ++i) { c[i] = 0.0f; ga[i] = 0.0f; }
+    for (int k = 0; k < K; ++k) {
+        const float mk = m[k];
+        SLAB const float *row = xs + k * M;
+        SLAB const float *grow = gos + k * M;
+        int i = 0;
+        for (; i + 8 <= M; i += 8) {
+            const float8 xv = vload8(0, row + i);
+            vstore8(vload8(0, c + i) + mk * xv, 0, c + i);
+            vstore8(vload8(0, ga + i) + vload8(0, grow + i) * xv, 0, ga + i);
+        }
+        for (; i < M; ++i) {
+            c[i] += mk * row[i];
+            ga[i] += grow[i] * row[i];
+        }
+    }
+    // ga_i = gs_i s_i (1 - s_i); the slab sums of ga and ga t.
+    float8 a8 = (float8)(0.0f), at8 = (float8)(0.0f);
+    float a1 = 0.0f, at1 = 0.0f;
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        const float8 ci = vload8(0, c + i);
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        const float8 gav = vload8(0, ga + i) * sv * (1.0f - sv);
+        vstore8(sv, 0, sg + i);
+        vstore8(gav, 0, ga + i);
+        a8 += gav;
+        at8 += gav * t;
+    }
+    for (; i < M; ++i) {
+        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        const float sv = sge_sigmoid(w * t + b);
+        const float gav = ga[i] * sv * (1.0f - sv);
+        sg[i] = sv;
+        ga[i] = gav;
+        a1 += gav;
+        at1 += gav * t;
+    }
+    const float sga = hsum8(a8) + a1, sgat = hsum8(at8) + at1;
+    gsum[2 * s] = sga;
+    gsum[2 * s + 1] = sgat;
+    float alpha = 1.0f, beta = 0.0f, gamma = 0.0f;
+    if (normalize) {
+        alpha = inv;
+        beta = -(w * sga / (float)M) * inv;
+        gamma = sigma > 0.0f ? -(w * sgat) * inv / ((float)(M - 1) * sigma) : 0.0f;
+    }
+    const float aw = alpha * w;
+    for (i = 0; i + 8 <= M; i += 8) vstore8(aw * vload8(0, ga + i) + beta + gamma * (vload8(0, c + i) - mu), 0, ga + i);
+    for (; i < M; ++i) ga[i] = aw * ga[i] + beta + gamma * (c[i] - mu);
+    // R_k = (1/M) sum_i gc_i x[k,i]; then grad_x = go s + gc m_k + R_k.
+    __global float *gx = grad_x + base;
+    for (int k = 0; k < K; ++k) {
+        const float mk = m[k], rk = row_dot(xs + k * M, ga, M) / (float)M;
+        SLAB const float *grow = gos + k * M;
+        __global float *gxrow = gx + k * M;
+        int j = 0;
+        for (; j + 8 <= M; j += 8)
+            vstore8(vload8(0, grow + j) * vload8(0, sg + j) + vload8(0, ga + j) * mk + rk, 0, gxrow + j);
+        for (; j < M; ++j) gxrow[j] = grow[j] * sg[j] + ga[j] * mk + rk;
+    }
+}
+
+#endif  // WG == 1
 
 // grad_weight[g] += sum_n gsum[n,g].y, grad_bias[g] += sum_n gsum[n,g].x (one work-item per group).
 __kernel void sge_param_grad(__global const float *gsum, __global float *grad_weight, __global float *grad_bias,

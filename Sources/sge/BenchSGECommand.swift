@@ -14,7 +14,8 @@ struct BenchSGE: ParsableCommand {
             Bytes counted: forward reads x and writes out (2 x 4 bytes per element); backward reads x and \
             grad_out and writes grad_x (3 x 4 bytes per element). Times are the median of --repeats runs after \
             --warmup runs, from OpenCL profiling events (backward: from the start of sge_backward to the end of \
-            sge_param_grad). The copy bandwidth is measured in the same run with copy_float4 on 64 MiB buffers. \
+            sge_param_grad), writing into the same output tensors every run (as with a buffer pool; a fresh \
+            output's first-touch page faults are not the kernel's cost). The copy bandwidth is measured in the same run with copy_float4 on 64 MiB buffers. \
             Every kernel variant timed is first checked against the reference backend.
             """)
 
@@ -82,15 +83,21 @@ struct BenchSGE: ParsableCommand {
                 let b = try backend.tensor((0..<groups).map { _ in rng.normal() }, [groups], label: "bias")
                 let gw = backend.zeros([groups]), gb = backend.zeros([groups])
                 for (p, wg) in configs {
+                    // Outputs are reused across runs, as a training loop with a buffer pool would: a fresh
+                    // 25 MB buffer costs more in first-touch page faults than the kernel itself on PoCL.
                     var saved: SGESaved?
+                    var out: Tensor?, gx: Tensor?
                     let fwd = try median {
-                        let r = try backend.sgeForward(x, weight: w, bias: b, groups: groups, normalize: true, path: p, workGroupSize: wg)
+                        let r = try backend.sgeForward(x, weight: w, bias: b, groups: groups, normalize: true, path: p, workGroupSize: wg,
+                                                       reuse: out)
+                        out = r.out
                         saved = r.saved
                         return try backend.lastEvent!.milliseconds()
                     }
                     let bwd = try median {
                         let r = try backend.sgeBackward(go, x: x, weight: w, bias: b, groups: groups, normalize: true, saved: saved!,
-                                                        gradWeight: gw, gradBias: gb, path: p, workGroupSize: wg)
+                                                        gradWeight: gw, gradBias: gb, path: p, workGroupSize: wg, reuse: gx)
+                        gx = r.gradX
                         return try CLEvent.span(r.events.first!, r.events.last!)
                     }
                     let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize
