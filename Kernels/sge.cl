@@ -398,14 +398,20 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
     for (int k = 0; k < K; ++k) means[(size_t)s * K + k] = m[k];
     stats[2 * s] = st.x;
     stats[2 * s + 1] = st.y;
-    gate_in_place(c, M, st.x, 1.0f / (st.y + SGE_EPS), weight[g], bias[g], normalize);
+    // Position-outer: the gate of 8 positions, then those positions of every channel.
+    const float mu = st.x, inv = 1.0f / (st.y + SGE_EPS), w = weight[g], b = bias[g];
     __global float *o = out + base;
-    for (int k = 0; k < K; ++k) {
-        SLAB const float *row = xs + k * M;
-        __global float *orow = o + k * M;
-        int i = 0;
-        for (; i + 8 <= M; i += 8) vstore8(vload8(0, row + i) * vload8(0, c + i), 0, orow + i);
-        for (; i < M; ++i) orow[i] = row[i] * c[i];
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        const float8 ci = vload8(0, c + i);
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        for (int k = 0; k < K; ++k) vstore8(vload8(0, xs + k * M + i) * sv, 0, o + k * M + i);
+    }
+    for (; i < M; ++i) {
+        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        const float sv = sge_sigmoid(w * t + b);
+        for (int k = 0; k < K; ++k) o[k * M + i] = xs[k * M + i] * sv;
     }
 }
 
@@ -436,41 +442,38 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     for (int k = 0; k < K; ++k) m[k] = means[(size_t)s * K + k];
     const float mu = stats[2 * s], sigma = stats[2 * s + 1];
     const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
-    // Pass 1: c_i = sum_k m_k x, gs_i = sum_k go x (into ga).
-    for (int i = 0; i < M; ++i) { c[i] = 0.0f; ga[i] = 0.0f; }
-    for (int k = 0; k < K; ++k) {
-        const float mk = m[k];
-        SLAB const float *row = xs + k * M;
-        SLAB const float *grow = gos + k * M;
-        int i = 0;
-        for (; i + 8 <= M; i += 8) {
-            const float8 xv = vload8(0, row + i);
-            vstore8(vload8(0, c + i) + mk * xv, 0, c + i);
-            vstore8(vload8(0, ga + i) + vload8(0, grow + i) * xv, 0, ga + i);
-        }
-        for (; i < M; ++i) {
-            c[i] += mk * row[i];
-            ga[i] += grow[i] * row[i];
-        }
-    }
-    // ga_i = gs_i s_i (1 - s_i); the slab sums of ga and ga t.
+    // One position-outer pass over (x, grad_out): c_i, gs_i, the gate s_i, ga_i = gs_i s_i (1 - s_i),
+    // and the slab sums of ga and ga t.
     float8 a8 = (float8)(0.0f), at8 = (float8)(0.0f);
     float a1 = 0.0f, at1 = 0.0f;
     int i = 0;
     for (; i + 8 <= M; i += 8) {
-        const float8 ci = vload8(0, c + i);
+        float8 ci = (float8)(0.0f), gs = (float8)(0.0f);
+        for (int k = 0; k < K; ++k) {
+            const float8 xv = vload8(0, xs + k * M + i);
+            ci += m[k] * xv;
+            gs += vload8(0, gos + k * M + i) * xv;
+        }
         const float8 t = normalize ? (ci - mu) * inv : ci;
         const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
-        const float8 gav = vload8(0, ga + i) * sv * (1.0f - sv);
+        const float8 gav = gs * sv * (1.0f - sv);
+        vstore8(ci, 0, c + i);
         vstore8(sv, 0, sg + i);
         vstore8(gav, 0, ga + i);
         a8 += gav;
         at8 += gav * t;
     }
     for (; i < M; ++i) {
-        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        float ci = 0.0f, gs = 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float xv = xs[k * M + i];
+            ci += m[k] * xv;
+            gs += gos[k * M + i] * xv;
+        }
+        const float t = normalize ? (ci - mu) * inv : ci;
         const float sv = sge_sigmoid(w * t + b);
-        const float gav = ga[i] * sv * (1.0f - sv);
+        const float gav = gs * sv * (1.0f - sv);
+        c[i] = ci;
         sg[i] = sv;
         ga[i] = gav;
         a1 += gav;

@@ -143,6 +143,10 @@ struct BenchSGE: ParsableCommand {
         let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
         let k = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
         let n4 = bytes / 16
+        // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
+        // then hit the cache) and first writes page-fault, either of which would distort the figure.
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
         let ms = try median { try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4]).milliseconds() }
         return Double(2 * bytes) / ms / 1e6
     }

@@ -70,7 +70,8 @@ final class SGETests: XCTestCase {
         let groups: Int
         var normalize = true
         var paths: [SGEPath] = [.local, .streaming]
-        var workGroupSizes: [Int?] = [nil]
+        /// 1 is the narrow variant (the CPU default), > 1 the wide one (the GPU default is 256).
+        var workGroupSizes: [Int?] = [1, 64]
     }
 
     func checkAgainstReference(_ device: OpenCLBackend, _ c: Case, seed: UInt64) throws {
@@ -114,7 +115,7 @@ final class SGETests: XCTestCase {
         let cases = [
             Case(shape: [1, 8, 7, 13], groups: 2, workGroupSizes: [nil, 1, 16, 256]),   // batch 1, M = 91, K = 4
             Case(shape: [2, 16, 1, 2], groups: 16),                                     // H*W = 2, G = C (K = 1)
-            Case(shape: [3, 5, 3, 31], groups: 1, workGroupSizes: [nil, 32]),           // G = 1, M = 93
+            Case(shape: [3, 5, 3, 31], groups: 1, workGroupSizes: [1, 32]),           // G = 1, M = 93
             Case(shape: [2, 128, 9, 9], groups: 4),                                     // K = 32
             Case(shape: [1, 256, 14, 14], groups: 64),                                  // G = 64, K = 4
             Case(shape: [2, 8, 5, 7], groups: 2, normalize: false),                     // the no-normalisation ablation
