@@ -6,19 +6,25 @@
 // Small per-slab state lives in global memory between kernels: means [N*C] (channel means m_k),
 // stats [N*G][2] (mu, sigma), gsum [N*G][2] (sum ga, sum ga*t for the parameter gradients).
 //
-// Mapping: one work-group of WG work-items per slab (get_group_id(0) = s). Positions i are
-// strided over the work-items (i = lid, lid+WG, ...), so consecutive work-items touch
-// consecutive addresses of each channel row (coalesced on GPUs, vectorisable by PoCL). Per-channel
-// sums over i split each row into WG/K interleaved segments, one per work-item, combined in local
-// memory (2 barriers instead of K tree reductions). Scalar sums use a tree reduction in local
-// memory (WG must be a power of two).
+// Two variants, chosen by the WG define:
+// - Wide (WG > 1, the GPU default WG=256): one work-group of WG work-items per slab
+//   (get_group_id(0) = s). Positions i are strided over the work-items (i = lid, lid+WG, ...), so
+//   consecutive work-items touch consecutive addresses of each channel row (coalesced). Per-channel
+//   sums over i split each row into WG/K interleaved segments, one per work-item, combined in local
+//   memory (2 barriers instead of K tree reductions). Scalar sums use a tree reduction in local
+//   memory (WG must be a power of two).
+// - Narrow (WG == 1, the CPU default): one work-item per slab walks it with explicit float8
+//   vectors, position-outer where it can (c, the gate and out for 8 positions at a time), with no
+//   barriers. PoCL runs a work-group as a loop on one core, so this is the fastest CPU mapping.
 //
-// Local memory: always c_i (M floats; backward also ga_i), the K channel values and a reduction
-// scratch of 2*max(K, WG) floats. With SLAB_LOCAL=1 (the local-memory path, chosen by the host
-// when it fits the device's local memory) the slab of x (backward: x and grad_out) is loaded into
-// local memory once and every pass reads it there; with SLAB_LOCAL=0 (the streaming path) every
-// pass streams the slab from global memory (forward: 3 passes over x; backward: 3 over x, 2 over
-// grad_out). No full-size intermediate is ever written.
+// Local memory: always c_i (M floats; backward also ga_i, and for the narrow variant the gate s_i),
+// the K channel values and a reduction scratch of 2*max(K, WG) floats. With SLAB_LOCAL=1 (the
+// local-memory path, chosen by the host for the wide variant when it fits the device's local
+// memory) the slab of x (backward: x and grad_out) is loaded into local memory once and every pass
+// reads it there; with SLAB_LOCAL=0 (the streaming path: slabs larger than local memory, and the
+// narrow variant, whose slab stays in its core's cache anyway) every pass streams the slab from
+// global memory (forward: 3 passes over x; backward: x 3 times and grad_out twice in the wide
+// variant, x twice and grad_out twice in the narrow one). No full-size intermediate is written.
 //
 // Numerics: mu is computed shifted by c_0 and sigma by a second pass over the stored c (never
 // E[c^2] - E[c]^2), so a spatially constant slab gives sigma = 0 exactly and finite results.
