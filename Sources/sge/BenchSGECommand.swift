@@ -33,7 +33,7 @@ struct BenchSGE: ParsableCommand {
     @Option(name: .customLong("work-group"), help: "Work-group size (a power of two; default: the device default).")
     var workGroup: Int?
 
-    @Flag(help: "Time every work-group size 16...256 on both paths (tuning).")
+    @Flag(help: "Time work-group sizes 1 (the narrow variant) and 16...256 (the wide one) on both paths (tuning).")
     var sweep = false
 
     @Option(help: "Timed repeats (median reported; at least 5).")
@@ -61,10 +61,8 @@ struct BenchSGE: ParsableCommand {
             var configs: [(SGEPath, Int?)] = [(chosenPath, workGroup)]
             if sweep {
                 configs = []
-                var wg = 16
-                while wg <= min(256, info.maxWorkGroupSize) {
+                for wg in [1, 16, 32, 64, 128, 256] where wg <= info.maxWorkGroupSize {
                     for p in [SGEPath.local, .streaming] { configs.append((p, wg)) }
-                    wg *= 2
                 }
             }
             for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
