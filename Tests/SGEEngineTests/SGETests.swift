@@ -117,6 +117,7 @@ final class SGETests: XCTestCase {
             Case(shape: [2, 16, 1, 2], groups: 16),                                     // H*W = 2, G = C (K = 1)
             Case(shape: [3, 5, 3, 31], groups: 1, workGroupSizes: [1, 32]),           // G = 1, M = 93
             Case(shape: [2, 128, 9, 9], groups: 4),                                     // K = 32
+            Case(shape: [1, 256, 3, 5], groups: 2),                                     // K = 128 > WG: rows per work-item
             Case(shape: [1, 256, 14, 14], groups: 64),                                  // G = 64, K = 4
             Case(shape: [2, 8, 5, 7], groups: 2, normalize: false),                     // the no-normalisation ablation
             Case(shape: [1, 2, 1, 1], groups: 1, normalize: false, paths: [.streaming]),   // H*W = 1 without the std
@@ -126,7 +127,7 @@ final class SGETests: XCTestCase {
 
     func testDeviceMatchesReferenceAtLargeSlab() throws {
         // K = 64 at 56x56 (a slab of 800 KB: streaming on GPUs with 48 KiB local memory).
-        try checkAgainstReference(try testDevice(), Case(shape: [1, 64, 56, 56], groups: 1), seed: 7)
+        try checkAgainstReference(try testDevice(), Case(shape: [1, 64, 56, 56], groups: 1, workGroupSizes: [1, 64, 256]), seed: 7)
     }
 
     func testGradientsAccumulateAcrossCalls() throws {
