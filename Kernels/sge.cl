@@ -6,22 +6,32 @@
 // Small per-slab state lives in global memory between kernels: means [N*C] (channel means m_k),
 // stats [N*G][2] (mu, sigma), gsum [N*G][2] (sum ga, sum ga*t for the parameter gradients).
 //
-// Mapping: one work-group of WG work-items per slab (get_group_id(0) = s). Positions i are
-// strided over the work-items (i = lid, lid+WG, ...), so consecutive work-items touch
-// consecutive addresses of each channel row (coalesced on GPUs, vectorisable by PoCL). Per-channel
-// sums over i split each row into WG/K interleaved segments, one per work-item, combined in local
-// memory (2 barriers instead of K tree reductions). Scalar sums use a tree reduction in local
-// memory (WG must be a power of two).
+// Two variants, chosen by the WG define:
+// - Wide (WG > 1, the GPU default WG=256): one work-group of WG work-items per slab
+//   (get_group_id(0) = s). Positions i are strided over the work-items (i = lid, lid+WG, ...), so
+//   consecutive work-items touch consecutive addresses of each channel row (coalesced). Per-channel
+//   sums over i split each row into WG/K interleaved segments, one per work-item, combined in local
+//   memory (2 barriers instead of K tree reductions). Scalar sums use a tree reduction in local
+//   memory (WG must be a power of two).
+// - Narrow (WG == 1, the CPU default): one work-item per slab walks it with explicit float8
+//   vectors, position-outer where it can (c, the gate and out for 8 positions at a time), with no
+//   barriers. PoCL runs a work-group as a loop on one core, so this is the fastest CPU mapping.
 //
-// Local memory: always c_i (M floats; backward also ga_i), the K channel values and a reduction
-// scratch of 2*max(K, WG) floats. With SLAB_LOCAL=1 (the local-memory path, chosen by the host
-// when it fits the device's local memory) the slab of x (backward: x and grad_out) is loaded into
-// local memory once and every pass reads it there; with SLAB_LOCAL=0 (the streaming path) every
-// pass streams the slab from global memory (forward: 3 passes over x; backward: 3 over x, 2 over
-// grad_out). No full-size intermediate is ever written.
+// Local memory: always c_i (M floats; backward also ga_i, and for the narrow variant the gate s_i),
+// the K channel values and a reduction scratch of 2*max(K, WG) floats. With SLAB_LOCAL=1 (the
+// local-memory path, chosen by the host for the wide variant when it fits the device's local
+// memory) the slab of x (backward: x and grad_out) is loaded into local memory once and every pass
+// reads it there; with SLAB_LOCAL=0 (the streaming path: slabs larger than local memory, and the
+// narrow variant, whose slab stays in its core's cache anyway) every pass streams the slab from
+// global memory (forward: 3 passes over x; backward: x 3 times and grad_out twice in the wide
+// variant, x twice and grad_out twice in the narrow one). No full-size intermediate is written.
 //
 // Numerics: mu is computed shifted by c_0 and sigma by a second pass over the stored c (never
 // E[c^2] - E[c]^2), so a spatially constant slab gives sigma = 0 exactly and finite results.
+
+// No contraction of a*b+c into fma: the vector loops, their scalar tails and the scalar c_0 then round
+// identically, so a spatially constant slab gives identical c_i and sigma = 0 exactly.
+#pragma OPENCL FP_CONTRACT OFF
 
 #ifndef WG
 #define WG 64
@@ -90,33 +100,25 @@ inline void channel_sum(SLAB const float *xs, const int K, const int M, const fl
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-// p[k] = sum_i u[i] xs[k*M+i] and q[k] = sum_i v[i] xs[k*M+i] (scratch holds 2*max(K,WG) floats).
-inline void channel_dot2(SLAB const float *xs, __local const float *u, __local const float *v, const int K, const int M,
-                         __local float *p, __local float *q, __local float *scratch) {
+// out[k] = scale * sum_i u[i] xs[k*M+i] (scratch holds max(K,WG) floats). Starts with a barrier so
+// u written just before by other work-items is visible and a preceding group_sum's scratch is free.
+inline void channel_dot(SLAB const float *xs, __local const float *u, const int K, const int M, const float scale,
+                        __local float *out, __local float *scratch) {
     const int lid = get_local_id(0);
     const int segs = max(1, WG / K);
-    const int n = K * segs;
-    barrier(CLK_LOCAL_MEM_FENCE);   // the scratch may still be read by a preceding group_sum
-    for (int r = lid; r < n; r += WG) {
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < K * segs; r += WG) {
         const int k = r / segs, seg = r - k * segs;
         SLAB const float *row = xs + k * M;
-        float a = 0.0f, b = 0.0f;
-        for (int i = seg; i < M; i += segs) {
-            a += u[i] * row[i];
-            b += v[i] * row[i];
-        }
-        scratch[r] = a;
-        scratch[n + r] = b;
+        float acc = 0.0f;
+        for (int i = seg; i < M; i += segs) acc += u[i] * row[i];
+        scratch[r] = acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int k = lid; k < K; k += WG) {
-        float a = 0.0f, b = 0.0f;
-        for (int s = 0; s < segs; ++s) {
-            a += scratch[k * segs + s];
-            b += scratch[n + k * segs + s];
-        }
-        p[k] = a;
-        q[k] = b;
+        float acc = 0.0f;
+        for (int s = 0; s < segs; ++s) acc += scratch[k * segs + s];
+        out[k] = acc * scale;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 }
@@ -158,6 +160,8 @@ inline float sge_sigmoid(const float a) { return 1.0f / (1.0f + exp(-a)); }
 #define LOAD_SLAB(name, src, local_buf) __global const float *name = (src);
 #endif
 
+#if WG > 1
+
 // out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void sge_forward(__global const float *x, __global float *out, __global const float *weight,
@@ -198,8 +202,8 @@ void sge_gate(__global const float *x, __global float *gate, __global const floa
 }
 
 // grad_x for one slab, and the slab's (sum ga, sum ga*t) into gsum for sge_param_grad.
-// Pass 1 over (x, grad_out): c_i, ga_i; then per-channel P_k = sum ga_i x[k,i], Q_k = sum c_i x[k,i];
-// pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
+// Pass 1 over (x, grad_out): c_i, ga_i and the slab sums; gc_i from them; R_k = (1/M) sum_i gc_i x[k,i]
+// (a pass over x); pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
                   __global const float *weight, __global const float *bias, __global const float *means,
@@ -211,7 +215,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB(xs, x + base, xs_local)
     LOAD_SLAB(gos, grad_out + base, gos_local)
-    __local float *m = kv, *p = kv + K, *q = kv + 2 * K;
+    __local float *m = kv, *r = kv + K;
     for (int k = lid; k < K; k += WG) m[k] = means[(size_t)s * K + k];
     barrier(CLK_LOCAL_MEM_FENCE);
     const float mu = stats[2 * s], sigma = stats[2 * s + 1];
@@ -233,33 +237,280 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
         pgat += gai * t;
     }
     const float2 sums = group_sum2(pga, pgat, scratch);   // starts with a barrier: c, ga complete
-    channel_dot2(xs, ga, c, K, M, p, q, scratch);
     if (lid == 0) {
         gsum[2 * s] = sums.x;
         gsum[2 * s + 1] = sums.y;
     }
-    // gc_i = alpha w ga_i + beta + gamma (c_i - mu)
+    // gc_i = alpha w ga_i + beta + gamma (c_i - mu), overwriting ga (each i is owned by one work-item).
     float alpha = 1.0f, beta = 0.0f, gamma = 0.0f;
     if (normalize) {
         alpha = inv;
         beta = -(w * sums.x / (float)M) * inv;
         gamma = sigma > 0.0f ? -(w * sums.y) * inv / ((float)(M - 1) * sigma) : 0.0f;
     }
-    // R_k = (1/M) sum_i gc_i x[k,i], into p (each k read and written by one work-item).
-    for (int k = lid; k < K; k += WG) {
-        const float mk = m[k] * (float)M;
-        p[k] = (alpha * w * p[k] + beta * mk + gamma * (q[k] - mu * mk)) / (float)M;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = lid; i < M; i += WG) ga[i] = alpha * w * ga[i] + beta + gamma * (c[i] - mu);
+    // R_k = (1/M) sum_i gc_i x[k,i], summed directly: expanding it into per-channel sums of ga x and
+    // c x (affine in gc) cancels catastrophically when sigma << |mu| (e.g. H*W = 2).
+    channel_dot(xs, ga, K, M, 1.0f / (float)M, r, scratch);
     __global float *gx = grad_x + base;
     for (int i = lid; i < M; i += WG) {
         const float ci = c[i];
         const float t = normalize ? (ci - mu) * inv : ci;
         const float sg = sge_sigmoid(w * t + b);
-        const float gc = alpha * w * ga[i] + beta + gamma * (ci - mu);
-        for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + p[k];
+        const float gc = ga[i];
+        for (int k = 0; k < K; ++k) gx[k * M + i] = gos[k * M + i] * sg + gc * m[k] + r[k];
     }
 }
+
+#else  // WG == 1
+
+// ---- Narrow variant (WG == 1): one work-item walks its slab with explicit float8 vectors. On CPU
+// drivers such as PoCL a work-group runs as a loop on one core, so a single work-item per slab with
+// k-outer / i-inner vector loops (no barriers, no strided work-item loops) is the fastest mapping.
+
+// e^x for float8 without a library call, so the gate vectorises on CPU drivers (a scalar libm exp
+// per position dominated the 56x56 shapes): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of
+// ln2), e^r by its Taylor series to degree 7 (truncation < 5e-9 relative), times 2^n built from the
+// exponent bits. Within a few float32 ulps of exp() for x in [-87, 88]; x is clamped to that range,
+// which only moves sigmoid values that round to 0 or 1 anyway.
+inline float8 exp8(float8 x) {
+    x = clamp(x, -87.0f, 88.0f);
+    const float8 n = rint(x * 1.44269504088896341f);
+    float8 r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
+    p = p * r + (1.0f / 120.0f);
+    p = p * r + (1.0f / 24.0f);
+    p = p * r + (1.0f / 6.0f);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * as_float8((convert_int8(n) + 127) << 23);
+}
+
+inline float hsum8(const float8 v) {
+    const float4 a = v.lo + v.hi;
+    const float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+// sum_i row[i] for i < M (row_dot: sum_i row[i] u[i]). Four independent float8 accumulators so the
+// adds are not one long dependency chain.
+inline float row_sum(SLAB const float *row, const int M) {
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= M; i += 32) {
+        a0 += vload8(0, row + i);
+        a1 += vload8(0, row + i + 8);
+        a2 += vload8(0, row + i + 16);
+        a3 += vload8(0, row + i + 24);
+    }
+    for (; i + 8 <= M; i += 8) a0 += vload8(0, row + i);
+    float tail = 0.0f;
+    for (; i < M; ++i) tail += row[i];
+    return hsum8((a0 + a1) + (a2 + a3)) + tail;
+}
+
+inline float row_dot(SLAB const float *row, __local const float *u, const int M) {
+    float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= M; i += 32) {
+        a0 += vload8(0, row + i) * vload8(0, u + i);
+        a1 += vload8(0, row + i + 8) * vload8(0, u + i + 8);
+        a2 += vload8(0, row + i + 16) * vload8(0, u + i + 16);
+        a3 += vload8(0, row + i + 24) * vload8(0, u + i + 24);
+    }
+    for (; i + 8 <= M; i += 8) a0 += vload8(0, row + i) * vload8(0, u + i);
+    float tail = 0.0f;
+    for (; i < M; ++i) tail += row[i] * u[i];
+    return hsum8((a0 + a1) + (a2 + a3)) + tail;
+}
+
+#if SLAB_LOCAL
+#define LOAD_SLAB1(name, src, local_buf)                                            \
+    {                                                                               \
+        int e = 0;                                                                  \
+        for (; e + 8 <= K * M; e += 8) vstore8(vload8(0, (src) + e), 0, local_buf + e); \
+        for (; e < K * M; ++e) local_buf[e] = (src)[e];                             \
+    }                                                                               \
+    __local const float *name = local_buf;
+#else
+#define LOAD_SLAB1(name, src, local_buf) __global const float *name = (src);
+#endif
+
+// Channel means into m, c into c, returns (mu, sigma): vector loops over one slab.
+inline float2 slab_stats1(SLAB const float *xs, const int K, const int M, __local float *m, __local float *c) {
+    for (int k = 0; k < K; ++k) m[k] = row_sum(xs + k * M, M) / (float)M;
+    // c_i = sum_k m_k x[k,i], position-outer so c is written once; the shifted sum of c - c_0 rides along.
+    float c0 = 0.0f;
+    {
+        float acc1 = 0.0f;
+        for (int k = 0; k < K; ++k) acc1 += m[k] * xs[k * M];
+        c0 = acc1;
+    }
+    float8 sh = (float8)(0.0f);
+    float tail = 0.0f;
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        float8 acc = (float8)(0.0f);
+        for (int k = 0; k < K; ++k) acc += m[k] * vload8(0, xs + k * M + i);
+        vstore8(acc, 0, c + i);
+        sh += acc - c0;
+    }
+    for (; i < M; ++i) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; ++k) acc += m[k] * xs[k * M + i];
+        c[i] = acc;
+        tail += acc - c0;
+    }
+    const float mu = c0 + (hsum8(sh) + tail) / (float)M;
+    // Second pass over the stored c for sigma.
+    float8 v0 = (float8)(0.0f), v1 = v0;
+    tail = 0.0f;
+    for (i = 0; i + 16 <= M; i += 16) {
+        const float8 d0 = vload8(0, c + i) - mu, d1 = vload8(0, c + i + 8) - mu;
+        v0 += d0 * d0;
+        v1 += d1 * d1;
+    }
+    for (; i < M; ++i) tail += (c[i] - mu) * (c[i] - mu);
+    const float ss = hsum8(v0 + v1) + tail;
+    return (float2)(mu, M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f);
+}
+
+// c[i] = sigmoid(w t_i + b) in place.
+inline void gate_in_place(__local float *c, const int M, const float mu, const float inv, const float w, const float b,
+                          const int normalize) {
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        const float8 ci = vload8(0, c + i);
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        vstore8(1.0f / (1.0f + exp8(-(w * t + b))), 0, c + i);
+    }
+    for (; i < M; ++i) {
+        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        c[i] = sge_sigmoid(w * t + b);
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_forward(__global const float *x, __global float *out, __global const float *weight,
+                 __global const float *bias, __global float *means, __global float *stats,
+                 const int G, const int K, const int M, const int normalize,
+                 __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB1(xs, x + base, xs_local)
+    const float2 st = slab_stats1(xs, K, M, m, c);
+    for (int k = 0; k < K; ++k) means[(size_t)s * K + k] = m[k];
+    stats[2 * s] = st.x;
+    stats[2 * s + 1] = st.y;
+    // Position-outer: the gate of 8 positions, then those positions of every channel.
+    const float mu = st.x, inv = 1.0f / (st.y + SGE_EPS), w = weight[g], b = bias[g];
+    __global float *o = out + base;
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        const float8 ci = vload8(0, c + i);
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        for (int k = 0; k < K; ++k) vstore8(vload8(0, xs + k * M + i) * sv, 0, o + k * M + i);
+    }
+    for (; i < M; ++i) {
+        const float t = normalize ? (c[i] - mu) * inv : c[i];
+        const float sv = sge_sigmoid(w * t + b);
+        for (int k = 0; k < K; ++k) o[k * M + i] = xs[k * M + i] * sv;
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_gate(__global const float *x, __global float *gate, __global const float *weight, __global const float *bias,
+              const int G, const int K, const int M, const int normalize,
+              __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    LOAD_SLAB1(xs, x + (size_t)s * K * M, xs_local)
+    const float2 st = slab_stats1(xs, K, M, m, c);
+    gate_in_place(c, M, st.x, 1.0f / (st.y + SGE_EPS), weight[g], bias[g], normalize);
+    for (int i = 0; i < M; ++i) gate[(size_t)s * M + i] = c[i];
+}
+
+// kv holds m (K) and the gate s (M) in this variant; R_k is computed per channel just before its row.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
+                  __global const float *weight, __global const float *bias, __global const float *means,
+                  __global const float *stats, __global float *gsum,
+                  const int G, const int K, const int M, const int normalize,
+                  __local float *xs_local, __local float *gos_local, __local float *c, __local float *ga,
+                  __local float *kv, __local float *scratch) {
+    const int s = get_group_id(0), g = s % G;
+    const size_t base = (size_t)s * K * M;
+    LOAD_SLAB1(xs, x + base, xs_local)
+    LOAD_SLAB1(gos, grad_out + base, gos_local)
+    __local float *m = kv, *sg = kv + K;
+    for (int k = 0; k < K; ++k) m[k] = means[(size_t)s * K + k];
+    const float mu = stats[2 * s], sigma = stats[2 * s + 1];
+    const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
+    // One position-outer pass over (x, grad_out): c_i, gs_i, the gate s_i, ga_i = gs_i s_i (1 - s_i),
+    // and the slab sums of ga and ga t.
+    float8 a8 = (float8)(0.0f), at8 = (float8)(0.0f);
+    float a1 = 0.0f, at1 = 0.0f;
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+        float8 ci = (float8)(0.0f), gs = (float8)(0.0f);
+        for (int k = 0; k < K; ++k) {
+            const float8 xv = vload8(0, xs + k * M + i);
+            ci += m[k] * xv;
+            gs += vload8(0, gos + k * M + i) * xv;
+        }
+        const float8 t = normalize ? (ci - mu) * inv : ci;
+        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        const float8 gav = gs * sv * (1.0f - sv);
+        vstore8(ci, 0, c + i);
+        vstore8(sv, 0, sg + i);
+        vstore8(gav, 0, ga + i);
+        a8 += gav;
+        at8 += gav * t;
+    }
+    for (; i < M; ++i) {
+        float ci = 0.0f, gs = 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float xv = xs[k * M + i];
+            ci += m[k] * xv;
+            gs += gos[k * M + i] * xv;
+        }
+        const float t = normalize ? (ci - mu) * inv : ci;
+        const float sv = sge_sigmoid(w * t + b);
+        const float gav = gs * sv * (1.0f - sv);
+        c[i] = ci;
+        sg[i] = sv;
+        ga[i] = gav;
+        a1 += gav;
+        at1 += gav * t;
+    }
+    const float sga = hsum8(a8) + a1, sgat = hsum8(at8) + at1;
+    gsum[2 * s] = sga;
+    gsum[2 * s + 1] = sgat;
+    float alpha = 1.0f, beta = 0.0f, gamma = 0.0f;
+    if (normalize) {
+        alpha = inv;
+        beta = -(w * sga / (float)M) * inv;
+        gamma = sigma > 0.0f ? -(w * sgat) * inv / ((float)(M - 1) * sigma) : 0.0f;
+    }
+    const float aw = alpha * w;
+    for (i = 0; i + 8 <= M; i += 8) vstore8(aw * vload8(0, ga + i) + beta + gamma * (vload8(0, c + i) - mu), 0, ga + i);
+    for (; i < M; ++i) ga[i] = aw * ga[i] + beta + gamma * (c[i] - mu);
+    // R_k = (1/M) sum_i gc_i x[k,i]; then grad_x = go s + gc m_k + R_k.
+    __global float *gx = grad_x + base;
+    for (int k = 0; k < K; ++k) {
+        const float mk = m[k], rk = row_dot(xs + k * M, ga, M) / (float)M;
+        SLAB const float *grow = gos + k * M;
+        __global float *gxrow = gx + k * M;
+        int j = 0;
+        for (; j + 8 <= M; j += 8)
+            vstore8(vload8(0, grow + j) * vload8(0, sg + j) + vload8(0, ga + j) * mk + rk, 0, gxrow + j);
+        for (; j < M; ++j) gxrow[j] = grow[j] * sg[j] + ga[j] * mk + rk;
+    }
+}
+
+#endif  // WG == 1
 
 // grad_weight[g] += sum_n gsum[n,g].y, grad_bias[g] += sum_n gsum[n,g].x (one work-item per group).
 __kernel void sge_param_grad(__global const float *gsum, __global float *grad_weight, __global float *grad_bias,

@@ -34,10 +34,12 @@ import SGETensor
 ///             + gc_j m_k                           through c_j = Σ_k m_k x[k,j]
 ///             + (1/M) Σ_i gc_i x[k,i]              through m_k in every c_i
 ///
-/// The device kernels use that gc is affine in (gt, 1, c - μ): with α = 1/(σ+ε),
-/// β = -mean(gt) α, γ = -(Σ gt t) α / ((M-1)σ), Σ_i gc_i x[k,i] = α w Σ_i ga_i x[k,i] + β M m_k
-/// + γ (Σ_i c_i x[k,i] - μ M m_k), so backward needs only per-channel sums Σ ga_i x[k,i] and
-/// Σ c_i x[k,i] besides the per-slab sums Σ ga, Σ ga t.
+/// The device kernels use that gc is affine in (ga, 1, c - μ): with α = 1/(σ+ε), β = -mean(gt) α,
+/// γ = -(Σ gt t) α / ((M-1)σ), gc_i = α w ga_i + β + γ (c_i - μ) needs only the slab sums Σ ga and
+/// Σ ga t (Σ gt = w Σ ga, Σ gt t = w Σ ga t), gathered in the pass that computes ga. The channel
+/// term (1/M) Σ_i gc_i x[k,i] is then summed directly from the stored gc: expanding it into
+/// per-channel sums Σ ga_i x[k,i] and Σ c_i x[k,i] would cancel catastrophically in float32 when
+/// σ << |μ| (the H*W = 2 golden case lost 3 digits that way).
 extension Reference {
     /// The ε added to the std (PytorchInsight's value).
     public static let sgeEpsilon = 1e-5

@@ -118,16 +118,21 @@ struct SGEPlan {
 }
 
 extension OpenCLBackend: SGEOps {
-    /// The default work-group size: wide on GPUs; on CPU drivers (PoCL runs a work-group as a loop
-    /// on one core) the size measured fastest by `sge bench sge --sweep`.
-    public var sgeDefaultWorkGroupSize: Int { device.info.isGPU ? 256 : 64 }
+    /// The default work-group size: 256 (the wide variant) on GPUs; 1 (the narrow float8 variant,
+    /// one work-item per slab) elsewhere: on CPU drivers such as PoCL a work-group runs as a loop on
+    /// one core, and `sge bench sge --sweep` measured the narrow variant 5-15x faster than any
+    /// wide work-group there.
+    public var sgeDefaultWorkGroupSize: Int { device.info.isGPU ? 256 : 1 }
 
     /// Local-memory floats a work-group needs (see the layout in Kernels/sge.cl).
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
         let scratch = 2 * max(d.k, wg)
-        if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + 3 * d.k + scratch }
+        if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + sgeBackwardKV(d, wg: wg) + scratch }
         return (slabLocal ? d.k * d.m : 1) + d.m + d.k + scratch
     }
+
+    /// Backward's `kv` local array: m and R (K each); the narrow variant keeps m and the gate s (M).
+    func sgeBackwardKV(_ d: SGEDims, wg: Int) -> Int { wg == 1 ? d.k + d.m : 2 * d.k }
 
     func sgePlan(_ d: SGEDims, backward: Bool, path: SGEPath, workGroupSize: Int?) throws -> SGEPlan {
         let requested = workGroupSize ?? sgeDefaultWorkGroupSize
@@ -140,7 +145,9 @@ extension OpenCLBackend: SGEOps {
         let fitsLocal = sgeLocalFloats(d, backward: backward, slabLocal: true, wg: wg) * 4 <= limit
         let slabLocal: Bool
         switch path {
-        case .automatic: slabLocal = fitsLocal
+        // The narrow variant streams: its one work-item's slab stays in that core's cache between
+        // passes, so a local copy only adds traffic (measured ~2x slower on PoCL).
+        case .automatic: slabLocal = fitsLocal && wg > 1
         case .local:
             guard fitsLocal else {
                 throw SGEError.invalidArgument("sge: the local-memory path needs \(sgeLocalFloats(d, backward: backward, slabLocal: true, wg: wg) * 4) bytes "
@@ -173,13 +180,24 @@ extension OpenCLBackend: SGEOps {
         try sgeForward(x, weight: weight, bias: bias, groups: groups, normalize: normalize, path: .automatic, workGroupSize: nil)
     }
 
-    /// Forward with an explicit kernel path and work-group size (tests and benchmarks).
+    /// `reuse` checked against `shape`, else a new device output.
+    func reusable(_ reuse: Tensor?, _ shape: Shape, label: String, op: String) throws -> Tensor {
+        guard let reuse else { return try output(shape, label: label) }
+        guard reuse.shape == shape, reuse.context === device else {
+            throw SGEError.shape("\(op): output to reuse \(reuse.label) has shape \(reuse.shape) (or another device), expected \(shape)")
+        }
+        return reuse
+    }
+
+    /// Forward with an explicit kernel path and work-group size (tests and benchmarks), writing into
+    /// `reuse` when given (a tensor of x's shape): a freshly allocated output costs the page faults of
+    /// its first touch, which at 25 MB take longer than the kernel itself on PoCL.
     public func sgeForward(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
-                           path: SGEPath, workGroupSize: Int?) throws -> (out: Tensor, saved: SGESaved) {
+                           path: SGEPath, workGroupSize: Int?, reuse: Tensor? = nil) throws -> (out: Tensor, saved: SGESaved) {
         let d = try sgeValidate("sge forward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
         var plan = try sgePlan(d, backward: false, path: path, workGroupSize: workGroupSize)
         let k = try sgeKernel("sge_forward", &plan)
-        let out = try output(x.shape, label: "sge out")
+        let out = try reusable(reuse, x.shape, label: "sge out", op: "sge forward")
         let means = try output([d.n, d.c], label: "sge means")
         let stats = try output([d.n, d.g, 2], label: "sge stats")
         let wg = plan.workGroupSize
@@ -197,16 +215,16 @@ extension OpenCLBackend: SGEOps {
                         gradWeight: gradWeight, gradBias: gradBias, path: .automatic, workGroupSize: nil).gradX
     }
 
-    /// Backward with an explicit kernel path and work-group size (tests and benchmarks); also returns
-    /// the profiling events of the kernels it enqueued, in order.
+    /// Backward with an explicit kernel path and work-group size (tests and benchmarks), writing
+    /// grad_x into `reuse` when given; also returns the profiling events of its kernels, in order.
     public func sgeBackward(_ gradOut: Tensor, x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool,
                             saved: SGESaved, gradWeight: Tensor, gradBias: Tensor, path: SGEPath,
-                            workGroupSize: Int?) throws -> (gradX: Tensor, events: [CLEvent]) {
+                            workGroupSize: Int?, reuse: Tensor? = nil) throws -> (gradX: Tensor, events: [CLEvent]) {
         let d = try sgeValidate("sge backward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize,
                                 gradOut: gradOut, saved: saved, gradWeight: gradWeight, gradBias: gradBias)
         var plan = try sgePlan(d, backward: true, path: path, workGroupSize: workGroupSize)
         let k = try sgeKernel("sge_backward", &plan)
-        let gx = try output(x.shape, label: "sge grad_x")
+        let gx = try reusable(reuse, x.shape, label: "sge grad_x", op: "sge backward")
         let gsum = try output([d.n, d.g, 2], label: "sge slab sums")
         let wg = plan.workGroupSize
         let slab = plan.slabLocal ? d.k * d.m * 4 : 4
@@ -214,7 +232,7 @@ extension OpenCLBackend: SGEOps {
                        .buffer(weight.deviceBuffer()), .buffer(bias.deviceBuffer()), .buffer(saved.means.deviceBuffer()),
                        .buffer(saved.stats.deviceBuffer()), .buffer(gsum.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(3 * d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(sgeBackwardKV(d, wg: wg) * 4), .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
         let param = try launch(kernel("sge_param_grad", KernelSource.sge, plan.defines),
                    [.buffer(gsum.deviceBuffer()), .buffer(gradWeight.deviceBufferForUpdate()), .buffer(gradBias.deviceBufferForUpdate()),

@@ -31,6 +31,18 @@ public enum SGEGolden {
         public let expected: [String: HostTensor]
         public let f32Err: [String: Double]
 
+        public init(path: String, x: HostTensor, gradOut: HostTensor, weight: HostTensor, bias: HostTensor, groups: Int,
+                    expected: [String: HostTensor], f32Err: [String: Double]) {
+            self.path = path
+            self.x = x
+            self.gradOut = gradOut
+            self.weight = weight
+            self.bias = bias
+            self.groups = groups
+            self.expected = expected
+            self.f32Err = f32Err
+        }
+
         public static func load(path: String) throws -> Case {
             let file = try SafeTensors.read(path: path)
             func meta(_ key: String) throws -> String {

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// `sge bench ...`: kernel benchmarks timed with OpenCL profiling events.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark kernels with OpenCL profiling events (ms, GB/s, fraction of the measured copy bandwidth).",
+        subcommands: [BenchSGE.self, BenchConv.self])
+}

@@ -1,0 +1,183 @@
+import ArgumentParser
+import Foundation
+import SGEEngine
+import SGEKernels
+import SGEOpenCL
+import SGETensor
+
+/// `sge bench sge`: SGE forward and backward at ResNet stage shapes vs the device's copy bandwidth.
+struct BenchSGE: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sge",
+        abstract: "Time SGE forward/backward and compare with the measured float4 copy bandwidth.",
+        discussion: """
+            Bytes counted: forward reads x and writes out (2 x 4 bytes per element); backward reads x and \
+            grad_out and writes grad_x (3 x 4 bytes per element). Times are the median of --repeats runs after \
+            --warmup runs, from OpenCL profiling events (backward: from the start of sge_backward to the end of \
+            sge_param_grad), writing into the same output tensors every run (as with a buffer pool; a fresh \
+            output's first-touch page faults are not the kernel's cost). The copy bandwidth is measured in the same run with copy_float4 on 64 MiB buffers (the best of the driver's work-group size and 64, 256, 1024). \
+            Every kernel variant timed is first checked against the reference backend.
+            """)
+
+    @OptionGroup var options: DeviceOptions
+
+    @Option(help: "Shapes N,C,H,W separated by ';' (default: the four ResNet stages at batch 8).")
+    var shapes: String = "8,256,56,56;8,512,28,28;8,1024,14,14;8,2048,7,7"
+
+    @Option(help: "Groups G.")
+    var groups: Int = 64
+
+    @Option(help: "Kernel path: automatic, local or streaming.")
+    var path: String = "automatic"
+
+    @Option(name: .customLong("work-group"), help: "Work-group size (a power of two; default: the device default).")
+    var workGroup: Int?
+
+    @Flag(help: "Time work-group sizes 1 (the narrow variant) and 16...256 (the wide one) on both paths (tuning).")
+    var sweep = false
+
+    @Option(help: "Timed repeats (median reported; at least 5).")
+    var repeats: Int = 7
+
+    @Option(help: "Untimed warm-up runs.")
+    var warmup: Int = 2
+
+    @Flag(help: "Print a JSON array instead of a table.")
+    var json = false
+
+    func run() throws {
+        try runCLI {
+            guard repeats >= 5 else { throw SGEError.invalidArgument("--repeats must be at least 5, got \(repeats)") }
+            guard warmup >= 0 else { throw SGEError.invalidArgument("--warmup must be >= 0, got \(warmup)") }
+            guard let chosenPath = SGEPath(rawValue: path) else {
+                throw SGEError.invalidArgument("--path must be automatic, local or streaming, got '\(path)'")
+            }
+            let shapeList = try parseShapes(shapes)
+            let choice = try options.choose(quiet: json)
+            guard let info = choice.info, let backend = choice.backend as? OpenCLBackend else {
+                throw SGEError.invalidArgument("bench needs an OpenCL device; the reference backend has no profiling events")
+            }
+            let copy = try copyBandwidth(backend)
+            var configs: [(SGEPath, Int?)] = [(chosenPath, workGroup)]
+            if sweep {
+                configs = []
+                for wg in [1, 16, 32, 64, 128, 256] where wg <= info.maxWorkGroupSize {
+                    for p in [SGEPath.local, .streaming] { configs.append((p, wg)) }
+                }
+            }
+            for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
+            var rows: [[String: Any]] = []
+            if !json {
+                print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", copy)) GB/s")
+                print(pad("shape", 18) + " " + pad("G", 4, left: true) + " " + pad("direction", 9) + " " + pad("path", 9) + " "
+                      + pad("WG", 4, left: true) + " " + pad("ms", 9, left: true) + " " + pad("GB/s", 8, left: true) + " " + pad("of copy", 8, left: true))
+            }
+            for shape in shapeList {
+                let n = shape.count
+                var rng = SeededRNG(seed: 42)
+                let x = try backend.tensor((0..<n).map { _ in rng.normal() }, shape, label: "x")
+                let go = try backend.tensor((0..<n).map { _ in rng.normal() }, shape, label: "grad_out")
+                let w = try backend.tensor((0..<groups).map { _ in rng.normal() }, [groups], label: "weight")
+                let b = try backend.tensor((0..<groups).map { _ in rng.normal() }, [groups], label: "bias")
+                let gw = backend.zeros([groups]), gb = backend.zeros([groups])
+                for (p, wg) in configs {
+                    // Outputs are reused across runs, as a training loop with a buffer pool would: a fresh
+                    // 25 MB buffer costs more in first-touch page faults than the kernel itself on PoCL.
+                    var saved: SGESaved?
+                    var out: Tensor?, gx: Tensor?
+                    let fwd = try median {
+                        let r = try backend.sgeForward(x, weight: w, bias: b, groups: groups, normalize: true, path: p, workGroupSize: wg,
+                                                       reuse: out)
+                        out = r.out
+                        saved = r.saved
+                        return try backend.lastEvent!.milliseconds()
+                    }
+                    let bwd = try median {
+                        let r = try backend.sgeBackward(go, x: x, weight: w, bias: b, groups: groups, normalize: true, saved: saved!,
+                                                        gradWeight: gw, gradBias: gb, path: p, workGroupSize: wg, reuse: gx)
+                        gx = r.gradX
+                        return try CLEvent.span(r.events.first!, r.events.last!)
+                    }
+                    let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize
+                    for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
+                        let gbps = Double(bytes) / ms / 1e6
+                        rows.append(["op": "sge", "direction": direction, "shape": shape.dims, "groups": groups, "ms": ms, "gbps": gbps,
+                                     "fraction_of_copy": gbps / copy, "copy_gbps": copy, "device": info.name, "path": p.rawValue,
+                                     "work_group_size": wgUsed])
+                        if !json {
+                            print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)
+                                  + String(format: " %4d %9.3f %8.2f %7.0f%%", wgUsed, ms, gbps, 100 * gbps / copy))
+                        }
+                    }
+                }
+            }
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            }
+        }
+    }
+
+    func parseShapes(_ text: String) throws -> [Shape] {
+        try text.split(separator: ";").map { part in
+            let dims = part.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else {
+                throw SGEError.invalidArgument("--shapes: '\(part)' is not N,C,H,W with positive sizes")
+            }
+            return Shape(dims)
+        }
+    }
+
+    /// Median of `repeats` timed runs after `warmup` untimed ones.
+    func median(_ body: () throws -> Double) throws -> Double {
+        for _ in 0..<warmup { _ = try body() }
+        let times = try (0..<repeats).map { _ in try body() }.sorted()
+        return times[times.count / 2]
+    }
+
+    /// copy_float4 over 64 MiB: GB/s counting one read and one write.
+    func copyBandwidth(_ backend: OpenCLBackend) throws -> Double {
+        let bytes = 64 << 20
+        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+        let k = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
+        let n4 = bytes / 16
+        // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
+        // then hit the cache) and first writes page-fault, either of which would distort the figure.
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
+        // ~40%), so the fractions are against the device's real limit.
+        var best = try median { try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4]).milliseconds() }
+        for local in [64, 256, 1024] where local <= min(k.maxWorkGroupSize, backend.device.info.maxWorkGroupSize) {
+            best = min(best, try median { try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4], local: [local]).milliseconds() })
+        }
+        return Double(2 * bytes) / best / 1e6
+    }
+
+    /// Checks one kernel variant against the reference before it is timed.
+    func validate(_ backend: OpenCLBackend, path: SGEPath, workGroupSize: Int?) throws {
+        let shape: Shape = [2, 64, 7, 9]
+        let g = 8
+        var rng = SeededRNG(seed: 3)
+        let xv = (0..<shape.count).map { _ in rng.normal() }, gov = (0..<shape.count).map { _ in rng.normal() }
+        let wv = (0..<g).map { _ in rng.normal() }, bv = (0..<g).map { _ in rng.normal() }
+        let ref = ReferenceBackend()
+        let (rout, rsaved) = try ref.sgeForward(try ref.tensor(xv, shape), weight: try ref.tensor(wv, [g]), bias: try ref.tensor(bv, [g]),
+                                                groups: g, normalize: true)
+        let rgx = try ref.sgeBackward(try ref.tensor(gov, shape), x: try ref.tensor(xv, shape), weight: try ref.tensor(wv, [g]),
+                                      bias: try ref.tensor(bv, [g]), groups: g, normalize: true, saved: rsaved,
+                                      gradWeight: ref.zeros([g]), gradBias: ref.zeros([g]))
+        let x = try backend.tensor(xv, shape), w = try backend.tensor(wv, [g]), b = try backend.tensor(bv, [g])
+        let (out, saved) = try backend.sgeForward(x, weight: w, bias: b, groups: g, normalize: true, path: path, workGroupSize: workGroupSize)
+        let gx = try backend.sgeBackward(try backend.tensor(gov, shape), x: x, weight: w, bias: b, groups: g, normalize: true, saved: saved,
+                                         gradWeight: backend.zeros([g]), gradBias: backend.zeros([g]), path: path,
+                                         workGroupSize: workGroupSize).gradX
+        for (name, got, want) in [("out", try out.read(), try rout.read()), ("grad_x", try gx.read(), try rgx.read())] {
+            let scale = want.reduce(Float(0)) { max($0, abs($1)) }
+            let err = zip(got, want).reduce(Float(0)) { max($0, $1.0.isFinite ? abs($1.0 - $1.1) : .infinity) }
+            guard err <= 1e-4 * max(scale, 1) else {
+                throw SGEError.numeric("sge \(path.rawValue) WG=\(workGroupSize.map(String.init) ?? "default") gives \(name) off the reference by \(err)")
+            }
+        }
+    }
+}
