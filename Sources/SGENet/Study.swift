@@ -287,11 +287,14 @@ public final class Study {
         let barWidth = 44, spacing = 22, left = 70, right = 20, top = 50
         let names = summaries.map { $0.variant.name + " (\($0.runs))" }
         let labelSpace = 8 + max(Canvas.textWidth("SGE G=16 NO-NORM (3)"), names.map { Canvas.textWidth($0) }.max() ?? 0)
-        let width = max(left + right + summaries.count * (barWidth + spacing), Canvas.textWidth(title) + 20, 480)
+        // The bitmap font has no ';' or '±'.
+        let heading = title.replacingOccurrences(of: ";", with: ",")
+        let subtitle = "test accuracy (%): bars mean, whiskers +/- sample std, dots single runs, the axis does not start at 0"
+        let width = max(left + right + summaries.count * (barWidth + spacing), Canvas.textWidth(heading) + 20, Canvas.textWidth(subtitle) + 20)
         var c = Canvas(width: width, height: height)
         let bottom = height - labelSpace - 10
-        c.text(title, x: 10, y: 10, .black)
-        c.text("test accuracy (%): bars mean, whiskers ±std, dots runs", x: 10, y: 26, RGB(90, 90, 90))
+        c.text(heading, x: 10, y: 10, .black)
+        c.text(subtitle, x: 10, y: 26, RGB(90, 90, 90))
         let values = summaries.flatMap { s in s.accuracies + [s.meanAccuracy - s.stdAccuracy, s.meanAccuracy + s.stdAccuracy] }.map { 100 * $0 }
         let (y0, y1) = MetricsPlot.padded(values.min() ?? 0, values.max() ?? 100, margin: 0.15)
         func py(_ v: Double) -> Int { bottom - Int(((v - y0) / (y1 - y0) * Double(bottom - top)).rounded()) }

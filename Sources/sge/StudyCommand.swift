@@ -37,6 +37,7 @@ struct StudyCommand: ParsableCommand {
     func run() throws {
         try runCLI {
             guard seeds > 0 else { throw SGEError.invalidArgument("--seeds \(seeds): must be positive") }
+            let budgetSeconds = try budget.map(parseDuration)
             let choice = try device.choose()
             let train = try data.load(train: true)
             let test = try data.load(train: false)
@@ -61,7 +62,7 @@ struct StudyCommand: ParsableCommand {
             let deviceName = choice.info.map(\.name) ?? "reference"
             let study = try Study(outDir: out, backend: choice.backend, deviceName: deviceName, baseConfig: base, train: train, test: test,
                                   settings: settings, variants: variants, seeds: (1...seeds).map(UInt64.init))
-            study.budgetSeconds = try budget.map(parseDuration)
+            study.budgetSeconds = budgetSeconds
             study.progress = { log($0) }
             signal(SIGINT) { _ in
                 if trainingStopRequested != 0 { _exit(130) }
