@@ -160,7 +160,8 @@ public enum Visualize {
         return out
     }
 
-    /// Image `index` of `data`-style normalised pixels as RGB bytes (grey replicated), H×W.
+    /// Image `index` of N×C×H×W normalised pixels as un-normalised RGB values in 0...255 (grey
+    /// replicated to all three), H×W row-major.
     public static func imageRGB(_ images: [Float], index: Int, channels: Int, height: Int, width: Int,
                                 mean: [Float], std: [Float]) -> [(Float, Float, Float)] {
         let plane = height * width
@@ -190,6 +191,7 @@ public enum Visualize {
         public var top: Int
         public var rowHeight: Int
         public var labelHeight: Int
+        /// The canvas size (the width is a minimum: a long title or subtitle widens the canvas).
         public var size: (width: Int, height: Int)
         /// Top-left pixel of column `column` (0: input image, 1 + g: group g) of row `row`.
         public func origin(row: Int, column: Int) -> (x: Int, y: Int) {
@@ -260,7 +262,7 @@ public enum Visualize {
                 }
             }
         }
-        // Colour bar for the fixed gate scale.
+        // Colour bar of the gate scale (fixed 0-1, or the stretched range).
         let barY = l.top + n * l.rowHeight + 4
         let barWidth = 256
         let fixed = range.lo == 0 && range.hi == 1
