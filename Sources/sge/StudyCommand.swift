@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import SGEEngine
+import SGENet
+import SGETensor
+
+struct StudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "Ablation grid of short trainings: SGE vs no SGE, groups G, with/without normalisation, over seeds.",
+        discussion: """
+            Grid (default): no SGE; SGE with G = 1, 2, 4, 8, 16 in every stage (the small model's first stage has 16 \
+            channels, so G ≤ 16), with normalisation; the same G without normalisation — 11 variants × 3 seeds = 33 runs, \
+            each 1 epoch on the first 10000 training images (batch 128, SGD lr 0.1, cosine schedule), tested on the \
+            whole test set. Runs go seed by seed through the library Trainer. Each finished run appends a line to \
+            OUT/study.jsonl; runs already there are skipped, so rerunning continues an interrupted study (Ctrl-C or \
+            --budget). At the end OUT/study.md (mean ± std test accuracy, images/s per variant) and OUT/study.png \
+            (bar chart with error bars) are written from every finished run of the grid.
+            """)
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var data: DataOptions
+    @Option(help: "Output directory.") var out = "runs/study"
+    @Option(help: "Epochs per run.") var epochs = 1
+    @Option(name: .customLong("train-subset"), help: "Train on the first N training images (0: all).") var trainSubset = 10000
+    @Option(name: .customLong("test-subset"), help: "Test on the first N test images (0: all).") var testSubset = 0
+    @Option(help: "Number of seeds (1...S).") var seeds = 3
+    @Option(help: "SGE group counts (with normalisation), e.g. 1,2,4,8,16.") var groups = "1,2,4,8,16"
+    @Option(name: .customLong("no-norm-groups"), help: "Group counts for the no-normalisation variants ('none' for none).") var noNormGroups = "1,2,4,8,16"
+    @Flag(name: .customLong("no-baseline"), help: "Leave out the no-SGE baseline.") var noBaseline = false
+    @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
+    @Option(help: "Peak learning rate.") var lr: Float = 0.1
+    @Option(help: "Model preset: small (28×28) or resnet20 (32×32). Default by image size.") var model: String?
+    @Option(help: "Time budget, e.g. 900, 90s, 30m, 2h: no new run starts once the next would exceed it; rerun to continue.")
+    var budget: String?
+
+    func run() throws {
+        try runCLI {
+            guard seeds > 0 else { throw SGEError.invalidArgument("--seeds \(seeds): must be positive") }
+            let budgetSeconds = try budget.map(parseDuration)
+            let choice = try device.choose()
+            let train = try data.load(train: true)
+            let test = try data.load(train: false)
+            var base: ResNetConfig
+            switch model ?? (train.height >= 32 ? "resnet20" : "small") {
+            case "small": base = .small(classes: max(train.classes, 2), inputChannels: train.channels)
+            case "resnet20":
+                base = .resnet20(classes: max(train.classes, 2))
+                base.inputChannels = train.channels
+            case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
+            }
+            var settings = StudySettings()
+            settings.epochs = epochs
+            settings.batchSize = batchSize
+            settings.lr = lr
+            settings.trainSubset = trainSubset > 0 ? trainSubset : nil
+            settings.testSubset = testSubset > 0 ? testSubset : nil
+            let g = try parseInts(groups, "--groups")
+            let nn = noNormGroups.lowercased() == "none" ? [] : try parseInts(noNormGroups, "--no-norm-groups")
+            var variants = StudyVariant.grid(groups: g, noNormGroups: nn)
+            if noBaseline { variants.removeFirst() }
+            let deviceName = choice.info.map(\.name) ?? "reference"
+            let study = try Study(outDir: out, backend: choice.backend, deviceName: deviceName, baseConfig: base, train: train, test: test,
+                                  settings: settings, variants: variants, seeds: (1...seeds).map(UInt64.init))
+            study.budgetSeconds = budgetSeconds
+            study.progress = { log($0) }
+            signal(SIGINT) { _ in
+                if trainingStopRequested != 0 { _exit(130) }
+                trainingStopRequested = 1
+            }
+            let start = Date()
+            let ran = try study.run()
+            log(String(format: "trained %d runs in %.0f s", ran, Date().timeIntervalSince(start)))
+            print(try String(contentsOfFile: study.markdownPath, encoding: .utf8))
+            print("wrote \(study.jsonlPath), \(study.markdownPath)" + (FileManager.default.fileExists(atPath: study.pngPath) ? ", \(study.pngPath)" : ""))
+        }
+    }
+}
+
+/// Seconds from "900", "90s", "30m" or "2h".
+func parseDuration(_ text: String) throws -> Double {
+    let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+    let units: [(String, Double)] = [("h", 3600), ("m", 60), ("s", 1)]
+    for (suffix, factor) in units where t.hasSuffix(suffix) {
+        if let v = Double(t.dropLast()), v > 0 { return v * factor }
+    }
+    if let v = Double(t), v > 0 { return v }
+    throw SGEError.invalidArgument("--budget \(text): expected seconds or a duration such as 90s, 30m, 2h")
+}
