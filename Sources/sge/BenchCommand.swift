@@ -5,5 +5,5 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark kernels with OpenCL profiling events (ms, GB/s, fraction of the measured copy bandwidth).",
-        subcommands: [BenchSGE.self, BenchConv.self])
+        subcommands: [BenchSGE.self, BenchConv.self, BenchGemm.self])
 }
