@@ -29,7 +29,7 @@ public struct Validator {
     public static func toleranceRule(_ op: String, _ direction: String) -> String {
         switch (op, direction) {
         case ("sge", "forward"): return "\(fmt(Tol.sge))·u·(L, √L), L = K·M"
-        case ("sge", "backward"): return "\(fmt(Tol.sgeBackward))·u·(L, √L), L = K·M·N"
+        case ("sge", "backward"): return "\(fmt(Tol.sgeBackward))·u·(L, √L)·max(1,κ), L = K·M·N"
         case ("conv", "forward"): return "\(fmt(Tol.conv))·u·(L, √L), L = Cin·k²"
         case ("conv", "backward"): return "\(fmt(Tol.conv))·u·(L, √L), L = Cout·k² | N·OH·OW"
         case ("batchnorm", "forward"): return "\(fmt(Tol.batchNorm))·u·(L, √L), L = N·H·W"
