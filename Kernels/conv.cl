@@ -40,3 +40,35 @@ __kernel void bias_grad(__global const float *grad_out, __global float *grad_bia
     }
     if (lid == 0 && k < channels) grad_bias[k] += partial[0];
 }
+
+// col2im as a gather, for geometries where CLBlast 1.5.3's col2im is wrong (stride and dilation
+// with a common factor > 1 on the same axis: it writes wrong values and out of bounds).
+// cols holds `batch` images' column matrices [C*KH*KW][OH*OW] back to back (image b at b*CKK*P);
+// gx[n0+b, c, h, w] = sum over taps (i, j) whose output position lands on (h, w). Overwrites gx
+// (no zeroing, no atomics). Mapping: one work-item per input element of the chunk.
+__kernel void col2im_gather(__global const float *cols, __global float *gx, const int n0, const int batch,
+                            const int channels, const int height, const int width, const int kh, const int kw,
+                            const int out_h, const int out_w, const int stride_h, const int stride_w,
+                            const int pad_h, const int pad_w, const int dil_h, const int dil_w) {
+    const int idx = get_global_id(0);
+    if (idx >= batch * channels * height * width) return;
+    const int w = idx % width, h = (idx / width) % height;
+    const int c = (idx / (width * height)) % channels, b = idx / (width * height * channels);
+    const int P = out_h * out_w;
+    __global const float *col = cols + (size_t)b * channels * kh * kw * P;
+    float s = 0.0f;
+    for (int i = 0; i < kh; i++) {
+        const int th = h + pad_h - i * dil_h;
+        if (th < 0 || th % stride_h != 0) continue;
+        const int oh = th / stride_h;
+        if (oh >= out_h) continue;
+        for (int j = 0; j < kw; j++) {
+            const int tw = w + pad_w - j * dil_w;
+            if (tw < 0 || tw % stride_w != 0) continue;
+            const int ow = tw / stride_w;
+            if (ow >= out_w) continue;
+            s += col[((c * kh + i) * kw + j) * P + oh * out_w + ow];
+        }
+    }
+    gx[(size_t)n0 * channels * height * width + idx] = s;
+}

@@ -81,6 +81,11 @@ final class ConvTests: XCTestCase {
         // 1×1 pointwise GEMM path with batch 3 and 17 → 5 channels; H*W = 1.
         try checkConv(device, x: [3, 17, 5, 3], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "pointwise, \(algorithm)")
         try checkConv(device, x: [2, 3, 1, 1], cout: 5, kernel: (1, 1), params: Conv2dParams(), what: "1x1 image, \(algorithm)")
+        // Stride 2 with dilation 2 (CLBlast's col2im is wrong there; found by sge validate seed 49/157).
+        try checkConv(device, x: [2, 1, 9, 7], cout: 5, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1, dilation: 2),
+                      what: "stride 2 dilation 2, \(algorithm)")
+        try checkConv(device, x: [3, 2, 7, 2], cout: 9, kernel: (1, 1), params: Conv2dParams(stride: 2, padding: 1, dilation: 2),
+                      what: "1x1 stride 2 dilation 2 pad 1, \(algorithm)")
     }
 
     func testConvForcedChunkingAndAlgorithms() throws {

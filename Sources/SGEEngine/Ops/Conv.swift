@@ -284,15 +284,26 @@ extension OpenCLBackend: ConvOps {
         guard needInputGrad else { return nil }
         // Grad input: col[n] (CKK×P) = Wᵀ (CKK×K) · go[n] (K×P), then col2im adds it into gx[n].
         let gx = try output(x.shape, label: "conv2d grad input")
-        try fill(gx, 0)
-        let gxb = try gx.deviceBufferForUpdate()
+        // CLBlast 1.5.3's col2im is wrong (and writes out of bounds) when stride and dilation share a
+        // factor > 1 on an axis (found by `sge validate`); those geometries use our gather kernel.
+        let blastCol2imSafe = gcd(s.strideH, s.dilationH) == 1 && gcd(s.strideW, s.dilationW) == 1
+        if blastCol2imSafe { try fill(gx, 0) }
+        let gxb = blastCol2imSafe ? try gx.deviceBufferForUpdate() : try gx.deviceBufferForOverwrite()
         for n0 in stride(from: 0, to: s.n, by: chunk) {
             let b = min(chunk, s.n - n0)
             try device.enqueueSgemmStridedBatched(.yes, .no, m: ckk, n: p, k: s.k, a: wb, lda: ckk, strideA: 0,
                                                   b: gob, bOffset: n0 * s.k * p, ldb: p, strideB: s.k * p,
                                                   c: col, ldc: p, strideC: ckk * p, batch: b)
-            for i in 0..<b {
-                try device.enqueueCol2im(g, col: col, colOffset: i * ckk * p, im: gxb, imOffset: (n0 + i) * imageSize)
+            if blastCol2imSafe {
+                for i in 0..<b {
+                    try device.enqueueCol2im(g, col: col, colOffset: i * ckk * p, im: gxb, imOffset: (n0 + i) * imageSize)
+                }
+            } else {
+                let args: [CLKernel.Arg] = [.buffer(col), .buffer(gxb), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
+                                            .int(Int32(s.w)), .int(Int32(s.kh)), .int(Int32(s.kw)), .int(Int32(s.outH)), .int(Int32(s.outW)),
+                                            .int(Int32(s.strideH)), .int(Int32(s.strideW)), .int(Int32(s.padH)), .int(Int32(s.padW)),
+                                            .int(Int32(s.dilationH)), .int(Int32(s.dilationW))]
+                try launch(kernel("col2im_gather", KernelSource.conv), args, count: b * imageSize)
             }
         }
         return gx
@@ -322,3 +333,6 @@ extension OpenCLBackend: ConvOps {
         return gx
     }
 }
+
+/// Greatest common divisor of two positive integers.
+func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
