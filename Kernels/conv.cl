@@ -72,3 +72,97 @@ __kernel void col2im_gather(__global const float *cols, __global float *gx, cons
     }
     gx[(size_t)n0 * channels * height * width + idx] = s;
 }
+
+// ---- The "wide" layout (ConvAlgorithm.wide): a chunk of B images as ONE column matrix
+// cols[r][b*P + p] (r = (c*KH + i)*KW + j, p = oh*OW + ow, row length BP = B*P), so each direction of
+// a convolution is one GEMM per chunk instead of one per image, and each helper below is one launch.
+// Geometry is compile-time (-D KH KW SH SW PH PW DH DW) so index arithmetic folds to constants.
+// Mapping: 3-D ranges with dim 0 along the contiguous output row (ow or p), so consecutive
+// work-items touch consecutive addresses (vector lanes on CPU drivers, coalesced on GPUs).
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef SH
+#define SH 1
+#endif
+#ifndef SW
+#define SW 1
+#endif
+#ifndef PH
+#define PH 0
+#endif
+#ifndef PW
+#define PW 0
+#endif
+#ifndef DH
+#define DH 1
+#endif
+#ifndef DW
+#define DW 1
+#endif
+
+// cols = im2col of images [n0, n0+B) of x [N, C, H, W]; range (OW, OH, B*C).
+__kernel void im2col_wide(__global const float *x, __global float *cols, const int n0, const int batch, const int channels,
+                          const int height, const int width, const int out_h, const int out_w) {
+    const int ow = get_global_id(0), oh = get_global_id(1), bc = get_global_id(2);
+    if (ow >= out_w || oh >= out_h || bc >= batch * channels) return;
+    const int b = bc / channels, c = bc - b * channels;
+    const size_t BP = (size_t)batch * out_h * out_w;
+    __global const float *img = x + ((size_t)(n0 + b) * channels + c) * height * width;
+    __global float *dst = cols + (size_t)c * KH * KW * BP + (size_t)b * out_h * out_w + oh * out_w + ow;
+    for (int i = 0; i < KH; i++) {
+        const int ih = oh * SH - PH + i * DH;
+        const bool row_ok = ih >= 0 && ih < height;
+        for (int j = 0; j < KW; j++) {
+            const int iw = ow * SW - PW + j * DW;
+            dst[(i * KW + j) * BP] = (row_ok && iw >= 0 && iw < width) ? img[ih * width + iw] : 0.0f;
+        }
+    }
+}
+
+// gx[n0+b, c, h, w] = sum over taps (i, j) landing on (h, w) of cols[r][b*P + oh*OW + ow]; a gather
+// that overwrites gx (no zeroing, no atomics). Range (W, H, B*C).
+__kernel void col2im_wide(__global const float *cols, __global float *gx, const int n0, const int batch, const int channels,
+                          const int height, const int width, const int out_h, const int out_w) {
+    const int w = get_global_id(0), h = get_global_id(1), bc = get_global_id(2);
+    if (w >= width || h >= height || bc >= batch * channels) return;
+    const int b = bc / channels, c = bc - b * channels;
+    const size_t BP = (size_t)batch * out_h * out_w;
+    __global const float *src = cols + (size_t)c * KH * KW * BP + (size_t)b * out_h * out_w;
+    float s = 0.0f;
+    for (int i = 0; i < KH; i++) {
+        const int th = h + PH - i * DH;
+        if (th < 0 || th % SH != 0) continue;
+        const int oh = th / SH;
+        if (oh >= out_h) continue;
+        for (int j = 0; j < KW; j++) {
+            const int tw = w + PW - j * DW;
+            if (tw < 0 || tw % SW != 0) continue;
+            const int ow = tw / SW;
+            if (ow >= out_w) continue;
+            s += src[(i * KW + j) * BP + oh * out_w + ow];
+        }
+    }
+    gx[(((size_t)(n0 + b) * channels + c) * height + h) * width + w] = s;
+}
+
+// out[n0+b, k, p] = wide[k][b*P + p] (+ bias[k]); range (P, B, K).
+__kernel void wide_to_nchw(__global const float *wide, __global float *out, __global const float *bias, const int has_bias,
+                           const int n0, const int batch, const int channels, const int plane) {
+    const int p = get_global_id(0), b = get_global_id(1), k = get_global_id(2);
+    if (p >= plane || b >= batch || k >= channels) return;
+    float v = wide[((size_t)k * batch + b) * plane + p];
+    if (has_bias) v += bias[k];
+    out[((size_t)(n0 + b) * channels + k) * plane + p] = v;
+}
+
+// wide[k][b*P + p] = src[n0+b, k, p]; range (P, B, K).
+__kernel void nchw_to_wide(__global const float *src, __global float *wide, const int n0, const int batch, const int channels,
+                           const int plane) {
+    const int p = get_global_id(0), b = get_global_id(1), k = get_global_id(2);
+    if (p >= plane || b >= batch || k >= channels) return;
+    wide[((size_t)k * batch + b) * plane + p] = src[((size_t)(n0 + b) * channels + k) * plane + p];
+}

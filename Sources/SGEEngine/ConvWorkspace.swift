@@ -1,3 +1,4 @@
+import Foundation
 import SGEOpenCL
 
 /// How the OpenCL backend runs a convolution that is not 1×1/stride 1/pad 0 (those are plain
@@ -11,6 +12,9 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case im2colBatchedGemm
     /// CLBlast im2col per image, then one GEMM per image.
     case im2colGemm
+    /// A chunk of images as one column matrix [C·KH·KW][B·OH·OW] (our im2col_wide kernel), so
+    /// each direction is one GEMM per chunk; permute kernels move between NCHW and [K][B·P].
+    case wide
 }
 
 /// Scratch device memory and settings for convolutions on one `OpenCLBackend`: the im2col column
@@ -22,14 +26,16 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var columnLimitBytes: Int = 64 << 20
     /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default
     /// `.im2colBatchedGemm`; see Ops/Conv.swift for the measurements behind it.
-    public var algorithm: ConvAlgorithm = .im2colBatchedGemm
+    public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
+        ?? .im2colBatchedGemm
 
     private var columns: CLBuffer?
+    private var wideScratch: CLBuffer?
 
     public init() {}
 
     /// Bytes currently held by the cached column buffer.
-    public var allocatedBytes: Int { columns?.bytes ?? 0 }
+    public var allocatedBytes: Int { (columns?.bytes ?? 0) + (wideScratch?.bytes ?? 0) }
 
     /// The column buffer, at least `bytes` long (reallocated only when it must grow).
     func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
@@ -40,6 +46,18 @@ public final class ConvWorkspace: @unchecked Sendable {
         return c
     }
 
-    /// Frees the cached buffer.
-    public func release() { columns = nil }
+    /// The [K][B·P] scratch of the wide layout, at least `bytes` long.
+    func wideBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
+        if let c = wideScratch, c.bytes >= bytes { return c }
+        wideScratch = nil
+        let c = try context.buffer(bytes: bytes)
+        wideScratch = c
+        return c
+    }
+
+    /// Frees the cached buffers.
+    public func release() {
+        columns = nil
+        wideScratch = nil
+    }
 }

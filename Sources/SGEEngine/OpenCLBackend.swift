@@ -31,7 +31,7 @@ public final class OpenCLBackend: BackendBase {
 
     /// Enqueues with explicit global and local sizes (global rounded up to the local size).
     @discardableResult
-    func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], global: [Int], local: [Int]) throws -> CLEvent {
+    func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], global: [Int], local: [Int]?) throws -> CLEvent {
         let e = try kernel.enqueue(args, global: global, local: local)
         lastEvent = e
         return e

@@ -16,12 +16,25 @@ struct BenchGemm: ParsableCommand {
     @Option(help: "Timed repeats (median reported).") var repeats = 5
     @Option(help: "Untimed warm-up calls.") var warmup = 2
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "CLBlast parameter override before timing, e.g. 'Xgemm:MWG=64,NWG=64,...' (repeatable).")
+    var override: [String] = []
 
     func run() throws {
         try runCLI {
             let choice = try options.choose(quiet: json)
             guard let device = choice.backend as? OpenCLBackend else {
                 throw SGEError.invalidArgument("sge bench gemm times CLBlast; select an OpenCL device with --device")
+            }
+            for o in override {
+                let parts = o.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw SGEError.invalidArgument("--override \(o): expected KERNEL:NAME=VALUE,...") }
+                var values: [String: Int] = [:]
+                for kv in parts[1].split(separator: ",") {
+                    let p = kv.split(separator: "=")
+                    guard p.count == 2, let v = Int(p[1]) else { throw SGEError.invalidArgument("--override \(o): bad '\(kv)'") }
+                    values[String(p[0])] = v
+                }
+                try device.device.overrideCLBlastParameters(kernel: String(parts[0]), values)
             }
             var rows: [[String: Any]] = []
             for spec in shapes {

@@ -212,6 +212,10 @@ extension OpenCLBackend: ConvOps {
         let out = try output([s.n, s.k, s.outH, s.outW], label: "conv2d")
         let (xb, wb, ob) = (try x.deviceBuffer(), try weight.deviceBuffer(), try out.deviceBufferForOverwrite())
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
+        if convWorkspace.algorithm == .wide {
+            try wideForward(s, x: xb, weight: wb, out: ob, bias: bias)
+            return out
+        }
         if isPointwise(s) {
             // out[n] (K×P) = W (K×C) · x[n] (C×P) for every n.
             try device.enqueueSgemmStridedBatched(.no, .no, m: s.k, n: p, k: s.c, a: wb, lda: s.c, strideA: 0,
@@ -251,6 +255,11 @@ extension OpenCLBackend: ConvOps {
         let gwb = try gradWeight.deviceBufferForUpdate()
         if let gradBias { try enqueueBiasGrad(gradOut, gradBias: gradBias, batch: s.n, channels: s.k, inner: p) }
 
+        if convWorkspace.algorithm == .wide {
+            let gx = needInputGrad ? try output(x.shape, label: "conv2d grad input") : nil
+            try wideBackward(s, gradOut: gob, x: xb, weight: wb, gradWeight: gwb, gradInput: try gx?.deviceBufferForOverwrite())
+            return gx
+        }
         if isPointwise(s) {
             // gW (K×C) += go[n] (K×P) · x[n]ᵀ (P×C), one accumulating GEMM per image.
             for n in 0..<s.n {
@@ -336,3 +345,66 @@ extension OpenCLBackend: ConvOps {
 
 /// Greatest common divisor of two positive integers.
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+// MARK: the wide layout (ConvAlgorithm.wide)
+
+extension OpenCLBackend {
+    /// Images per wide chunk: the columns (C·KH·KW × B·P) and the [K][B·P] scratch under the cap.
+    func wideImagesPerChunk(_ s: Reference.Conv2dShape) -> Int {
+        let perImage = (s.c * s.kh * s.kw + s.k) * s.outH * s.outW * 4
+        return max(1, min(s.n, convWorkspace.columnLimitBytes / max(perImage, 1)))
+    }
+
+    /// The wide kernels with this convolution's geometry compiled in.
+    func wideKernel(_ name: String, _ s: Reference.Conv2dShape) throws -> CLKernel {
+        try kernel(name, KernelSource.conv, ["KH": "\(s.kh)", "KW": "\(s.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
+                                            "PH": "\(s.padH)", "PW": "\(s.padW)", "DH": "\(s.dilationH)", "DW": "\(s.dilationW)"])
+    }
+
+    private func enqueueIm2colWide(_ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, b: Int) throws {
+        try launch(wideKernel("im2col_wide", s),
+                   [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)), .int(Int32(s.w)),
+                    .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.outW, s.outH, b * s.c], local: nil)
+    }
+
+    /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
+    func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?) throws {
+        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
+        let chunk = wideImagesPerChunk(s)
+        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
+        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
+        let biasBuffer = try bias?.deviceBuffer()
+        for n0 in stride(from: 0, to: s.n, by: chunk) {
+            let b = min(chunk, s.n - n0)
+            try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
+            try device.enqueueSgemm(.no, .no, m: s.k, n: b * p, k: ckk, a: weight, lda: ckk, b: cols, ldb: b * p, c: wide, ldc: b * p)
+            try launch(kernel("wide_to_nchw", KernelSource.conv),
+                       [.buffer(wide), .buffer(out), .buffer(biasBuffer ?? wide), .int(biasBuffer == nil ? 0 : 1), .int(Int32(n0)),
+                        .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))], global: [p, b, s.k], local: nil)
+        }
+    }
+
+    /// Per chunk: G (K × B·P) = wide(gradOut); cols = im2col_wide(x); gW += G · colsᵀ; and for the
+    /// input gradient cols = Wᵀ · G, gx = col2im_wide(cols) (a gather that overwrites gx).
+    func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
+                      gradInput: CLBuffer?) throws {
+        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
+        let chunk = wideImagesPerChunk(s)
+        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
+        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
+        for n0 in stride(from: 0, to: s.n, by: chunk) {
+            let b = min(chunk, s.n - n0)
+            try launch(kernel("nchw_to_wide", KernelSource.conv),
+                       [.buffer(gradOut), .buffer(wide), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))],
+                       global: [p, b, s.k], local: nil)
+            try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
+            try device.enqueueSgemm(.no, .yes, m: s.k, n: ckk, k: b * p, a: wide, lda: b * p, b: cols, ldb: b * p, beta: 1,
+                                    c: gradWeight, ldc: ckk)
+            guard let gradInput else { continue }
+            try device.enqueueSgemm(.yes, .no, m: ckk, n: b * p, k: s.k, a: weight, lda: ckk, b: wide, ldb: b * p, c: cols, ldc: b * p)
+            try launch(wideKernel("col2im_wide", s),
+                       [.buffer(cols), .buffer(gradInput), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
+                        .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.w, s.h, b * s.c], local: nil)
+        }
+    }
+}
