@@ -138,17 +138,18 @@ public struct BenchComparison: Sendable {
 
     /// A plain-text table: op, direction, shape, A and B medians and rates, B/A speed-up.
     public func table() -> String {
+        // Each side: "median ms  rate unit", a fixed 34 columns.
         func cell(_ r: BenchRow?) -> String {
-            guard let r else { return cellPad("—", 22, left: true) }
-            let rate = r.rate.map { String(format: "%9.2f %-8@", $0, r.unit as NSString) } ?? ""
-            return cellPad(String(format: "%9.3f ms ", r.ms) + rate, 30, left: true)
+            guard let r else { return cellPad("—", 34, left: true) }
+            let rate = r.rate.map { String(format: "%10.2f ", $0) + cellPad(r.unit, 8) } ?? String(repeating: " ", count: 19)
+            return cellPad(String(format: "%12.3f ms", r.ms) + rate, 34, left: true)
         }
         var lines = ["A: \(deviceA)", "B: \(deviceB)",
-                     cellPad("op", 14) + cellPad("direction", 10) + cellPad("shape", 20) + cellPad("A", 30, left: true) + cellPad("B", 30, left: true)
-                        + cellPad("B/A speed-up", 14, left: true)]
+                     cellPad("op", 12) + cellPad("direction", 10) + cellPad("shape", 22) + cellPad("A: ms, rate", 34, left: true)
+                        + cellPad("B: ms, rate", 34, left: true) + cellPad("B/A speed-up", 14, left: true)]
         for p in pairs {
             let r = (p.a ?? p.b)!
-            lines.append(cellPad(r.op, 14) + cellPad(r.direction, 10) + cellPad(r.shape, 20) + cell(p.a) + cell(p.b)
+            lines.append(cellPad(r.op, 12) + cellPad(r.direction, 10) + cellPad(r.shape, 22) + cell(p.a) + cell(p.b)
                          + cellPad(p.speedup.map { String(format: "%.2f×", $0) } ?? "—", 14, left: true))
         }
         if let g = geometricMeanSpeedup { lines.append(String(format: "geometric mean speed-up (B over A, matched rows): %.2f×", g)) }
