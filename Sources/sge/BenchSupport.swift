@@ -59,4 +59,15 @@ enum BenchTiming {
         }
         return (best, Double(2 * bytes) / best.median / 1e6, bytes)
     }
+
+    /// clEnqueueCopyBuffer between two touched 64 MiB buffers: GB/s counting one read and one write.
+    /// (The driver's own copy; on PoCL it streams faster than the copy_float4 kernel.)
+    static func copyBufferBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
+        let bytes = 64 << 20
+        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        let s = try sample(warmup: warmup, repeats: repeats) { try backend.device.copy(src, to: dst, bytes: bytes).milliseconds() }
+        return (s, Double(2 * bytes) / s.median / 1e6, bytes)
+    }
 }
