@@ -61,6 +61,11 @@ struct BenchGemm: ParsableCommand {
 /// Whole-call SGEMM timing (CLBlast enqueues several kernels, so one event is not the call).
 enum GemmTiming {
     static func median(_ ctx: CLContext, m: Int, n: Int, k: Int, ta: Bool, tb: Bool, repeats: Int, warmup: Int) throws -> Double {
+        try samples(ctx, m: m, n: n, k: k, ta: ta, tb: tb, repeats: repeats, warmup: warmup).median
+    }
+
+    /// Median, min and max ms of `repeats` whole SGEMM calls after `warmup` untimed ones.
+    static func samples(_ ctx: CLContext, m: Int, n: Int, k: Int, ta: Bool, tb: Bool, repeats: Int, warmup: Int) throws -> BenchTiming.Stats {
         var rng = SeededRNG(seed: 1)
         func buffer(_ count: Int) throws -> CLBuffer {
             let b = try ctx.buffer(bytes: count * 4)
@@ -78,6 +83,6 @@ enum GemmTiming {
             try ctx.finish()
             if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
         }
-        return times.sorted()[times.count / 2]
+        return BenchTiming.Stats(times)
     }
 }

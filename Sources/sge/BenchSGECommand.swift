@@ -130,28 +130,12 @@ struct BenchSGE: ParsableCommand {
 
     /// Median of `repeats` timed runs after `warmup` untimed ones.
     func median(_ body: () throws -> Double) throws -> Double {
-        for _ in 0..<warmup { _ = try body() }
-        let times = try (0..<repeats).map { _ in try body() }.sorted()
-        return times[times.count / 2]
+        try BenchTiming.sample(warmup: warmup, repeats: repeats, body).median
     }
 
-    /// copy_float4 over 64 MiB: GB/s counting one read and one write.
+    /// copy_float4 over 64 MiB: GB/s counting one read and one write (BenchTiming.copyBandwidth).
     func copyBandwidth(_ backend: OpenCLBackend) throws -> Double {
-        let bytes = 64 << 20
-        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
-        let k = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
-        let n4 = bytes / 16
-        // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
-        // then hit the cache) and first writes page-fault, either of which would distort the figure.
-        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
-        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
-        // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
-        // ~40%), so the fractions are against the device's real limit.
-        var best = try median { try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4]).milliseconds() }
-        for local in [64, 256, 1024] where local <= min(k.maxWorkGroupSize, backend.device.info.maxWorkGroupSize) {
-            best = min(best, try median { try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4], local: [local]).milliseconds() })
-        }
-        return Double(2 * bytes) / best / 1e6
+        try BenchTiming.copyBandwidth(backend, warmup: warmup, repeats: repeats).gbps
     }
 
     /// Checks one kernel variant against the reference before it is timed.

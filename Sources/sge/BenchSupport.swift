@@ -1,0 +1,73 @@
+import Foundation
+import SGEEngine
+import SGEKernels
+import SGEOpenCL
+
+/// Timing helpers shared by the `sge bench` commands.
+enum BenchTiming {
+    /// Median and extremes of a set of timed repeats, in milliseconds.
+    struct Stats {
+        var median: Double
+        var min: Double
+        var max: Double
+
+        init(_ samples: [Double]) {
+            let s = samples.sorted()
+            median = s.isEmpty ? .nan : s[s.count / 2]
+            min = s.first ?? .nan
+            max = s.last ?? .nan
+        }
+    }
+
+    /// Runs `body` `warmup` times untimed, then `repeats` times; each run returns its own milliseconds.
+    static func sample(warmup: Int, repeats: Int, _ body: () throws -> Double) throws -> Stats {
+        for _ in 0..<warmup { _ = try body() }
+        return Stats(try (0..<repeats).map { _ in try body() })
+    }
+
+    /// Wall-clock milliseconds of `body` followed by clFinish (for calls that enqueue several kernels
+    /// or CLBlast routines, where one profiling event is not the whole call). The queue is drained first.
+    static func wall(_ backend: OpenCLBackend, _ body: () throws -> Void) throws -> Double {
+        try backend.synchronize()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        try backend.synchronize()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+    }
+
+    /// Device copy bandwidth: `copy_float4` over two 64 MiB buffers, GB/s counting one read and one
+    /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
+    static func copyBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
+        let bytes = 64 << 20
+        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+        let k = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
+        let n4 = bytes / 16
+        // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
+        // then hit the cache) and first writes page-fault, either of which would distort the figure.
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
+        // ~40%), so the fractions are against the device's real limit.
+        var best = try sample(warmup: warmup, repeats: repeats) {
+            try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4]).milliseconds()
+        }
+        for local in [64, 256, 1024] where local <= min(k.maxWorkGroupSize, backend.device.info.maxWorkGroupSize) {
+            let s = try sample(warmup: warmup, repeats: repeats) {
+                try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4], local: [local]).milliseconds()
+            }
+            if s.median < best.median { best = s }
+        }
+        return (best, Double(2 * bytes) / best.median / 1e6, bytes)
+    }
+
+    /// clEnqueueCopyBuffer between two touched 64 MiB buffers: GB/s counting one read and one write.
+    /// (The driver's own copy; on PoCL it streams faster than the copy_float4 kernel.)
+    static func copyBufferBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
+        let bytes = 64 << 20
+        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        let s = try sample(warmup: warmup, repeats: repeats) { try backend.device.copy(src, to: dst, bytes: bytes).milliseconds() }
+        return (s, Double(2 * bytes) / s.median / 1e6, bytes)
+    }
+}
