@@ -20,6 +20,7 @@ public final class CLContext: @unchecked Sendable {
         if let c = contexts[info.globalIndex] { return c }
         let c = try CLContext(info: info)
         contexts[info.globalIndex] = c
+        CLBlastTuning.applyStored(to: c)
         return c
     }
 

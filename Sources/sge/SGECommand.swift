@@ -16,7 +16,7 @@ struct SGECommand: ParsableCommand {
             OpenCL device (PoCL on a machine without a GPU), else the reference backend.
             """,
         version: sgeVersion,
-        subcommands: [Devices.self, Train.self, Eval.self, PlotCommand.self]
+        subcommands: [Devices.self, Train.self, Eval.self, PlotCommand.self, Tune.self]
     )
 }
 
