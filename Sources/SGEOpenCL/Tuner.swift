@@ -9,6 +9,10 @@ public final class GemmTuner {
     public let context: CLContext
     public let shapes: [GemmShape]
     public var repeats = 3
+    /// Issue every shape through CLBlast's strided-batched routine (batch 1 for plain GEMMs), so
+    /// a candidate costs one CLBlast program build instead of two. Same kernel parameters, same
+    /// kernel code apart from the batch index.
+    public var oneRoutine = true
     let debugTiming = ProcessInfo.processInfo.environment["SGE_TUNE_DEBUG"] != nil
     /// Progress lines ("candidate i/n ...").
     public var progress: (String) -> Void = { _ in }
@@ -72,7 +76,7 @@ public final class GemmTuner {
         let (ta, tb): (CLContext.Transpose, CLContext.Transpose) = (s.transA ? .yes : .no, s.transB ? .yes : .no)
         let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
         for call in 0..<s.calls {
-            if s.batch > 1 {
+            if s.batch > 1 || oneRoutine {
                 try context.enqueueSgemmStridedBatched(ta, tb, m: s.m, n: s.n, k: s.k, a: p.a, aOffset: call * s.m * s.k, lda: lda, strideA: 0,
                                                        b: p.b, bOffset: call * s.k * s.n, ldb: ldb, strideB: s.k * s.n, beta: s.beta,
                                                        c: p.c, ldc: s.n, strideC: s.m * s.n, batch: s.batch)
@@ -111,7 +115,10 @@ public final class GemmTuner {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let result = try run(i)
             if debugTiming { print(String(format: "  [%@] first run %.3f s", shapes[i].description, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)) }
-            guard isCorrect(i, result: result) else { return nil }
+            guard isCorrect(i, result: result) else {
+                if debugTiming { print("  [\(shapes[i].description)] wrong result") }
+                return nil
+            }
             var times: [Double] = []
             for _ in 0..<max(1, repeats) {
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -122,6 +129,7 @@ public final class GemmTuner {
             }
             return times.sorted()[times.count / 2]
         } catch {
+            if debugTiming { print("  [\(shapes[i].description)] \(error)") }
             return nil
         }
     }
@@ -149,10 +157,16 @@ public final class GemmTuner {
         public var threshold: Int
     }
 
-    /// Searches for `budget` seconds of wall time (at least the defaults and one candidate of each
-    /// kernel are measured) and returns the best combination, validated, with before/after times.
-    /// `before` must be measured with CLBlast's defaults: call on a context with no overrides.
-    public func tune(budget: TimeInterval) throws -> Outcome {
+    /// Measured seconds per shape (nil: not measured) of one kernel's parameter set.
+    typealias Table = [[String: Int]: [Double?]]
+
+    /// Searches for `budget` seconds of wall time and returns the best combination, re-validated,
+    /// with before/after times. Each candidate is one (Xgemm, XgemmDirect, threshold) triple, so one
+    /// CLBlast program build (the dominant cost on PoCL: ~20-30 s cold, fast once PoCL's kernel
+    /// cache has it) measures an XgemmDirect set on the shapes below the threshold and an Xgemm set
+    /// on those above. At least one candidate is measured whatever the budget. `before` must be
+    /// CLBlast's defaults: call on a context with no overrides.
+    public func tune(budget: TimeInterval, candidates: [GemmCandidates.Triple]? = nil) throws -> Outcome {
         let start = Date()
         let elapsed = { Date().timeIntervalSince(start) }
         progress("measuring CLBlast defaults")
@@ -160,86 +174,80 @@ public final class GemmTuner {
         let counts = shapes.map { Double($0.count) }
         let weighted = { (t: [Double]) in zip(t, counts).reduce(0) { $0 + $1.0 * $1.1 } }
         let flops = zip(shapes, counts).reduce(0) { $0 + $1.0.flops * $1.1 }
-        let always = 1, never = 4096  // XGEMM_MIN_INDIRECT_SIZE forcing every shape indirect / direct
-        func setRoutine(_ t: Int) throws { try context.overrideCLBlastParameters(kernel: "GemmRoutine", ["XGEMM_MIN_INDIRECT_SIZE": t]) }
-
-        // Tables of seconds per shape; row 0 is CLBlast's default kernel parameters.
-        var indirect: [([String: Int]?, [Double])] = [], direct: [([String: Int]?, [Double])] = []
-        try setRoutine(always)
-        if let t = timeAll() { indirect.append((nil, t)) }
-        try setRoutine(never)
-        if let t = timeAll() { direct.append((nil, t)) }
-
-        let xs = GemmCandidates.xgemm(context.info), ds = GemmCandidates.xgemmDirect(context.info)
-        var queue: [(String, [String: Int])] = []
-        for i in 0..<max(xs.count, ds.count) {
-            if i < xs.count { queue.append(("Xgemm", xs[i])) }
-            if i < ds.count { queue.append(("XgemmDirect", ds[i])) }
-        }
-        var tried = 0, rejected = 0
-        var costs: [Double] = []
-        for (n, (kernel, params)) in queue.enumerated() {
+        var direct = Table(), indirect = Table()
+        let list = candidates ?? GemmCandidates.triples(context.info)
+        var tried = 0, rejected = 0, costs: [Double] = []
+        for (n, c) in list.enumerated() {
             let average = costs.isEmpty ? 0 : costs.reduce(0, +) / Double(costs.count)
-            // Leave room for this candidate and the final validated measurement.
-            if tried >= 2, elapsed() + average + weighted(before) * Double(repeats + 1) > budget { break }
+            if tried >= 1, elapsed() + average + weighted(before) * Double(repeats + 1) > budget { break }
             let t0 = Date()
-            let isDirect = kernel == "XgemmDirect"
-            let table = isDirect ? direct : indirect
-            let limits = shapes.indices.map { s in 2 * (table.map { $0.1[s] }.min() ?? .infinity) }
-            var times: [Double]?
-            do {
-                try setRoutine(isDirect ? never : always)
-                try context.overrideCLBlastParameters(kernel: kernel, params)
-                times = timeAll(limits: limits)
-            } catch {
-                times = nil
-            }
             tried += 1
-            if let times {
-                if isDirect { direct.append((params, times)) } else { indirect.append((params, times)) }
-            } else {
-                rejected += 1
+            var ok = true
+            do {
+                try context.overrideCLBlastParameters(kernel: "GemmRoutine", ["XGEMM_MIN_INDIRECT_SIZE": c.threshold])
+                try context.overrideCLBlastParameters(kernel: "Xgemm", c.xgemm)
+                try context.overrideCLBlastParameters(kernel: "XgemmDirect", c.direct)
+            } catch {
+                ok = false
+            }
+            var failed = !ok
+            for s in shapes.indices where ok {
+                let isDirect = shapes[s].mnk < c.threshold * c.threshold * c.threshold
+                let params = isDirect ? c.direct : c.xgemm
+                let table = isDirect ? direct : indirect
+                if table[params]?[s] != nil { continue }  // measured with an earlier candidate
+                let best = table.values.compactMap { $0[s] }.filter { $0.isFinite }.min()
+                // A wrong result (or a refusal) is recorded as +inf: that set can never be chosen
+                // for a threshold that sends this shape to its kernel.
+                let time = time(s, limit: best.map { 2 * $0 }) ?? .infinity
+                if !time.isFinite { failed = true }
+                if isDirect { direct[params, default: Array(repeating: nil, count: shapes.count)][s] = time }
+                else { indirect[params, default: Array(repeating: nil, count: shapes.count)][s] = time }
+            }
+            ok = !failed
+            if !ok { rejected += 1 }
+            if debugTiming {
+                let sum = { (row: [Double?]?) in row.map { r in String(format: "%.1f ms", 1000 * self.shapes.indices.reduce(0) { $0 + counts[$1] * (r[$1] ?? .nan) }) } ?? "-" }
+                print("  candidate \(n + 1): direct \(sum(direct[c.direct])) indirect \(sum(indirect[c.xgemm])) x=\(c.xgemm.keys.sorted().map { "\($0)=\(c.xgemm[$0]!)" }.joined(separator: ",")) d=\(c.direct.keys.sorted().map { "\($0)=\(c.direct[$0]!)" }.joined(separator: ","))")
             }
             costs.append(Date().timeIntervalSince(t0))
             let best = choose(indirect: indirect, direct: direct, counts: counts)
-            progress(String(format: "candidate %d/%d (%@%@): best %.1f GFLOP/s so far (defaults %.1f), %.0f s elapsed",
-                            n + 1, queue.count, kernel, times == nil ? ", rejected" : "", flops / best.seconds / 1e9,
+            progress(String(format: "candidate %d/%d (threshold %d%@): best %.1f GFLOP/s so far (defaults %.1f), %.0f s elapsed",
+                            n + 1, list.count, c.threshold, ok ? "" : ", rejected", flops / best.seconds / 1e9,
                             flops / weighted(before) / 1e9, elapsed()))
         }
 
         let best = choose(indirect: indirect, direct: direct, counts: counts)
-        let usesDirect = shapes.contains { $0.mnk < best.threshold * best.threshold * best.threshold }
-        let usesIndirect = shapes.contains { $0.mnk >= best.threshold * best.threshold * best.threshold }
-        let x = usesIndirect ? indirect[best.x].0 : nil, d = usesDirect ? direct[best.d].0 : nil
-        let tuning = CLBlastTuning(device: context.info.cacheIdentity, xgemm: x, xgemmDirect: d,
-                                   gemmRoutine: ["XGEMM_MIN_INDIRECT_SIZE": best.threshold])
-        // Re-measure the winner when it can be re-applied (a default kernel cannot be restored
-        // once overridden in this process: then its measured table rows stand).
-        var after = shapes.indices.map { s in shapes[s].mnk < best.threshold * best.threshold * best.threshold ? direct[best.d].1[s] : indirect[best.x].1[s] }
-        if (x != nil || !usesIndirect) && (d != nil || !usesDirect) {
-            try tuning.apply(to: context)
-            guard let t = timeAll() else { throw TuningError("the chosen CLBlast parameters fail validation on re-measurement") }
-            after = t
+        guard best.seconds.isFinite else {
+            return Outcome(tuning: nil, before: before, after: before, tried: tried, rejected: rejected, total: list.count, threshold: 0)
         }
+        let tuning = CLBlastTuning(device: context.info.cacheIdentity, xgemm: best.x, xgemmDirect: best.d,
+                                   gemmRoutine: ["XGEMM_MIN_INDIRECT_SIZE": best.threshold])
+        try tuning.apply(to: context)
+        guard let after = timeAll() else { throw TuningError("the chosen CLBlast parameters fail validation on re-measurement") }
         return Outcome(tuning: weighted(after) < weighted(before) ? tuning : nil, before: before, after: after,
-                       tried: tried, rejected: rejected, total: queue.count, threshold: best.threshold)
+                       tried: tried, rejected: rejected, total: list.count, threshold: best.threshold)
     }
 
-    /// The threshold and table rows minimising Σ count · time.
-    func choose(indirect: [([String: Int]?, [Double])], direct: [([String: Int]?, [Double])], counts: [Double])
-        -> (threshold: Int, x: Int, d: Int, seconds: Double) {
-        var best = (threshold: 0, x: 0, d: 0, seconds: Double.infinity)
-        for t in GemmCandidates.thresholds {
-            let isDirect = shapes.map { $0.mnk < t * t * t }
-            func cost(_ row: [Double], _ want: Bool) -> Double {
-                shapes.indices.reduce(0) { $0 + (isDirect[$1] == want ? counts[$1] * row[$1] : 0) }
+    /// The threshold and parameter sets minimising Σ count · time over the shapes, among sets
+    /// measured at every shape they would run.
+    func choose(indirect: Table, direct: Table, counts: [Double]) -> (threshold: Int, x: [String: Int]?, d: [String: Int]?, seconds: Double) {
+        var best: (threshold: Int, x: [String: Int]?, d: [String: Int]?, seconds: Double) = (0, nil, nil, .infinity)
+        func pick(_ table: Table, _ wanted: [Int]) -> ([String: Int]?, Double)? {
+            if wanted.isEmpty { return (nil, 0) }
+            var found: ([String: Int]?, Double)?
+            for (params, times) in table {
+                guard wanted.allSatisfy({ times[$0]?.isFinite ?? false }) else { continue }
+                let cost = wanted.reduce(0) { $0 + counts[$1] * times[$1]! }
+                if found == nil || cost < found!.1 { found = (params, cost) }
             }
-            let xi = indirect.indices.min { cost(indirect[$0].1, false) < cost(indirect[$1].1, false) }
-            let di = direct.indices.min { cost(direct[$0].1, true) < cost(direct[$1].1, true) }
-            let needX = isDirect.contains(false), needD = isDirect.contains(true)
-            if (needX && xi == nil) || (needD && di == nil) { continue }
-            let total = (xi.map { cost(indirect[$0].1, false) } ?? 0) + (di.map { cost(direct[$0].1, true) } ?? 0)
-            if total < best.seconds { best = (t, xi ?? 0, di ?? 0, total) }
+            return found
+        }
+        for t in GemmCandidates.thresholds {
+            let directShapes = shapes.indices.filter { shapes[$0].mnk < t * t * t }
+            let indirectShapes = shapes.indices.filter { shapes[$0].mnk >= t * t * t }
+            guard let x = pick(indirect, indirectShapes), let d = pick(direct, directShapes) else { continue }
+            if x.1 + d.1 < best.seconds { best = (t, x.0, d.0, x.1 + d.1) }
         }
         return best
     }

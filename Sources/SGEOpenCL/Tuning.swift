@@ -156,16 +156,20 @@ public struct CLBlastTuning: Codable, Equatable, Sendable {
 
     /// Applies `context`'s stored tuning if any (the hook in `CLContext.shared(for:)`); an
     /// unreadable file or a rejected parameter set is ignored with a warning.
-    static func applyStored(to context: CLContext) {
-        guard autoApply else { return }
+    /// Returns the file applied, or nil.
+    static func applyStored(to context: CLContext) -> URL? {
+        guard autoApply else { return nil }
         do {
-            guard let tuning = try load(for: context.info) else { return }
+            guard let tuning = try load(for: context.info) else { return nil }
             try tuning.apply(to: context)
+            let url = file(for: context.info)
             if ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false {
-                FileHandle.standardError.write(Data("[sge] applied CLBlast tuning from \(file(for: context.info).path)\n".utf8))
+                FileHandle.standardError.write(Data("[sge] applied CLBlast tuning from \(url.path)\n".utf8))
             }
+            return url
         } catch {
             FileHandle.standardError.write(Data("sge: warning: ignoring CLBlast tuning: \(error) (run `sge tune --reset`)\n".utf8))
+            return nil
         }
     }
 }
@@ -182,7 +186,7 @@ public enum GemmCandidates {
              "NDIMB": ndimc, "VWM": vwm, "VWN": vwn, "KWI": kwi, "SA": s, "SB": s, "STRM": strm, "STRN": strn]
         }
         var list: [[String: Int]] = [
-            make(64, 64, 32, 8, 8, 4, 8), make(32, 128, 32, 8, 8, 4, 16), make(64, 128, 32, 8, 8, 8, 16),
+            make(32, 128, 32, 8, 8, 4, 16), make(64, 128, 32, 8, 8, 8, 16), make(64, 64, 32, 8, 8, 4, 8),
             make(16, 64, 16, 4, 4, 4, 16), make(32, 64, 32, 8, 4, 4, 16), make(64, 64, 16, 8, 8, 8, 8, kwi: 1),
             make(128, 128, 32, 16, 16, 8, 8), make(64, 64, 32, 16, 16, 4, 4, s: 1), make(32, 32, 32, 8, 8, 4, 4),
             make(128, 64, 32, 16, 8, 8, 8, strm: 1), make(64, 128, 16, 8, 8, 8, 16, kwi: 1, strn: 1), make(16, 128, 32, 4, 8, 4, 16),
@@ -210,9 +214,11 @@ public enum GemmCandidates {
             ["WGD": wgd, "MDIMCD": mdimcd, "NDIMCD": ndimcd, "MDIMAD": mdimcd, "NDIMBD": ndimcd, "VWMD": vwmd, "VWND": vwnd,
              "KWID": kwid, "PADA": pad, "PADB": pad]
         }
+        // Ordered by measurements on PoCL (2-core AVX-512 Xeon): 4×4 work-items of 8×8 outputs each first.
         var list: [[String: Int]] = [
-            make(32, 8, 8, 4, 4), make(32, 4, 4, 8, 8), make(64, 8, 8, 8, 8), make(16, 4, 4, 4, 4), make(32, 8, 8, 2, 4, kwid: 8),
-            make(64, 16, 16, 4, 4), make(32, 8, 4, 4, 8), make(16, 2, 2, 8, 8), make(64, 8, 8, 4, 8, kwid: 1, pad: 0),
+            make(32, 4, 4, 8, 8), make(64, 8, 8, 8, 8), make(32, 4, 4, 8, 8, kwid: 8), make(16, 2, 2, 8, 8),
+            make(64, 8, 8, 4, 8, kwid: 1, pad: 0), make(32, 8, 4, 4, 8), make(32, 8, 8, 4, 4), make(16, 4, 4, 4, 4),
+            make(64, 16, 16, 4, 4), make(32, 8, 8, 2, 4, kwid: 8),
         ]
         for wgd in [16, 32, 64] {
             for (m, n) in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4), (16, 16)] {
@@ -251,8 +257,30 @@ public enum GemmCandidates {
             && threads <= info.maxWorkGroupSize && UInt64((wgd * (wgd + pada) + wgd * (wgd + padb)) * 4) <= info.localMemory
     }
 
-    /// XGEMM_MIN_INDIRECT_SIZE values tried (GEMMs with m·n·k below the cube run XgemmDirect).
-    public static let thresholds = [1, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 4096]
+    /// XGEMM_MIN_INDIRECT_SIZE values considered (GEMMs with m·n·k below the cube run
+    /// XgemmDirect), in order of preference when they tie: a middle value keeps shapes near the
+    /// measured ones on the same side.
+    public static let thresholds = [256, 192, 384, 128, 512, 96, 768, 64, 1024, 1, 4096]
+
+    /// One tuning candidate: both kernels' sets and the threshold, measured with one build.
+    public struct Triple: Sendable {
+        public var xgemm: [String: Int], direct: [String: Int], threshold: Int
+        public init(xgemm: [String: Int], direct: [String: Int], threshold: Int) {
+            (self.xgemm, self.direct, self.threshold) = (xgemm, direct, threshold)
+        }
+    }
+
+    /// The candidates in order: the i-th Xgemm set with the i-th XgemmDirect set; mostly with
+    /// threshold 256 (the model's per-image GEMMs, m·n·k ≤ 122³, run direct; 512³ runs Xgemm),
+    /// every sixth with threshold 1 (everything through Xgemm) so Xgemm is also measured on the
+    /// model's shapes. (With CLBlast 1.5.3 on PoCL the indirect strided-batched path gives wrong
+    /// results for the 576×49×64 TN grad-input GEMM; the tuner records that and keeps it direct.)
+    public static func triples(_ info: DeviceInfo) -> [Triple] {
+        let xs = xgemm(info), ds = xgemmDirect(info)
+        return (0..<max(xs.count, ds.count)).map { i in
+            Triple(xgemm: xs[i % xs.count], direct: ds[i % ds.count], threshold: i % 6 == 5 ? 1 : 256)
+        }
+    }
 }
 
 /// A tuning file that cannot be used, or a tuning run that cannot proceed.

@@ -80,8 +80,8 @@ struct Tune: ParsableCommand {
             print("tried \(outcome.tried) of \(outcome.total) candidates (\(outcome.rejected) rejected: invalid results or refused by CLBlast)")
             if let t = outcome.tuning {
                 print("XGEMM_MIN_INDIRECT_SIZE = \(outcome.threshold) (GEMMs with m·n·k < \(outcome.threshold)³ use XgemmDirect)")
-                print("Xgemm:       " + (t.xgemm.map(describe) ?? "CLBlast default"))
-                print("XgemmDirect: " + (t.xgemmDirect.map(describe) ?? "CLBlast default"))
+                print("Xgemm:       " + (t.xgemm.map(describe) ?? "unchanged (no shape here runs it)"))
+                print("XgemmDirect: " + (t.xgemmDirect.map(describe) ?? "unchanged (no shape here runs it)"))
                 print("stored in \(stored!.path)")
             } else {
                 print("no candidate beat CLBlast's defaults; nothing stored")
