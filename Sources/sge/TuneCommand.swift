@@ -17,8 +17,8 @@ struct Tune: ParsableCommand {
             """)
 
     @OptionGroup var options: DeviceOptions
-    @Option(help: "Wall-clock budget in seconds for the search (the defaults and the final check are measured in addition to at least two candidates).")
-    var budget: Double = 75
+    @Option(help: "Wall-clock budget in seconds for trying candidates; at least one is always tried. Each parameter set PoCL has not compiled before costs 25-90 s (CLBlast's GEMM program), so rerun with --force or a larger budget to explore further.")
+    var budget: Double = 60
     @Option(help: "Images per convolution GEMM timed (the per-image GEMM shapes are those of batch 128; fewer images keep each candidate short).")
     var images: Int = 16
     @Flag(help: "Print the result as JSON.")
@@ -62,7 +62,7 @@ struct Tune: ParsableCommand {
                 let object: [String: Any] = [
                     "device": info.name, "stored": stored?.path ?? NSNull(), "threshold": outcome.threshold,
                     "xgemm": outcome.tuning?.xgemm ?? NSNull(), "xgemmDirect": outcome.tuning?.xgemmDirect ?? NSNull(),
-                    "candidatesTried": outcome.tried, "candidatesRejected": outcome.rejected,
+                    "candidatesTried": outcome.tried, "afterRemeasured": outcome.remeasured, "candidatesRejected": outcome.rejected,
                     "totalGflopsBefore": flops / total(outcome.before) / 1e9, "totalGflopsAfter": flops / total(outcome.after) / 1e9,
                     "shapes": zip(shapes, zip(before, after)).map { ["shape": $0.0.description, "before": $0.1.0, "after": $0.1.1] },
                 ]
@@ -77,6 +77,9 @@ struct Tune: ParsableCommand {
             }
             print(String(format: "  %-44@ %7.1f -> %7.1f  (x%.2f)", "all (count-weighted)" as NSString,
                          flops / total(outcome.before) / 1e9, flops / total(outcome.after) / 1e9, total(outcome.before) / total(outcome.after)))
+            if !outcome.remeasured, outcome.tuning != nil {
+                print("  (tuned column: the search's validated per-kernel timings; the winner combines two candidates)")
+            }
             print("tried \(outcome.tried) of \(outcome.total) candidates (\(outcome.rejected) rejected: invalid results or refused by CLBlast)")
             if let t = outcome.tuning {
                 print("XGEMM_MIN_INDIRECT_SIZE = \(outcome.threshold) (GEMMs with m·n·k < \(outcome.threshold)³ use XgemmDirect)")
