@@ -20,10 +20,14 @@ public final class CLContext: @unchecked Sendable {
         if let c = contexts[info.globalIndex] { return c }
         let c = try CLContext(info: info)
         contexts[info.globalIndex] = c
+        c.appliedTuning = CLBlastTuning.applyStored(to: c)
         return c
     }
 
-    private init(info: DeviceInfo) throws {
+    /// The tuning file whose CLBlast parameters were applied when this context was created.
+    public internal(set) var appliedTuning: URL?
+
+    init(info: DeviceInfo) throws {
         self.info = info
         var status: cl_int = 0
         var device: cl_device_id? = info.deviceID

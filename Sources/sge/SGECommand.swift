@@ -16,7 +16,8 @@ struct SGECommand: ParsableCommand {
             OpenCL device (PoCL on a machine without a GPU), else the reference backend.
             """,
         version: sgeVersion,
-        subcommands: [Devices.self, Train.self, Eval.self, CheckGolden.self, Validate.self, Bench.self, PlotCommand.self, VisualizeCommand.self, StudyCommand.self]
+        subcommands: [Devices.self, Train.self, Eval.self, CheckGolden.self, Validate.self, Bench.self, Tune.self, PlotCommand.self,
+                      VisualizeCommand.self, StudyCommand.self]
     )
 }
 

@@ -1,0 +1,290 @@
+import COpenCL
+import Foundation
+
+// CLBlast tuning for one device: a stored parameter set (JSON, one file per device and driver),
+// applied with CLBlastOverrideParameters when the device's CLContext is created, and the tuner
+// that finds it.
+//
+// CLBlast's GEMM routines pick one of two kernels per call (CLBlast 1.5.3, Xgemm::UseDirectKernel):
+// XgemmDirect (one generic kernel) when m·n·k < XGEMM_MIN_INDIRECT_SIZE³ ("GemmRoutine"), else
+// Xgemm (a fast kernel on padded/transposed copies made by extra kernels). Each shape therefore runs
+// exactly one of the two, so the tuner measures every Xgemm candidate with the threshold forced to
+// "always indirect" and every XgemmDirect candidate with "always direct", then picks the threshold
+// and the pair of kernels that minimise the summed (count-weighted) time over the shapes:
+//   total(t, x, d) = Σ_s count_s · (mnk_s < t³ ? T_direct[d][s] : T_indirect[x][s]).
+// Every timed run is first validated against a Double reference GEMM; a candidate whose result is
+// wrong anywhere is dropped and never stored.
+
+/// One GEMM as sge issues it (row-major): C = op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n.
+/// `batch` > 1 is one strided-batched call with A shared (stride 0, as convolutions share the
+/// weights); `calls` > 1 is that many back-to-back calls on consecutive B/C (or A/B) slices.
+public struct GemmShape: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var transA: Bool, transB: Bool
+    public var m: Int, n: Int, k: Int
+    public var batch: Int
+    public var calls: Int
+    public var beta: Float
+    /// How often the shape occurs per training step (weight in the tuning objective).
+    public var count: Int
+
+    public init(_ name: String, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                batch: Int = 1, calls: Int = 1, beta: Float = 0, count: Int = 1) {
+        (self.name, self.transA, self.transB, self.m, self.n, self.k) = (name, transA, transB, m, n, k)
+        (self.batch, self.calls, self.beta, self.count) = (batch, calls, beta, count)
+    }
+
+    /// Floating-point operations of one timed run.
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch * calls) }
+    /// m·n·k of one GEMM: what CLBlast compares against XGEMM_MIN_INDIRECT_SIZE³.
+    public var mnk: Int { m * n * k }
+    public var description: String {
+        "\(name) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)" + (batch > 1 ? " batch \(batch)" : "") + (calls > 1 ? " ×\(calls)" : "")
+    }
+
+    /// The GEMMs of the default small SGE-ResNet (28×28×1 input, stem 1→16 3×3, stages 16/32/64
+    /// with 3×3 convs, stride-2 1×1 downsamples) as `OpenCLBackend.conv2dForward/Backward` issue
+    /// them for `images` images: forward W·col (strided-batched), grad weight go·colᵀ (one
+    /// accumulating GEMM per image) and grad input Wᵀ·go (strided-batched; not for the stem).
+    public static func model(images: Int) -> [GemmShape] {
+        // (name, cin, cout, kernel, stride, input size, occurrences per step)
+        let convs: [(String, Int, Int, Int, Int, Int, Int)] = [
+            ("stem", 1, 16, 3, 1, 28, 1), ("s1.conv", 16, 16, 3, 1, 28, 2),
+            ("s2.conv1", 16, 32, 3, 2, 28, 1), ("s2.conv2", 32, 32, 3, 1, 14, 1), ("s2.down", 16, 32, 1, 2, 28, 1),
+            ("s3.conv1", 32, 64, 3, 2, 14, 1), ("s3.conv2", 64, 64, 3, 1, 7, 1), ("s3.down", 32, 64, 1, 2, 14, 1),
+        ]
+        var shapes: [GemmShape] = []
+        for (name, cin, cout, kernel, stride, size, count) in convs {
+            let pad = kernel / 2
+            let out = (size + 2 * pad - kernel) / stride + 1
+            let p = out * out, ckk = cin * kernel * kernel
+            shapes.append(GemmShape("\(name) fwd", m: cout, n: p, k: ckk, batch: images, count: count))
+            shapes.append(GemmShape("\(name) gradW", transB: true, m: cout, n: ckk, k: p, calls: images, beta: 1, count: count))
+            if name != "stem" {
+                shapes.append(GemmShape("\(name) gradX", transA: true, m: ckk, n: p, k: cout, batch: images, count: count))
+            }
+        }
+        return shapes
+    }
+
+    /// The classic square benchmark.
+    public static let square512 = GemmShape("square", m: 512, n: 512, k: 512)
+}
+
+/// A stored CLBlast parameter set for one device and driver. A nil kernel entry keeps CLBlast's
+/// default for that kernel.
+public struct CLBlastTuning: Codable, Equatable, Sendable {
+    public struct ShapeResult: Codable, Equatable, Sendable {
+        public var shape: String
+        public var before: Double  // GFLOP/s with CLBlast's defaults
+        public var after: Double   // GFLOP/s tuned
+        public init(shape: String, before: Double, after: Double) { (self.shape, self.before, self.after) = (shape, before, after) }
+    }
+
+    public var version = 1
+    /// `DeviceInfo.cacheIdentity` of the device it was tuned on.
+    public var device: String
+    public var created: String
+    public var xgemm: [String: Int]?
+    public var xgemmDirect: [String: Int]?
+    public var gemmRoutine: [String: Int]?
+    public var results: [ShapeResult]
+
+    public init(device: String, xgemm: [String: Int]?, xgemmDirect: [String: Int]?, gemmRoutine: [String: Int]?,
+                results: [ShapeResult] = []) {
+        self.device = device
+        self.created = ISO8601DateFormatter().string(from: Date())
+        (self.xgemm, self.xgemmDirect, self.gemmRoutine, self.results) = (xgemm, xgemmDirect, gemmRoutine, results)
+    }
+
+    /// Where the tuning of `info`'s device and driver lives: `<cache>/tuning/<hash>.json`.
+    public static func file(for info: DeviceInfo) -> URL {
+        ProgramCache.cacheDirectory.appendingPathComponent("tuning/\(fnv1a(info.cacheIdentity)).json")
+    }
+
+    /// The stored tuning of `info`'s device, or nil when there is none. Throws when the file
+    /// exists but cannot be read or decoded, or belongs to another device.
+    public static func load(for info: DeviceInfo) throws -> CLBlastTuning? {
+        let url = file(for: info)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let tuning: CLBlastTuning
+        do { tuning = try JSONDecoder().decode(CLBlastTuning.self, from: Data(contentsOf: url)) } catch {
+            throw TuningError("unreadable tuning file \(url.path): \(error)")
+        }
+        guard tuning.device == info.cacheIdentity else {
+            throw TuningError("tuning file \(url.path) is for '\(tuning.device)', not '\(info.cacheIdentity)'")
+        }
+        return tuning
+    }
+
+    /// Writes this tuning as `info`'s (atomically: temp file, then rename). Returns the path.
+    @discardableResult
+    public func save(for info: DeviceInfo) throws -> URL {
+        let url = Self.file(for: info)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        try encoder.encode(self).write(to: tmp)
+        guard rename(tmp.path, url.path) == 0 else {
+            try? FileManager.default.removeItem(at: tmp)
+            throw TuningError("cannot write \(url.path) (errno \(errno))")
+        }
+        return url
+    }
+
+    /// Deletes `info`'s stored tuning; returns whether there was one.
+    @discardableResult
+    public static func reset(for info: DeviceInfo) throws -> Bool {
+        let url = file(for: info)
+        guard FileManager.default.fileExists(atPath: url.path) else { return false }
+        try FileManager.default.removeItem(at: url)
+        return true
+    }
+
+    /// Overrides CLBlast's parameters on `context`'s device with this set (takes effect at the
+    /// next GEMM call; CLBlast recompiles the routine).
+    public func apply(to context: CLContext) throws {
+        if let xgemm { try context.overrideCLBlastParameters(kernel: "Xgemm", xgemm) }
+        if let xgemmDirect { try context.overrideCLBlastParameters(kernel: "XgemmDirect", xgemmDirect) }
+        if let gemmRoutine { try context.overrideCLBlastParameters(kernel: "GemmRoutine", gemmRoutine) }
+    }
+
+    /// Whether `CLContext.shared(for:)` applies stored tuning (the tuner turns it off to measure
+    /// CLBlast's defaults).
+    nonisolated(unsafe) public static var autoApply = true
+
+    /// Applies `context`'s stored tuning if any (the hook in `CLContext.shared(for:)`); an
+    /// unreadable file or a rejected parameter set is ignored with a warning.
+    /// Returns the file applied, or nil.
+    static func applyStored(to context: CLContext) -> URL? {
+        guard autoApply else { return nil }
+        do {
+            guard let tuning = try load(for: context.info) else { return nil }
+            try tuning.apply(to: context)
+            let url = file(for: context.info)
+            if ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false {
+                FileHandle.standardError.write(Data("[sge] applied CLBlast tuning from \(url.path)\n".utf8))
+            }
+            return url
+        } catch {
+            FileHandle.standardError.write(Data("sge: warning: ignoring CLBlast tuning: \(error) (run `sge tune --reset`)\n".utf8))
+            return nil
+        }
+    }
+}
+
+/// Candidate parameter sets, filtered by CLBlast's constraints (src/tuning/kernels/xgemm.hpp and
+/// xgemm_direct.hpp of 1.5.3) and the device's work-group size and local memory.
+public enum GemmCandidates {
+    /// Xgemm sets (all 16 parameters), the CPU-friendly hand-picked ones first (wide vectors,
+    /// many outputs per work-item, no local memory), then the rest of a small grid.
+    public static func xgemm(_ info: DeviceInfo) -> [[String: Int]] {
+        func make(_ mwg: Int, _ nwg: Int, _ kwg: Int, _ mdimc: Int, _ ndimc: Int, _ vwm: Int, _ vwn: Int,
+                  kwi: Int = 2, s: Int = 0, strm: Int = 0, strn: Int = 0) -> [String: Int] {
+            ["GEMMK": 0, "KREG": 1, "MWG": mwg, "NWG": nwg, "KWG": kwg, "MDIMC": mdimc, "NDIMC": ndimc, "MDIMA": mdimc,
+             "NDIMB": ndimc, "VWM": vwm, "VWN": vwn, "KWI": kwi, "SA": s, "SB": s, "STRM": strm, "STRN": strn]
+        }
+        var list: [[String: Int]] = [
+            make(32, 128, 32, 8, 8, 4, 16), make(64, 128, 32, 8, 8, 8, 16), make(64, 64, 32, 8, 8, 4, 8),
+            make(16, 64, 16, 4, 4, 4, 16), make(32, 64, 32, 8, 4, 4, 16), make(64, 64, 16, 8, 8, 8, 8, kwi: 1),
+            make(128, 128, 32, 16, 16, 8, 8), make(64, 64, 32, 16, 16, 4, 4, s: 1), make(32, 32, 32, 8, 8, 4, 4),
+            make(128, 64, 32, 16, 8, 8, 8, strm: 1), make(64, 128, 16, 8, 8, 8, 16, kwi: 1, strn: 1), make(16, 128, 32, 4, 8, 4, 16),
+        ]
+        for mwg in [16, 32, 64, 128] {
+            for nwg in [32, 64, 128] {
+                for (mdimc, ndimc) in [(4, 4), (8, 8), (4, 8), (8, 4), (16, 16)] {
+                    for vwm in [4, 8, 16] {
+                        for vwn in [4, 8, 16] {
+                            for kwg in [16, 32] {
+                                for s in [0, 1] { list.append(make(mwg, nwg, kwg, mdimc, ndimc, vwm, vwn, s: s)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var seen = Set<[String: Int]>()
+        return list.filter { isValidXgemm($0, info) && seen.insert($0).inserted }
+    }
+
+    /// XgemmDirect sets (all 10 parameters).
+    public static func xgemmDirect(_ info: DeviceInfo) -> [[String: Int]] {
+        func make(_ wgd: Int, _ mdimcd: Int, _ ndimcd: Int, _ vwmd: Int, _ vwnd: Int, kwid: Int = 2, pad: Int = 1) -> [String: Int] {
+            ["WGD": wgd, "MDIMCD": mdimcd, "NDIMCD": ndimcd, "MDIMAD": mdimcd, "NDIMBD": ndimcd, "VWMD": vwmd, "VWND": vwnd,
+             "KWID": kwid, "PADA": pad, "PADB": pad]
+        }
+        // Ordered by measurements on PoCL (2-core AVX-512 Xeon): 4×4 work-items of 8×8 outputs each first.
+        var list: [[String: Int]] = [
+            make(32, 4, 4, 8, 8), make(64, 8, 8, 8, 8), make(32, 4, 4, 8, 8, kwid: 8), make(16, 2, 2, 8, 8),
+            make(64, 8, 8, 4, 8, kwid: 1, pad: 0), make(32, 8, 4, 4, 8), make(32, 8, 8, 4, 4), make(16, 4, 4, 4, 4),
+            make(64, 16, 16, 4, 4), make(32, 8, 8, 2, 4, kwid: 8),
+        ]
+        for wgd in [16, 32, 64] {
+            for (m, n) in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4), (16, 16)] {
+                for v in [1, 2, 4, 8, 16] {
+                    for kwid in [1, 2, 8] { list.append(make(wgd, m, n, v, v, kwid: kwid)) }
+                }
+            }
+        }
+        var seen = Set<[String: Int]>()
+        return list.filter { isValidDirect($0, info) && seen.insert($0).inserted }
+    }
+
+    /// CLBlast's Xgemm constraints plus the device limits.
+    public static func isValidXgemm(_ p: [String: Int], _ info: DeviceInfo) -> Bool {
+        guard let mwg = p["MWG"], let nwg = p["NWG"], let kwg = p["KWG"], let mdimc = p["MDIMC"], let ndimc = p["NDIMC"],
+              let mdima = p["MDIMA"], let ndimb = p["NDIMB"], let vwm = p["VWM"], let vwn = p["VWN"], let kwi = p["KWI"],
+              let sa = p["SA"], let sb = p["SB"], [mwg, nwg, kwg, mdimc, ndimc, mdima, ndimb, vwm, vwn, kwi].allSatisfy({ $0 > 0 })
+        else { return false }
+        let threads = mdimc * ndimc
+        return kwg % kwi == 0 && mwg % (mdimc * vwm) == 0 && nwg % (ndimc * vwn) == 0
+            && mwg % (mdima * vwm) == 0 && nwg % (ndimb * vwn) == 0
+            && threads % mdima == 0 && threads % ndimb == 0 && kwg % (threads / mdima) == 0 && kwg % (threads / ndimb) == 0
+            && threads <= info.maxWorkGroupSize && UInt64((sa * kwg * mwg + sb * kwg * nwg) * 4) <= info.localMemory
+    }
+
+    /// CLBlast's XgemmDirect constraints plus the device limits (it always tiles A and B in local memory).
+    public static func isValidDirect(_ p: [String: Int], _ info: DeviceInfo) -> Bool {
+        guard let wgd = p["WGD"], let mdimcd = p["MDIMCD"], let ndimcd = p["NDIMCD"], let mdimad = p["MDIMAD"],
+              let ndimbd = p["NDIMBD"], let vwmd = p["VWMD"], let vwnd = p["VWND"], let kwid = p["KWID"],
+              let pada = p["PADA"], let padb = p["PADB"], [wgd, mdimcd, ndimcd, mdimad, ndimbd, vwmd, vwnd, kwid].allSatisfy({ $0 > 0 })
+        else { return false }
+        let threads = mdimcd * ndimcd
+        return wgd % kwid == 0 && wgd % (mdimcd * vwmd) == 0 && wgd % (ndimcd * vwnd) == 0
+            && wgd % (mdimad * vwmd) == 0 && wgd % (ndimbd * vwnd) == 0
+            && threads % mdimad == 0 && threads % ndimbd == 0 && wgd % (threads / mdimad) == 0 && wgd % (threads / ndimbd) == 0
+            && threads <= info.maxWorkGroupSize && UInt64((wgd * (wgd + pada) + wgd * (wgd + padb)) * 4) <= info.localMemory
+    }
+
+    /// XGEMM_MIN_INDIRECT_SIZE values considered (GEMMs with m·n·k below the cube run
+    /// XgemmDirect), in order of preference when they tie: a middle value keeps shapes near the
+    /// measured ones on the same side.
+    public static let thresholds = [256, 192, 384, 128, 512, 96, 768, 64, 1024, 1, 4096]
+
+    /// One tuning candidate: both kernels' sets and the threshold, measured with one build.
+    public struct Triple: Sendable {
+        public var xgemm: [String: Int], direct: [String: Int], threshold: Int
+        public init(xgemm: [String: Int], direct: [String: Int], threshold: Int) {
+            (self.xgemm, self.direct, self.threshold) = (xgemm, direct, threshold)
+        }
+    }
+
+    /// The candidates in order: the i-th Xgemm set with the i-th XgemmDirect set; mostly with
+    /// threshold 256 (the model's per-image GEMMs, m·n·k ≤ 122³, run direct; 512³ runs Xgemm),
+    /// every sixth with threshold 1 (everything through Xgemm) so Xgemm is also measured on the
+    /// model's shapes. (With CLBlast 1.5.3 on PoCL the indirect strided-batched path gives wrong
+    /// results for the 576×49×64 TN grad-input GEMM; the tuner records that and keeps it direct.)
+    public static func triples(_ info: DeviceInfo) -> [Triple] {
+        let xs = xgemm(info), ds = xgemmDirect(info)
+        return (0..<max(xs.count, ds.count)).map { i in
+            Triple(xgemm: xs[i % xs.count], direct: ds[i % ds.count], threshold: i % 6 == 5 ? 1 : 256)
+        }
+    }
+}
+
+/// A tuning file that cannot be used, or a tuning run that cannot proceed.
+public struct TuningError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

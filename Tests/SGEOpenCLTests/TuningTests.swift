@@ -1,0 +1,145 @@
+import Foundation
+@testable import SGEOpenCL
+import SGETestSupport
+import XCTest
+
+/// Stored CLBlast tuning (round trip, hook on context creation, corrupt files), candidate
+/// constraints and the tuner's result check. Every test points XDG_CACHE_HOME at a fresh temp
+/// folder so the user's tuning is never read or clobbered. Tests that would override CLBlast's
+/// parameters for the whole test process (forcing every later GEMM test to rebuild CLBlast's
+/// programs, ~20-30 s each on PoCL) run only with SGE_TUNE_TEST=1.
+final class TuningTests: XCTestCase {
+    private var savedCache: String?
+    private var cacheDir: URL!
+
+    override func setUpWithError() throws {
+        // Initialise OpenCL first: PoCL fixes its own kernel-cache folder from XDG_CACHE_HOME at
+        // platform start-up, and that folder must outlive the test's temporary one.
+        _ = try? Devices.all()
+        savedCache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"]
+        cacheDir = FileManager.default.temporaryDirectory.appendingPathComponent("sge-tuning-test-\(UUID().uuidString)")
+        setenv("XDG_CACHE_HOME", cacheDir.path, 1)
+    }
+
+    override func tearDownWithError() throws {
+        if let savedCache { setenv("XDG_CACHE_HOME", savedCache, 1) } else { unsetenv("XDG_CACHE_HOME") }
+        try? FileManager.default.removeItem(at: cacheDir)
+    }
+
+    private func info() throws -> DeviceInfo { try testDevice().device.info }
+
+    private let sampleXgemm = ["GEMMK": 0, "KREG": 1, "MWG": 64, "NWG": 64, "KWG": 32, "MDIMC": 8, "NDIMC": 8, "MDIMA": 8, "NDIMB": 8,
+                               "VWM": 4, "VWN": 8, "KWI": 2, "SA": 0, "SB": 0, "STRM": 0, "STRN": 0]
+    private let sampleDirect = ["WGD": 32, "MDIMCD": 8, "NDIMCD": 8, "MDIMAD": 8, "NDIMBD": 8, "VWMD": 4, "VWND": 4, "KWID": 2,
+                                "PADA": 1, "PADB": 1]
+
+    func testStoredTuningRoundTripsAndIsAppliedOnContextCreation() throws {
+        let info = try info()
+        XCTAssertNil(try CLBlastTuning.load(for: info), "fresh cache folder must hold no tuning")
+        let full = CLBlastTuning(device: info.cacheIdentity, xgemm: sampleXgemm, xgemmDirect: sampleDirect,
+                                 gemmRoutine: ["XGEMM_MIN_INDIRECT_SIZE": 256],
+                                 results: [.init(shape: "square NN 512×512×512", before: 12.5, after: 40.25)])
+        let url = try full.save(for: info)
+        XCTAssertTrue(url.path.hasPrefix(cacheDir.path + "/sge/tuning/"), url.path)
+        XCTAssertEqual(try CLBlastTuning.load(for: info), full)
+
+        // The hook CLContext.shared(for:) runs on a new context. A set without kernel entries keeps
+        // CLBlast's parameters, so the rest of the test process is unaffected.
+        let neutral = CLBlastTuning(device: info.cacheIdentity, xgemm: nil, xgemmDirect: nil, gemmRoutine: nil)
+        try neutral.save(for: info)
+        let context = try CLContext(info: info)
+        XCTAssertEqual(CLBlastTuning.applyStored(to: context)?.path, url.path)
+
+        XCTAssertTrue(try CLBlastTuning.reset(for: info))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: url.path))
+        XCTAssertFalse(try CLBlastTuning.reset(for: info))
+        XCTAssertNil(CLBlastTuning.applyStored(to: context))
+    }
+
+    func testCorruptOrForeignTuningFileIsIgnored() throws {
+        let info = try info()
+        let url = CLBlastTuning.file(for: info)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("{\"version\": 1, \"xgemm\": [tru".utf8).write(to: url)
+        XCTAssertThrowsError(try CLBlastTuning.load(for: info)) { XCTAssertTrue("\($0)".contains("unreadable tuning file"), "\($0)") }
+        let context = try CLContext(info: info)
+        XCTAssertNil(CLBlastTuning.applyStored(to: context), "a corrupt file must be ignored, not applied")
+
+        // A file for another device or driver (e.g. copied cache) is refused too.
+        try CLBlastTuning(device: "Other|GPU|Vendor|1.0|OpenCL 3.0", xgemm: sampleXgemm, xgemmDirect: nil, gemmRoutine: nil).save(for: info)
+        XCTAssertThrowsError(try CLBlastTuning.load(for: info)) { XCTAssertTrue("\($0)".contains("is for 'Other"), "\($0)") }
+        XCTAssertNil(CLBlastTuning.applyStored(to: context))
+    }
+
+    func testCandidatesSatisfyCLBlastConstraints() throws {
+        let info = try info()
+        let xs = GemmCandidates.xgemm(info), ds = GemmCandidates.xgemmDirect(info)
+        XCTAssertGreaterThan(xs.count, 10)
+        XCTAssertGreaterThan(ds.count, 5)
+        XCTAssertEqual(Set(xs.map { $0.count }), [16], "Xgemm overrides need all 16 parameters")
+        XCTAssertEqual(Set(ds.map { $0.count }), [10], "XgemmDirect overrides need all 10 parameters")
+        for p in xs {
+            XCTAssertEqual(p["MWG"]! % (p["MDIMC"]! * p["VWM"]!), 0)
+            XCTAssertEqual(p["NWG"]! % (p["NDIMC"]! * p["VWN"]!), 0)
+            XCTAssertEqual(p["KWG"]! % p["KWI"]!, 0)
+            XCTAssertLessThanOrEqual(p["MDIMC"]! * p["NDIMC"]!, info.maxWorkGroupSize)
+        }
+        // Known-invalid sets are refused: MWG not a multiple of MDIMC·VWM; KWG not a multiple of KWI;
+        // XgemmDirect with more threads than a work-group may hold.
+        var bad = sampleXgemm
+        bad["MWG"] = 48
+        XCTAssertFalse(GemmCandidates.isValidXgemm(bad, info))
+        bad = sampleXgemm
+        bad["KWI"] = 3
+        XCTAssertFalse(GemmCandidates.isValidXgemm(bad, info))
+        XCTAssertTrue(GemmCandidates.isValidXgemm(sampleXgemm, info))
+        var badDirect = sampleDirect
+        (badDirect["WGD"], badDirect["MDIMCD"], badDirect["NDIMCD"], badDirect["MDIMAD"], badDirect["NDIMBD"]) = (256, 128, 128, 128, 128)
+        (badDirect["VWMD"], badDirect["VWND"]) = (1, 1)
+        XCTAssertFalse(GemmCandidates.isValidDirect(badDirect, info))
+        XCTAssertTrue(GemmCandidates.isValidDirect(sampleDirect, info))
+        // The model's per-image GEMMs all sit below 256³, so threshold 256 runs them direct.
+        XCTAssertTrue(GemmShape.model(images: 1).allSatisfy { $0.mnk < 256 * 256 * 256 })
+        XCTAssertGreaterThanOrEqual(GemmShape.square512.mnk, 256 * 256 * 256)
+    }
+
+    func testWrongResultsAreRejected() throws {
+        let context = try testDevice().device
+        // Awkward tiny shapes in every form the convolutions use, with CLBlast's current parameters.
+        let shapes = [GemmShape("fwd", m: 7, n: 93, k: 5, batch: 3), GemmShape("gradW", transB: true, m: 3, n: 5, k: 17, calls: 2, beta: 1),
+                      GemmShape("gradX", transA: true, m: 9, n: 11, k: 4, batch: 2)]
+        let tuner = try GemmTuner(context: context, shapes: shapes)
+        tuner.repeats = 1
+        for i in shapes.indices {
+            let good = try tuner.run(i)
+            XCTAssertTrue(tuner.isCorrect(i, result: good), "CLBlast's result for \(shapes[i]) must pass")
+            XCTAssertNotNil(tuner.time(i))
+            var wrong = good
+            wrong[wrong.count - 1] += 0.05  // last element of the last image: a stride or edge bug
+            XCTAssertFalse(tuner.isCorrect(i, result: wrong), "a perturbed result for \(shapes[i]) must fail")
+            wrong = good
+            wrong[0] = .nan
+            XCTAssertFalse(tuner.isCorrect(i, result: wrong))
+            XCTAssertFalse(tuner.isCorrect(i, result: Array(good.dropLast())))
+        }
+    }
+
+    /// A full tuning run on tiny shapes with one candidate; overrides CLBlast for the process.
+    func testTuneStoresAValidatedWinner() throws {
+        guard ProcessInfo.processInfo.environment["SGE_TUNE_TEST"] == "1" else {
+            throw XCTSkip("overrides CLBlast's parameters for the whole test process; set SGE_TUNE_TEST=1")
+        }
+        let context = try testDevice().device
+        let tuner = try GemmTuner(context: context, shapes: [GemmShape("small", m: 16, n: 49, k: 36, batch: 2), GemmShape("big", m: 96, n: 80, k: 72)])
+        tuner.repeats = 1
+        let candidate = GemmCandidates.Triple(xgemm: sampleXgemm, direct: sampleDirect, threshold: 40)
+        let outcome = try tuner.tune(budget: 0, candidates: [candidate])
+        XCTAssertEqual(outcome.tried, 1)
+        XCTAssertEqual(outcome.rejected, 0)
+        XCTAssertEqual(outcome.after.count, 2)
+        if let tuning = outcome.tuning {
+            XCTAssertEqual(tuning.xgemm, sampleXgemm)
+            XCTAssertEqual(tuning.xgemmDirect, sampleDirect)
+        }
+    }
+}
