@@ -166,3 +166,13 @@ __kernel void nchw_to_wide(__global const float *src, __global float *wide, cons
     if (p >= plane || b >= batch || k >= channels) return;
     wide[((size_t)k * batch + b) * plane + p] = src[((size_t)(n0 + b) * channels + k) * plane + p];
 }
+
+// acc[i] += sum_b partials[b*count + i]: folds per-image partial weight gradients (computed as one
+// batched GEMM for parallelism) into the accumulated gradient. One work-item per element.
+__kernel void accumulate_partials(__global const float *partials, __global float *acc, const int count, const int batches) {
+    const int i = get_global_id(0);
+    if (i >= count) return;
+    float s = 0.0f;
+    for (int b = 0; b < batches; b++) s += partials[(size_t)b * count + i];
+    acc[i] += s;
+}

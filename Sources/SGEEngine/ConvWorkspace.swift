@@ -27,15 +27,19 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default
     /// `.im2colBatchedGemm`; see Ops/Conv.swift for the measurements behind it.
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
-        ?? .im2colBatchedGemm
+        ?? .wide
+
+    /// Planes (OH·OW) at least this large run the wide backward GEMMs per image (see wideBackward).
+    public static var perImageMinPlane = 196
 
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?
+    private var partials: CLBuffer?
 
     public init() {}
 
     /// Bytes currently held by the cached column buffer.
-    public var allocatedBytes: Int { (columns?.bytes ?? 0) + (wideScratch?.bytes ?? 0) }
+    public var allocatedBytes: Int { (columns?.bytes ?? 0) + (wideScratch?.bytes ?? 0) + (partials?.bytes ?? 0) }
 
     /// The column buffer, at least `bytes` long (reallocated only when it must grow).
     func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
@@ -55,8 +59,18 @@ public final class ConvWorkspace: @unchecked Sendable {
         return c
     }
 
+    /// Per-image partial weight gradients [B][K][C·KH·KW], at least `bytes` long.
+    func partialBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
+        if let c = partials, c.bytes >= bytes { return c }
+        partials = nil
+        let c = try context.buffer(bytes: bytes)
+        partials = c
+        return c
+    }
+
     /// Frees the cached buffers.
     public func release() {
+        partials = nil
         columns = nil
         wideScratch = nil
     }

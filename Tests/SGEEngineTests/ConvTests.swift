@@ -69,6 +69,14 @@ final class ConvTests: XCTestCase {
             device.convWorkspace.algorithm = algorithm
             try awkwardShapes(device, "\(algorithm)")
         }
+        // The wide layout with both backward forms: per-image batched GEMMs and one GEMM per chunk.
+        device.convWorkspace.algorithm = .wide
+        let saved = ConvWorkspace.perImageMinPlane
+        defer { ConvWorkspace.perImageMinPlane = saved }
+        for minPlane in [1, 1 << 30] {
+            ConvWorkspace.perImageMinPlane = minPlane
+            try awkwardShapes(device, "wide, per-image from plane \(minPlane)")
+        }
     }
 
     private func awkwardShapes(_ device: OpenCLBackend, _ algorithm: String) throws {
@@ -103,7 +111,7 @@ final class ConvTests: XCTestCase {
         }
         // A cap below one image still runs (one image per chunk).
         device.convWorkspace.columnLimitBytes = 1
-        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm, .wide] {
             device.convWorkspace.algorithm = algorithm
             try checkConv(device, x: [3, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
                           what: "cap 1 byte, \(algorithm)")
