@@ -1,14 +1,16 @@
 # sge — the two commands of README.md:
 #   make train   install what is missing, build in release mode, train the default model
 #   make test    install what is missing, run the test suite
-# Other targets: build, deps, bench, clean. TRAIN_ARGS passes options to `sge train`.
+# Other targets: build, deps, bench, validate, kit, kit-test, clean. TRAIN_ARGS passes options to
+# `sge train`. `make train` first runs `sge tune`, which tunes CLBlast's GEMM for the device once
+# (stored per device and driver; skipped when a tuning exists; ~3 min the first time on PoCL).
 
 SHELL := /bin/bash
 APT_PACKAGES := ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd dataset-fashion-mnist libpng-dev zlib1g-dev
 SWIFT ?= swift
 TRAIN_ARGS ?=
 
-.PHONY: deps build train test bench clean
+.PHONY: deps build train test bench validate kit kit-test clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -28,6 +30,7 @@ build: deps
 	$(SWIFT) build -c release --product sge
 
 train: build
+	.build/release/sge tune || echo "sge: tuning failed; training with CLBlast's default parameters"
 	.build/release/sge train $(TRAIN_ARGS)
 
 test: deps
@@ -35,6 +38,17 @@ test: deps
 
 bench: build
 	.build/release/sge bench
+
+validate: build
+	.build/release/sge validate --cases 200
+
+# A self-contained folder for a GPU machine without Swift or internet (see scripts/gpu-kit).
+kit: deps
+	scripts/gpu-kit gpu-kit
+
+# Builds the kit and runs its run.sh against this machine's OpenCL (PoCL without a GPU).
+kit-test: deps
+	scripts/test-gpu-kit
 
 clean:
 	rm -rf .build

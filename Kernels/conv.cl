@@ -41,38 +41,6 @@ __kernel void bias_grad(__global const float *grad_out, __global float *grad_bia
     if (lid == 0 && k < channels) grad_bias[k] += partial[0];
 }
 
-// col2im as a gather, for geometries where CLBlast 1.5.3's col2im is wrong (stride and dilation
-// with a common factor > 1 on the same axis: it writes wrong values and out of bounds).
-// cols holds `batch` images' column matrices [C*KH*KW][OH*OW] back to back (image b at b*CKK*P);
-// gx[n0+b, c, h, w] = sum over taps (i, j) whose output position lands on (h, w). Overwrites gx
-// (no zeroing, no atomics). Mapping: one work-item per input element of the chunk.
-__kernel void col2im_gather(__global const float *cols, __global float *gx, const int n0, const int batch,
-                            const int channels, const int height, const int width, const int kh, const int kw,
-                            const int out_h, const int out_w, const int stride_h, const int stride_w,
-                            const int pad_h, const int pad_w, const int dil_h, const int dil_w) {
-    const int idx = get_global_id(0);
-    if (idx >= batch * channels * height * width) return;
-    const int w = idx % width, h = (idx / width) % height;
-    const int c = (idx / (width * height)) % channels, b = idx / (width * height * channels);
-    const int P = out_h * out_w;
-    __global const float *col = cols + (size_t)b * channels * kh * kw * P;
-    float s = 0.0f;
-    for (int i = 0; i < kh; i++) {
-        const int th = h + pad_h - i * dil_h;
-        if (th < 0 || th % stride_h != 0) continue;
-        const int oh = th / stride_h;
-        if (oh >= out_h) continue;
-        for (int j = 0; j < kw; j++) {
-            const int tw = w + pad_w - j * dil_w;
-            if (tw < 0 || tw % stride_w != 0) continue;
-            const int ow = tw / stride_w;
-            if (ow >= out_w) continue;
-            s += col[((c * kh + i) * kw + j) * P + oh * out_w + ow];
-        }
-    }
-    gx[(size_t)n0 * channels * height * width + idx] = s;
-}
-
 // ---- The "wide" layout (ConvAlgorithm.wide): a chunk of B images as ONE column matrix
 // cols[r][b*P + p] (r = (c*KH + i)*KW + j, p = oh*OW + ow, row length BP = B*P), so each direction of
 // a convolution is one GEMM per chunk instead of one per image, and each helper below is one launch.
@@ -123,15 +91,18 @@ __kernel void im2col_wide(__global const float *x, __global float *cols, const i
     }
 }
 
-// gx[n0+b, c, h, w] = sum over taps (i, j) landing on (h, w) of cols[r][b*P + oh*OW + ow]; a gather
-// that overwrites gx (no zeroing, no atomics). Range (W, H, B*C).
-__kernel void col2im_wide(__global const float *cols, __global float *gx, const int n0, const int batch, const int channels,
-                          const int height, const int width, const int out_h, const int out_w) {
+// gx[n0+b, c, h, w] = sum over taps (i, j) landing on (h, w) of cols[r][b*P + oh*OW + ow] (cols
+// starting `col_offset` floats in); a gather that overwrites gx (no zeroing, no atomics). Range
+// (W, H, B*C). With batch 1 it is also col2im of one image's [C·KH·KW][P] matrix: the per-image
+// algorithms use it where CLBlast 1.5.3's col2im is wrong (stride and dilation sharing a factor > 1
+// on an axis: wrong values and out-of-bounds writes, found by `sge validate`).
+__kernel void col2im_wide(__global const float *cols, const int col_offset, __global float *gx, const int n0, const int batch,
+                          const int channels, const int height, const int width, const int out_h, const int out_w) {
     const int w = get_global_id(0), h = get_global_id(1), bc = get_global_id(2);
     if (w >= width || h >= height || bc >= batch * channels) return;
     const int b = bc / channels, c = bc - b * channels;
     const size_t BP = (size_t)batch * out_h * out_w;
-    __global const float *src = cols + (size_t)c * KH * KW * BP + (size_t)b * out_h * out_w;
+    __global const float *src = cols + col_offset + (size_t)c * KH * KW * BP + (size_t)b * out_h * out_w;
     float s = 0.0f;
     for (int i = 0; i < KH; i++) {
         const int th = h + PH - i * DH;

@@ -29,8 +29,11 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
         ?? .wide
 
-    /// Planes (OH·OW) at least this large run the wide backward GEMMs per image (see wideBackward).
-    public static var perImageMinPlane = 196
+    /// Per-image backward GEMMs only up to this much work each (K·C·KH·KW·OH·OW multiply-adds).
+    public static var perImageMaxWork = 1 << 23
+    /// Planes (OH·OW) at least this large run the wide backward GEMMs per image (see wideBackward);
+    /// `SGE_CONV_PER_IMAGE_MIN_PLANE` overrides it for measurements.
+    public static var perImageMinPlane = Int(ProcessInfo.processInfo.environment["SGE_CONV_PER_IMAGE_MIN_PLANE"] ?? "") ?? 196
 
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?
@@ -42,29 +45,20 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var allocatedBytes: Int { (columns?.bytes ?? 0) + (wideScratch?.bytes ?? 0) + (partials?.bytes ?? 0) }
 
     /// The column buffer, at least `bytes` long (reallocated only when it must grow).
-    func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
-        if let c = columns, c.bytes >= bytes { return c }
-        columns = nil  // release the old one before asking for a bigger one
-        let c = try context.buffer(bytes: bytes)
-        columns = c
-        return c
-    }
+    func columnBuffer(bytes: Int, context: CLContext) throws -> CLBuffer { try grown(&columns, bytes, context) }
 
     /// The [K][B·P] scratch of the wide layout, at least `bytes` long.
-    func wideBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
-        if let c = wideScratch, c.bytes >= bytes { return c }
-        wideScratch = nil
-        let c = try context.buffer(bytes: bytes)
-        wideScratch = c
-        return c
-    }
+    func wideBuffer(bytes: Int, context: CLContext) throws -> CLBuffer { try grown(&wideScratch, bytes, context) }
 
     /// Per-image partial weight gradients [B][K][C·KH·KW], at least `bytes` long.
-    func partialBuffer(bytes: Int, context: CLContext) throws -> CLBuffer {
-        if let c = partials, c.bytes >= bytes { return c }
-        partials = nil
+    func partialBuffer(bytes: Int, context: CLContext) throws -> CLBuffer { try grown(&partials, bytes, context) }
+
+    /// `slot`'s buffer if it holds `bytes`, else a bigger one (the old one is dropped first).
+    private func grown(_ slot: inout CLBuffer?, _ bytes: Int, _ context: CLContext) throws -> CLBuffer {
+        if let c = slot, c.bytes >= bytes { return c }
+        slot = nil
         let c = try context.buffer(bytes: bytes)
-        partials = c
+        slot = c
         return c
     }
 

@@ -52,6 +52,33 @@ final class ModelTests: XCTestCase {
         XCTAssertFalse(try SGEResNet(ReferenceBackend(), config: plain, seed: 1).namedParameters.contains { $0.0.contains("sge") })
     }
 
+    /// Bottleneck blocks (1×1, 3×3, 1×1 ×4 expansion) with SGE after bn3: names, and a training step
+    /// whose device result matches the reference (same tolerance reasoning as the 3-step test).
+    func testBottleneckBlocks() throws {
+        var config = tinyConfig()
+        config.block = .bottleneck
+        config.groups = [4, 8]
+        let data = try tinyDataset(count: 4, seed: 8)
+        var options = TrainOptions()
+        options.batchSize = 4
+        options.warmupEpochs = 0
+        options.schedule = .constant
+        var losses: [[Float]] = []
+        for backend in [try testDevice() as any Backend, ReferenceBackend()] {
+            let model = try SGEResNet(backend, config: config, seed: 3)
+            let names = model.namedParameters.map(\.0)
+            XCTAssertTrue(names.contains("layer1.0.conv3.weight") && names.contains("layer1.0.bn3.weight"))
+            XCTAssertTrue(names.contains("layer1.0.sge.weight") && names.contains("layer1.0.downsample.0.weight"))
+            let params = Dictionary(uniqueKeysWithValues: model.namedParameters)
+            XCTAssertEqual(params["layer1.0.conv3.weight"]?.value.shape, [16, 4, 1, 1], "expansion 4")
+            XCTAssertEqual(params["fc.weight"]?.value.shape, [3, 32])
+            let trainer = try Trainer(backend: backend, model: model, train: data, test: nil, options: options)
+            try trainer.runSteps(2)
+            losses.append(trainer.stepLosses)
+        }
+        assertClose(losses[0], losses[1], atol: 1e-4, rtol: 1e-4, "bottleneck losses device vs reference")
+    }
+
     func testBadConfigurationsAreTypedErrors() {
         var c = tinyConfig()
         c.groups = [3, 4]

@@ -3,7 +3,8 @@
 #   run.sh [RESULTS_DIR=./results]
 # Environment: SGE_KIT_EXTRA_ICDS=1 also uses the system's ICD files (/etc/OpenCL/vendors), e.g.
 # PoCL for testing the kit on a machine without a GPU; SGE_DEVICE selects the device as usual;
-# SGE_KIT_TRAIN_ARGS overrides the short training run's options; SGE_KIT_SKIP lists steps to skip
+# SGE_KIT_TRAIN_ARGS overrides the short training run's options (SGE_KIT_VALIDATE_CASES and
+# SGE_KIT_BENCH_ARGS likewise); SGE_KIT_SKIP lists steps to skip
 # (devices,validate,golden,bench,train).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,9 +39,10 @@ step() {  # step NAME OUTFILE COMMAND...
 
 step devices devices.txt "$sge" devices
 cat "$results/devices.txt"
-step validate validate.json "$sge" validate --cases 50 --json
+step validate validate.json "$sge" validate --cases "${SGE_KIT_VALIDATE_CASES:-50}" --json
 step golden check-golden.txt "$sge" check-golden "$here"/golden/*.safetensors
-step bench bench.json "$sge" bench --json
+# shellcheck disable=SC2086
+step bench bench.json "$sge" bench --json ${SGE_KIT_BENCH_ARGS:-}
 data="$prefix/usr/share/datasets/fashion-mnist"
 # shellcheck disable=SC2086
 step train train.txt "$sge" train --data "$data" --out "$results/train" ${SGE_KIT_TRAIN_ARGS:---epochs 1}

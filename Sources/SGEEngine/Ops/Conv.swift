@@ -308,11 +308,7 @@ extension OpenCLBackend: ConvOps {
                     try device.enqueueCol2im(g, col: col, colOffset: i * ckk * p, im: gxb, imOffset: (n0 + i) * imageSize)
                 }
             } else {
-                let args: [CLKernel.Arg] = [.buffer(col), .buffer(gxb), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
-                                            .int(Int32(s.w)), .int(Int32(s.kh)), .int(Int32(s.kw)), .int(Int32(s.outH)), .int(Int32(s.outW)),
-                                            .int(Int32(s.strideH)), .int(Int32(s.strideW)), .int(Int32(s.padH)), .int(Int32(s.padW)),
-                                            .int(Int32(s.dilationH)), .int(Int32(s.dilationW))]
-                try launch(kernel("col2im_gather", KernelSource.conv), args, count: b * imageSize)
+                for i in 0..<b { try enqueueCol2imWide(s, cols: col, colOffset: i * ckk * p, gx: gxb, n0: n0 + i, b: 1) }
             }
         }
         return gx
@@ -367,6 +363,13 @@ extension OpenCLBackend {
                     .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.outW, s.outH, b * s.c], local: nil)
     }
 
+    /// gx[n0 ..< n0+b] = col2im of the chunk's columns (a gather that overwrites gx).
+    func enqueueCol2imWide(_ s: Reference.Conv2dShape, cols: CLBuffer, colOffset: Int, gx: CLBuffer, n0: Int, b: Int) throws {
+        try launch(wideKernel("col2im_wide", s),
+                   [.buffer(cols), .int(Int32(colOffset)), .buffer(gx), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
+                    .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.w, s.h, b * s.c], local: nil)
+    }
+
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
     func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?) throws {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
@@ -393,11 +396,13 @@ extension OpenCLBackend {
     /// GFLOP/s (3 output tiles for a 100k-long reduction) vs 8.5 batched per image; at 7×7 planes
     /// (64×576×(128·49)) one GEMM 46 vs 17 batched; grad input 144×(128·784)×16 TN 10.4 vs 18.6
     /// batched, 576×(128·49)×64 89.6 vs 19.0. The forward GEMM is always one GEMM (16.7 vs 12.6 at
-    /// 28×28, 125 vs 15 at 7×7).
+    /// 28×28, 125 vs 15 at 7×7). Large per-image GEMMs (K·C·KH·KW·P above `perImageMaxWork`) go back
+    /// to one GEMM: at batch 8, 56×56, 3×3 64→64 the backward took 626 ms per image vs 124 ms as
+    /// one GEMM, 1×1 256→64 473 vs 53 ms (`sge bench`, SGE_CONV_PER_IMAGE_MIN_PLANE to compare).
     func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
                       gradInput: CLBuffer?) throws {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let perImage = p >= ConvWorkspace.perImageMinPlane
+        let perImage = p >= ConvWorkspace.perImageMinPlane && s.k * ckk * p <= ConvWorkspace.perImageMaxWork
         let chunk = wideImagesPerChunk(s)
         let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
         let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
@@ -427,9 +432,7 @@ extension OpenCLBackend {
             } else {
                 try device.enqueueSgemm(.yes, .no, m: ckk, n: bp, k: s.k, a: weight, lda: ckk, b: wide, ldb: bp, c: cols, ldc: bp)
             }
-            try launch(wideKernel("col2im_wide", s),
-                       [.buffer(cols), .buffer(gradInput), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
-                        .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.w, s.h, b * s.c], local: nil)
+            try enqueueCol2imWide(s, cols: cols, colOffset: 0, gx: gradInput, n0: n0, b: b)
         }
     }
 }
