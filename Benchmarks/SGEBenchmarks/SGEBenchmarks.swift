@@ -59,10 +59,7 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             let x = try backend.tensor(images, shape, label: "images")
             let y = try backend.tensor(labels, [batch], label: "labels")
-            let logits = try model.forward(x, training: true)
-            let (loss, _, grad) = try backend.softmaxCrossEntropy(logits, labels: y)
-            _ = try model.backward(grad)
-            try sgd.step(lr: 0.01)
+            let (loss, _) = try model.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
             blackHole(try loss.read()[0])
         }
     }

@@ -53,6 +53,19 @@ public struct ResNetConfig: Codable, Sendable, Equatable {
                      blocks: [3, 3, 3], groups: [4, 8, 8])
     }
 
+    /// The preset `name` ("small" or "resnet20"; nil picks by image size: resnet20 from 32×32) for
+    /// a dataset's channels and classes.
+    public static func preset(_ name: String?, channels: Int, height: Int, classes: Int) throws -> ResNetConfig {
+        switch name ?? (height >= 32 ? "resnet20" : "small") {
+        case "small": return .small(classes: max(classes, 2), inputChannels: channels)
+        case "resnet20":
+            var config = ResNetConfig.resnet20(classes: max(classes, 2))
+            config.inputChannels = channels
+            return config
+        case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
+        }
+    }
+
     public func validate() throws {
         guard !widths.isEmpty, widths.count == blocks.count, widths.count == groups.count else {
             throw SGEError.invalidArgument("model: widths \(widths), blocks \(blocks) and groups \(groups) must have one entry per stage")

@@ -153,7 +153,9 @@ public final class Trainer {
         while epoch < options.epochs {
             let skip = step - epoch * stepsPerEpoch
             loader.startEpoch(epoch, skipBatches: max(skip, 0))
-            let lossSum = backend.zeros([1], label: "loss sum")
+            // The loss is read every step (to stop on NaN), so its sum is kept on the host; the
+            // correct count stays on the device and is read only when progress is reported.
+            var lossSum = 0.0
             let correctSum = backend.zeros([1], label: "correct sum")
             var seen = 0
             var dataWait = 0.0, hostTime = 0.0, deviceWait = 0.0
@@ -172,17 +174,14 @@ public final class Trainer {
                 let x = try backend.tensor(batch.images, batch.shape, label: "images")
                 let labels = try backend.tensor(batch.labels.map(Float.init), labelsShape, label: "labels")
                 try x.prefetchToDevice()
-                let logits = try model.forward(x, training: true)
-                let (loss, correct, grad) = try backend.softmaxCrossEntropy(logits, labels: labels)
-                _ = try model.backward(grad)
-                try optimizer.step(lr: lr)
-                try backend.axpby(alpha: 1, loss, beta: 1, lossSum)
+                let (loss, correct) = try model.trainStep(x, labels: labels, optimizer: optimizer, lr: lr)
                 try backend.axpby(alpha: 1, correct, beta: 1, correctSum)
                 let t2 = Date()
                 hostTime += t2.timeIntervalSince(t1)
                 let stepLoss = try loss.read()[0]
                 deviceWait += Date().timeIntervalSince(t2)
                 stepLosses.append(stepLoss)
+                lossSum += Double(stepLoss)
                 guard stepLoss.isFinite else {
                     throw SGEError.numeric("loss is \(stepLoss) at epoch \(epoch + 1), step \(step + 1) (lr \(lr)); the last good checkpoint\(checkpointPath.map { " \($0)" } ?? "") is kept. Try a lower --lr.")
                 }
@@ -193,10 +192,9 @@ public final class Trainer {
                 let logStep = options.logEvery > 0 && step % options.logEvery == 0
                 if now.timeIntervalSince(lastReport) > 0.5 || stepInEpoch == stepsPerEpoch || logStep {
                     lastReport = now
-                    let sums = (try lossSum.read()[0], try correctSum.read()[0])
                     let stepsDone = Double(stepInEpoch - max(skip, 0))
-                    let meanLoss = Double(sums.0) / stepsDone
-                    let acc = Double(sums.1) / Double(seen)
+                    let meanLoss = lossSum / stepsDone
+                    let acc = Double(try correctSum.read()[0]) / Double(seen)
                     let ips = Double(seen) / now.timeIntervalSince(epochStart)
                     observer?.stepFinished(epoch: epoch, step: step, stepInEpoch: stepInEpoch, stepsInEpoch: stepsPerEpoch,
                                            loss: meanLoss, accuracy: acc, imagesPerSecond: ips, lr: lr)
@@ -213,9 +211,8 @@ public final class Trainer {
             }
             let seconds = Date().timeIntervalSince(epochStart)
             let stepsDone = max(stepInEpoch - max(skip, 0), 1)
-            let sums = (try lossSum.read()[0], try correctSum.read()[0])
-            var metrics = EpochMetrics(epoch: epoch + 1, step: step, trainLoss: Double(sums.0) / Double(stepsDone),
-                                       trainAccuracy: Double(sums.1) / Double(max(seen, 1)), testLoss: nil, testAccuracy: nil, lr: lr,
+            var metrics = EpochMetrics(epoch: epoch + 1, step: step, trainLoss: lossSum / Double(stepsDone),
+                                       trainAccuracy: Double(try correctSum.read()[0]) / Double(max(seen, 1)), testLoss: nil, testAccuracy: nil, lr: lr,
                                        imagesPerSecond: Double(seen) / seconds, seconds: seconds,
                                        dataWaitSeconds: dataWait, hostSeconds: hostTime, deviceWaitSeconds: deviceWait)
             epoch += 1
@@ -285,5 +282,18 @@ public final class Trainer {
         defer { try? handle.close() }
         handle.seekToEndOfFile()
         handle.write(data)
+    }
+}
+
+extension SGEResNet {
+    /// One SGD step on a batch: forward (training mode), softmax cross-entropy, backward, update.
+    /// Returns the batch's mean loss and correct count as 1-element device tensors (nothing is
+    /// read back, so the caller decides when to synchronise).
+    public func trainStep(_ images: Tensor, labels: Tensor, optimizer: SGD, lr: Float) throws -> (loss: Tensor, correct: Tensor) {
+        let logits = try forward(images, training: true)
+        let (loss, correct, grad) = try backend.softmaxCrossEntropy(logits, labels: labels)
+        _ = try backward(grad)
+        try optimizer.step(lr: lr)
+        return (loss, correct)
     }
 }

@@ -300,10 +300,7 @@ struct SuiteRunner {
             try BenchTiming.wall(backend) {
                 let x = try backend.tensor(images, shape, label: "images")
                 let y = try backend.tensor(labels, [batch], label: "labels")
-                let logits = try model.forward(x, training: true)
-                let (loss, _, grad) = try backend.softmaxCrossEntropy(logits, labels: y)
-                _ = try model.backward(grad)
-                try sgd.step(lr: 0.01)
+                let (loss, _) = try model.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
                 guard try loss.read()[0].isFinite else { throw SGEError.numeric("bench: training step loss is not finite") }
             }
         }

@@ -41,14 +41,7 @@ struct StudyCommand: ParsableCommand {
             let choice = try device.choose()
             let train = try data.load(train: true)
             let test = try data.load(train: false)
-            var base: ResNetConfig
-            switch model ?? (train.height >= 32 ? "resnet20" : "small") {
-            case "small": base = .small(classes: max(train.classes, 2), inputChannels: train.channels)
-            case "resnet20":
-                base = .resnet20(classes: max(train.classes, 2))
-                base.inputChannels = train.channels
-            case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
-            }
+            let base = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes)
             var settings = StudySettings()
             settings.epochs = epochs
             settings.batchSize = batchSize

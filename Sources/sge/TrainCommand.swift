@@ -123,14 +123,7 @@ struct Train: ParsableCommand {
     }
 
     func modelConfig(train: Dataset) throws -> ResNetConfig {
-        var config: ResNetConfig
-        switch model ?? (train.height >= 32 ? "resnet20" : "small") {
-        case "small": config = .small(classes: max(train.classes, 2), inputChannels: train.channels)
-        case "resnet20":
-            config = .resnet20(classes: max(train.classes, 2))
-            config.inputChannels = train.channels
-        case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
-        }
+        var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes)
         config.useSGE = !noSGE
         config.sgeNormalize = !sgeNoNorm
         if let groups {
