@@ -1,4 +1,5 @@
 import COpenCL
+import Foundation
 
 /// What a user needs to know about an OpenCL device, read once at discovery.
 public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
@@ -31,9 +32,20 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
 }
 
 public enum Devices {
+    /// PoCL's CPU driver pins its worker threads to cores when POCL_AFFINITY=1. Unpinned, on a
+    /// 2-core VM the same kernel ran at two speeds a factor 2 apart within one process (0.37 vs
+    /// 0.78 ms for SGE forward at 8x1024x14x14, switching after ~10 runs), which made every
+    /// microbenchmark bimodal; pinned, the samples sit within ~10% and a training step is as fast
+    /// (`sge bench` train_step 238 vs 235-241 images/s). Set before the ICD loader starts the
+    /// driver; a value the user exported wins. Other drivers ignore the variable.
+    static func pinCPUDriverThreads() {
+        setenv("POCL_AFFINITY", "1", 0)
+    }
+
     /// Every OpenCL device of every platform, in platform order. Returns an empty list (not an
     /// error) when no ICD or platform is installed, so callers can fall back to the reference backend.
     public static func all() throws -> [DeviceInfo] {
+        pinCPUDriverThreads()
         var platformCount: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &platformCount)
         if status == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || platformCount == 0 { return [] }

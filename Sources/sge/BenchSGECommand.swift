@@ -15,8 +15,12 @@ struct BenchSGE: ParsableCommand {
             grad_out and writes grad_x (3 x 4 bytes per element). Times are the median of --repeats runs after \
             --warmup runs, from OpenCL profiling events (backward: from the start of sge_backward to the end of \
             sge_param_grad), writing into the same output tensors every run (as with a buffer pool; a fresh \
-            output's first-touch page faults are not the kernel's cost). The copy bandwidth is measured in the same run with copy_float4 on 64 MiB buffers (the best of the driver's work-group size and 64, 256, 1024). \
-            Every kernel variant timed is first checked against the reference backend.
+            output's first-touch page faults are not the kernel's cost). The copy bandwidth is copy_float4 \
+            on 64 MiB buffers with the best of the driver's work-group size and 64, 256, 1024 (chosen once \
+            at the start); it is timed again in every round, just before that round's forward and \
+            backward, and each row's fraction is its GB/s over the median copy GB/s of the same rounds, \
+            so a slow phase of a shared machine moves both sides. Every kernel variant timed is first \
+            checked against the reference backend. SGE_BENCH_SAMPLES=1 prints every timed sample to stderr.
             """)
 
     @OptionGroup var options: DeviceOptions
@@ -36,11 +40,11 @@ struct BenchSGE: ParsableCommand {
     @Flag(help: "Time work-group sizes 1 (the narrow variant) and 16...256 (the wide one) on both paths (tuning).")
     var sweep = false
 
-    @Option(help: "Timed repeats (median reported; at least 5).")
-    var repeats: Int = 7
+    @Option(help: "Timed rounds (median reported; at least 5).")
+    var repeats: Int = 11
 
-    @Option(help: "Untimed warm-up runs.")
-    var warmup: Int = 2
+    @Option(help: "Untimed warm-up rounds (on PoCL the first few runs of a kernel are up to 30% slower).")
+    var warmup: Int = 5
 
     @Flag(help: "Print a JSON array instead of a table.")
     var json = false
@@ -57,7 +61,7 @@ struct BenchSGE: ParsableCommand {
             guard let info = choice.info, let backend = choice.backend as? OpenCLBackend else {
                 throw SGEError.invalidArgument("bench needs an OpenCL device; the reference backend has no profiling events")
             }
-            let copy = try copyBandwidth(backend)
+            let probe = try BenchTiming.CopyProbe(backend, warmup: warmup, repeats: repeats)
             var configs: [(SGEPath, Int?)] = [(chosenPath, workGroup)]
             if sweep {
                 configs = []
@@ -68,9 +72,11 @@ struct BenchSGE: ParsableCommand {
             for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
             var rows: [[String: Any]] = []
             if !json {
-                print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", copy)) GB/s")
+                print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", probe.gbps(probe.initial.median))) GB/s "
+                      + "(work-group \(probe.local.map(String.init) ?? "default")); each row's copy is re-timed in its own rounds")
                 print(pad("shape", 18) + " " + pad("G", 4, left: true) + " " + pad("direction", 9) + " " + pad("path", 9) + " "
-                      + pad("WG", 4, left: true) + " " + pad("ms", 9, left: true) + " " + pad("GB/s", 8, left: true) + " " + pad("of copy", 8, left: true))
+                      + pad("WG", 4, left: true) + " " + pad("ms", 9, left: true) + " " + pad("GB/s", 8, left: true) + " " + pad("copy GB/s", 9, left: true)
+                      + " " + pad("of copy", 8, left: true))
             }
             for shape in shapeList {
                 let n = shape.count
@@ -85,19 +91,26 @@ struct BenchSGE: ParsableCommand {
                     // 25 MB buffer costs more in first-touch page faults than the kernel itself on PoCL.
                     var saved: SGESaved?
                     var out: Tensor?, gx: Tensor?
-                    let fwd = try median {
+                    var copyMs: [Double] = [], fwdMs: [Double] = [], bwdMs: [Double] = []
+                    for round in 0..<(warmup + repeats) {
+                        let c = try probe.time()
                         let r = try backend.sgeForward(x, weight: w, bias: b, groups: groups, normalize: true, path: p, workGroupSize: wg,
                                                        reuse: out)
                         out = r.out
                         saved = r.saved
-                        return try backend.lastEvent!.milliseconds()
+                        let f = try backend.lastEvent!.milliseconds()
+                        let rb = try backend.sgeBackward(go, x: x, weight: w, bias: b, groups: groups, normalize: true, saved: saved!,
+                                                         gradWeight: gw, gradBias: gb, path: p, workGroupSize: wg, reuse: gx)
+                        gx = rb.gradX
+                        let bw = try CLEvent.span(rb.events.first!, rb.events.last!)
+                        if round >= warmup {
+                            copyMs.append(c)
+                            fwdMs.append(f)
+                            bwdMs.append(bw)
+                        }
                     }
-                    let bwd = try median {
-                        let r = try backend.sgeBackward(go, x: x, weight: w, bias: b, groups: groups, normalize: true, saved: saved!,
-                                                        gradWeight: gw, gradBias: gb, path: p, workGroupSize: wg, reuse: gx)
-                        gx = r.gradX
-                        return try CLEvent.span(r.events.first!, r.events.last!)
-                    }
+                    let copy = probe.gbps(BenchTiming.Stats(copyMs).median)
+                    let fwd = report(fwdMs), bwd = report(bwdMs)
                     let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize
                     for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
                         let gbps = Double(bytes) / ms / 1e6
@@ -106,7 +119,7 @@ struct BenchSGE: ParsableCommand {
                                      "work_group_size": wgUsed])
                         if !json {
                             print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)
-                                  + String(format: " %4d %9.3f %8.2f %7.0f%%", wgUsed, ms, gbps, 100 * gbps / copy))
+                                  + String(format: " %4d %9.3f %8.2f %9.1f %7.0f%%", wgUsed, ms, gbps, copy, 100 * gbps / copy))
                         }
                     }
                 }
@@ -128,14 +141,13 @@ struct BenchSGE: ParsableCommand {
         }
     }
 
-    /// Median of `repeats` timed runs after `warmup` untimed ones.
-    func median(_ body: () throws -> Double) throws -> Double {
-        try BenchTiming.sample(warmup: warmup, repeats: repeats, body).median
-    }
-
-    /// copy_float4 over 64 MiB: GB/s counting one read and one write (BenchTiming.copyBandwidth).
-    func copyBandwidth(_ backend: OpenCLBackend) throws -> Double {
-        try BenchTiming.copyBandwidth(backend, warmup: warmup, repeats: repeats).gbps
+    /// The median of `samples` (with SGE_BENCH_SAMPLES set, every sample goes to stderr as well).
+    func report(_ samples: [Double]) -> Double {
+        let s = BenchTiming.Stats(samples)
+        if ProcessInfo.processInfo.environment["SGE_BENCH_SAMPLES"] != nil {
+            FileHandle.standardError.write(Data((s.samples.map { String(format: "%.3f", $0) }.joined(separator: " ") + "\n").utf8))
+        }
+        return s.median
     }
 
     /// Checks one kernel variant against the reference before it is timed.

@@ -10,8 +10,11 @@ enum BenchTiming {
         var median: Double
         var min: Double
         var max: Double
+        /// Every timed sample, in run order.
+        var samples: [Double]
 
         init(_ samples: [Double]) {
+            self.samples = samples
             let s = samples.sorted()
             median = s.isEmpty ? .nan : s[s.count / 2]
             min = s.first ?? .nan
@@ -38,26 +41,56 @@ enum BenchTiming {
     /// Device copy bandwidth: `copy_float4` over two 64 MiB buffers, GB/s counting one read and one
     /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
     static func copyBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
+        let probe = try CopyProbe(backend, warmup: warmup, repeats: repeats)
+        return (probe.initial, probe.gbps(probe.initial.median), probe.bytes)
+    }
+
+    /// The `copy_float4` reference as something that can be timed again and again: two touched
+    /// 64 MiB buffers and the fastest work-group size, chosen once. `sge bench sge` times it in the
+    /// same rounds as the kernels it compares with it, so a slow phase of a shared machine moves
+    /// both sides of the fraction instead of one.
+    struct CopyProbe {
         let bytes = 64 << 20
-        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
-        let k = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
-        let n4 = bytes / 16
-        // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
-        // then hit the cache) and first writes page-fault, either of which would distort the figure.
-        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
-        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
-        // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
-        // ~40%), so the fractions are against the device's real limit.
-        var best = try sample(warmup: warmup, repeats: repeats) {
-            try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4]).milliseconds()
-        }
-        for local in [64, 256, 1024] where local <= min(k.maxWorkGroupSize, backend.device.info.maxWorkGroupSize) {
-            let s = try sample(warmup: warmup, repeats: repeats) {
-                try k.enqueue([.buffer(src), .buffer(dst), .int(Int32(n4))], global: [n4], local: [local]).milliseconds()
+        let src: CLBuffer, dst: CLBuffer
+        let kernel: CLKernel
+        /// The work-group size that won (nil: the driver's choice).
+        let local: Int?
+        /// The samples of the winning configuration from the initial search.
+        let initial: Stats
+
+        init(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws {
+            let bytes = self.bytes
+            let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+            let kernel = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
+            (self.src, self.dst, self.kernel) = (src, dst, kernel)
+            // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
+            // then hit the cache) and first writes page-fault, either of which would distort the figure.
+            let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+            for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+            // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
+            // ~40%), so the fractions are against the device's real limit.
+            var best: (Stats, Int?)? = nil
+            for local in [nil, 64, 256, 1024] as [Int?] {
+                if let l = local, l > min(kernel.maxWorkGroupSize, backend.device.info.maxWorkGroupSize) { continue }
+                let s = try BenchTiming.sample(warmup: warmup, repeats: repeats) { try Self.run(kernel, src, dst, bytes, local) }
+                if best == nil || s.median < best!.0.median { best = (s, local) }
             }
-            if s.median < best.median { best = s }
+            initial = best!.0
+            local = best!.1
         }
-        return (best, Double(2 * bytes) / best.median / 1e6, bytes)
+
+        private static func run(_ k: CLKernel, _ src: CLBuffer, _ dst: CLBuffer, _ bytes: Int, _ local: Int?) throws -> Double {
+            let n4 = bytes / 16
+            let args: [CLKernel.Arg] = [.buffer(src), .buffer(dst), .int(Int32(n4))]
+            if let l = local { return try k.enqueue(args, global: [n4], local: [l]).milliseconds() }
+            return try k.enqueue(args, global: [n4]).milliseconds()
+        }
+
+        /// One timed copy, in milliseconds (profiling event).
+        func time() throws -> Double { try Self.run(kernel, src, dst, bytes, local) }
+
+        /// GB/s of a copy that took `ms`, counting one read and one write.
+        func gbps(_ ms: Double) -> Double { Double(2 * bytes) / ms / 1e6 }
     }
 
     /// clEnqueueCopyBuffer between two touched 64 MiB buffers: GB/s counting one read and one write.
