@@ -46,7 +46,7 @@ struct BenchSGE: ParsableCommand {
     @Option(help: "Untimed warm-up rounds (on PoCL the first few runs of a kernel are up to 30% slower).")
     var warmup: Int = 5
 
-    @Flag(help: "Print a JSON array instead of a table.")
+    @Flag(help: "Print a JSON array instead of a table: per row op, direction, shape, groups, ms, gbps, fraction_of_copy, copy_gbps (the copy in the same rounds), copy_alone_gbps (the copy timed back-to-back at the start), device, path, work_group_size.")
     var json = false
 
     func run() throws {
@@ -115,8 +115,8 @@ struct BenchSGE: ParsableCommand {
                     for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
                         let gbps = Double(bytes) / ms / 1e6
                         rows.append(["op": "sge", "direction": direction, "shape": shape.dims, "groups": groups, "ms": ms, "gbps": gbps,
-                                     "fraction_of_copy": gbps / copy, "copy_gbps": copy, "device": info.name, "path": p.rawValue,
-                                     "work_group_size": wgUsed])
+                                     "fraction_of_copy": gbps / copy, "copy_gbps": copy, "copy_alone_gbps": probe.gbps(probe.initial.median),
+                                     "device": info.name, "path": p.rawValue, "work_group_size": wgUsed])
                         if !json {
                             print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)
                                   + String(format: " %4d %9.3f %8.2f %9.1f %7.0f%%", wgUsed, ms, gbps, copy, 100 * gbps / copy))
