@@ -72,7 +72,7 @@ struct BenchSGE: ParsableCommand {
             for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
             var rows: [[String: Any]] = []
             if !json {
-                print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", probe.gbps(probe.initial.median))) GB/s "
+                print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", probe.aloneGBps)) GB/s "
                       + "(work-group \(probe.local.map(String.init) ?? "default")); each row's copy is re-timed in its own rounds")
                 print(pad("shape", 18) + " " + pad("G", 4, left: true) + " " + pad("direction", 9) + " " + pad("path", 9) + " "
                       + pad("WG", 4, left: true) + " " + pad("ms", 9, left: true) + " " + pad("GB/s", 8, left: true) + " " + pad("copy GB/s", 9, left: true)
@@ -115,7 +115,7 @@ struct BenchSGE: ParsableCommand {
                     for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
                         let gbps = Double(bytes) / ms / 1e6
                         rows.append(["op": "sge", "direction": direction, "shape": shape.dims, "groups": groups, "ms": ms, "gbps": gbps,
-                                     "fraction_of_copy": gbps / copy, "copy_gbps": copy, "copy_alone_gbps": probe.gbps(probe.initial.median),
+                                     "fraction_of_copy": gbps / copy, "copy_gbps": copy, "copy_alone_gbps": probe.aloneGBps,
                                      "device": info.name, "path": p.rawValue, "work_group_size": wgUsed])
                         if !json {
                             print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)

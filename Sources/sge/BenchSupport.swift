@@ -42,7 +42,7 @@ enum BenchTiming {
     /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
     static func copyBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
         let probe = try CopyProbe(backend, warmup: warmup, repeats: repeats)
-        return (probe.initial, probe.gbps(probe.initial.median), probe.bytes)
+        return (probe.initial, probe.aloneGBps, probe.bytes)
     }
 
     /// The `copy_float4` reference as something that can be timed again and again: two touched
@@ -60,13 +60,9 @@ enum BenchTiming {
 
         init(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws {
             let bytes = self.bytes
-            let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+            let (src, dst) = try touchedPair(backend, bytes: bytes)
             let kernel = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
             (self.src, self.dst, self.kernel) = (src, dst, kernel)
-            // Touch both buffers first: never-written memory may be backed by the shared zero page (reads
-            // then hit the cache) and first writes page-fault, either of which would distort the figure.
-            let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
-            for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
             // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
             // ~40%), so the fractions are against the device's real limit.
             var best: (Stats, Int?)? = nil
@@ -91,15 +87,26 @@ enum BenchTiming {
 
         /// GB/s of a copy that took `ms`, counting one read and one write.
         func gbps(_ ms: Double) -> Double { Double(2 * bytes) / ms / 1e6 }
+
+        /// GB/s of the initial search's winner (the copy timed back-to-back on its own buffers).
+        var aloneGBps: Double { gbps(initial.median) }
+    }
+
+    /// Two device buffers of `bytes`, both written once: never-written memory may be backed by the
+    /// shared zero page (reads then hit the cache) and first writes page-fault, either of which would
+    /// distort a copy figure.
+    static func touchedPair(_ backend: OpenCLBackend, bytes: Int) throws -> (CLBuffer, CLBuffer) {
+        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
+        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
+        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        return (src, dst)
     }
 
     /// clEnqueueCopyBuffer between two touched 64 MiB buffers: GB/s counting one read and one write.
     /// (The driver's own copy; on PoCL it streams faster than the copy_float4 kernel.)
     static func copyBufferBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
         let bytes = 64 << 20
-        let src = try backend.device.buffer(bytes: bytes), dst = try backend.device.buffer(bytes: bytes)
-        let fill = try backend.device.kernel("fill", source: KernelSource.elementwise)
-        for buffer in [src, dst] { try fill.enqueue([.buffer(buffer), .int(Int32(bytes / 4)), .float(1)], global: [bytes / 4]) }
+        let (src, dst) = try touchedPair(backend, bytes: bytes)
         let s = try sample(warmup: warmup, repeats: repeats) { try backend.device.copy(src, to: dst, bytes: bytes).milliseconds() }
         return (s, Double(2 * bytes) / s.median / 1e6, bytes)
     }
