@@ -43,6 +43,26 @@
 #define SGE_EPS 1e-5f
 #endif
 // Narrow forward: planes of at most this many positions write out channel row by channel row.
+// Narrow variant on CPU drivers: while a work-item writes one slab's output it prefetches the next
+// slab (the one the same core most likely runs next), so that slab's first pass finds it in cache
+// instead of waiting on memory. The host sets SGE_PREFETCH=1 for non-GPU devices; it needs clang's
+// __builtin_prefetch (PoCL; OpenCL's prefetch() is a no-op there). Measured on PoCL with cold
+// caches (2 cores): forward 14x14 0.78 -> 0.65 ms, 7x7 0.39 -> 0.32 ms, 56x56 2.8 -> 2.3 ms;
+// backward 14x14 1.25 -> 0.93 ms, 7x7 0.57 -> 0.41 ms. The backward prefetch (x and grad_out) is
+// limited to slabs of at most SGE_PREFETCH_MAX_BWD floats: at 56x56 (12544 floats, 100 KB for both)
+// it evicted the current slab and was 20% slower.
+#if defined(SGE_PREFETCH) && SGE_PREFETCH && defined(__clang__)
+#define SGE_PREFETCH_LINES(p, n)                                   \
+    for (int pf_e = 0; pf_e < (n); pf_e += 16) __builtin_prefetch((p) + pf_e)
+#else
+#undef SGE_PREFETCH
+#define SGE_PREFETCH 0
+#define SGE_PREFETCH_LINES(p, n)
+#endif
+#ifndef SGE_PREFETCH_MAX_BWD
+#define SGE_PREFETCH_MAX_BWD 8192
+#endif
+
 #ifndef SGE_ROWS_MAX_M
 #define SGE_ROWS_MAX_M 256
 #endif
@@ -410,6 +430,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
     stats[2 * s + 1] = st.y;
     const float mu = st.x, inv = 1.0f / (st.y + SGE_EPS), w = weight[g], b = bias[g];
     __global float *o = out + base;
+    const int prefetch_next = SGE_PREFETCH && s + 1 < (int)get_num_groups(0);
     if (M <= SGE_ROWS_MAX_M) {
         // Small planes: the gate of every position into c first, then each channel row in turn
         // (one read and one write stream). Measured on PoCL with cold caches: 14x14 (K=16) 0.97 ->
@@ -422,6 +443,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
             int j = 0;
             for (; j + 8 <= M; j += 8) vstore8(vload8(0, xrow + j) * vload8(0, c + j), 0, orow + j);
             for (; j < M; ++j) orow[j] = xrow[j] * c[j];
+            if (prefetch_next) SGE_PREFETCH_LINES(x + base + K * M + k * M, M);
         }
         return;
     }
@@ -432,6 +454,9 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
         const float8 t = normalize ? (ci - mu) * inv : ci;
         const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
         for (int k = 0; k < K; ++k) vstore8(vload8(0, xs + k * M + i) * sv, 0, o + k * M + i);
+        // One line (16 floats) of each of the next slab's rows every other step.
+        if (prefetch_next && (i & 15) == 0)
+            for (int k = 0; k < K; ++k) SGE_PREFETCH_LINES(x + base + K * M + k * M + i, 1);
     }
     for (; i < M; ++i) {
         const float t = normalize ? (c[i] - mu) * inv : c[i];
@@ -518,6 +543,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     for (; i < M; ++i) ga[i] = aw * ga[i] + beta + gamma * (c[i] - mu);
     // R_k = (1/M) sum_i gc_i x[k,i]; then grad_x = go s + gc m_k + R_k.
     __global float *gx = grad_x + base;
+    const int prefetch_next = SGE_PREFETCH && K * M <= SGE_PREFETCH_MAX_BWD && s + 1 < (int)get_num_groups(0);
     for (int k = 0; k < K; ++k) {
         const float mk = m[k], rk = row_dot(xs + k * M, ga, M) / (float)M;
         SLAB const float *grow = gos + k * M;
@@ -526,6 +552,10 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
         for (; j + 8 <= M; j += 8)
             vstore8(vload8(0, grow + j) * vload8(0, sg + j) + vload8(0, ga + j) * mk + rk, 0, gxrow + j);
         for (; j < M; ++j) gxrow[j] = grow[j] * sg[j] + ga[j] * mk + rk;
+        if (prefetch_next) {
+            SGE_PREFETCH_LINES(x + base + K * M + k * M, M);
+            SGE_PREFETCH_LINES(grad_out + base + K * M + k * M, M);
+        }
     }
 }
 

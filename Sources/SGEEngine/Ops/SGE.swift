@@ -114,7 +114,11 @@ extension ReferenceBackend: SGEOps {
 struct SGEPlan {
     let workGroupSize: Int
     let slabLocal: Bool
-    var defines: [String: String] { ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0"] }
+    /// Software prefetch of the next slab (narrow variant; CPU drivers only, see Kernels/sge.cl).
+    var prefetch = false
+    var defines: [String: String] {
+        ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": prefetch ? "1" : "0"]
+    }
 }
 
 extension OpenCLBackend: SGEOps {
@@ -163,7 +167,7 @@ extension OpenCLBackend: SGEOps {
                     + "streaming path; \(device.info.name) has \(limit). Use a smaller feature map or the reference backend")
             }
         }
-        return SGEPlan(workGroupSize: wg, slabLocal: slabLocal)
+        return SGEPlan(workGroupSize: wg, slabLocal: slabLocal, prefetch: !device.info.isGPU)
     }
 
     /// The kernel for a plan, shrinking the work-group size if this kernel cannot run that wide.
@@ -172,7 +176,7 @@ extension OpenCLBackend: SGEOps {
             let k = try kernel(name, KernelSource.sge, plan.defines)
             let max = k.maxWorkGroupSize
             if max == 0 || plan.workGroupSize <= max || plan.workGroupSize == 1 { return k }
-            plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal)
+            plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal, prefetch: plan.prefetch)
         }
     }
 
