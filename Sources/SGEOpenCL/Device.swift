@@ -21,6 +21,8 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
     public let localMemory: UInt64
     public let maxWorkGroupSize: Int
     public let maxAllocation: UInt64
+    /// CL_DEVICE_GLOBAL_MEM_CACHE_SIZE: the last-level cache in front of global memory (0 if none).
+    public let globalMemCacheSize: UInt64
     public let extensions: String
     let platformID: cl_platform_id
     let deviceID: cl_device_id
@@ -74,6 +76,7 @@ public enum Devices {
                 let lmem: cl_ulong = try deviceValue(id, CL_DEVICE_LOCAL_MEM_SIZE)
                 let wg: Int = try deviceValue(id, CL_DEVICE_MAX_WORK_GROUP_SIZE)
                 let alloc: cl_ulong = try deviceValue(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE)
+                let cache: cl_ulong = try deviceValue(id, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE)
                 result.append(DeviceInfo(
                     platformIndex: pi, deviceIndex: di, globalIndex: result.count,
                     platformName: platformName,
@@ -85,6 +88,7 @@ public enum Devices {
                     isGPU: typeName == "GPU", typeName: typeName,
                     computeUnits: Int(cu), clockMHz: Int(clock),
                     globalMemory: gmem, localMemory: lmem, maxWorkGroupSize: wg, maxAllocation: alloc,
+                    globalMemCacheSize: cache,
                     extensions: try deviceString(id, CL_DEVICE_EXTENSIONS),
                     platformID: platform, deviceID: id))
             }

@@ -16,7 +16,8 @@ struct BenchSGE: ParsableCommand {
             --warmup runs, from OpenCL profiling events (backward: from the start of sge_backward to the end of \
             sge_param_grad), writing into the same output tensors every run (as with a buffer pool; a fresh \
             output's first-touch page faults are not the kernel's cost). The copy bandwidth is copy_float4 \
-            on 64 MiB buffers with the best of the driver's work-group size and 64, 256, 1024 (chosen once \
+            on two buffers of at least 64 MiB and 4x the device's global-memory cache (so it measures memory, \
+            not the cache), with the best of the driver's work-group size and 64, 256, 1024 (chosen once \
             at the start); it is timed again in every round, just before that round's forward and \
             backward, and each row's fraction is its GB/s over the median copy GB/s of the same rounds, \
             so a slow phase of a shared machine moves both sides. Every kernel variant timed is first \

@@ -12,7 +12,7 @@ struct BenchSuite: ParsableCommand {
         commandName: "suite",
         abstract: "Device limits, every op at ResNet shapes (fraction of the limits) and a training step; --compare two JSON runs.",
         discussion: """
-            Limits: copy_float4 bandwidth on 64 MiB buffers (best work-group size) and CLBlast SGEMM at 1024³ \
+            Limits: copy_float4 bandwidth on buffers of at least 64 MiB and 4x the device's cache (best work-group size) and CLBlast SGEMM at 1024³ \
             (512³ with --quick). Memory-bound ops report GB/s (the bytes an ideal kernel must move: each input read \
             once, each output written once) as a fraction of the copy bandwidth; convolutions report GFLOP/s \
             (2·N·Cout·Cin·KH·KW·OH·OW per direction; backward = grad input + grad weight) as a fraction of SGEMM. \

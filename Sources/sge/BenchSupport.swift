@@ -38,7 +38,8 @@ enum BenchTiming {
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
-    /// Device copy bandwidth: `copy_float4` over two 64 MiB buffers, GB/s counting one read and one
+    /// Device copy bandwidth: `copy_float4` over two buffers of `CopyProbe.size` (>= 4x the device's
+    /// cache), GB/s counting one read and one
     /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
     static func copyBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
         let probe = try CopyProbe(backend, warmup: warmup, repeats: repeats)
@@ -46,11 +47,11 @@ enum BenchTiming {
     }
 
     /// The `copy_float4` reference as something that can be timed again and again: two touched
-    /// 64 MiB buffers and the fastest work-group size, chosen once. `sge bench sge` times it in the
+    /// buffers of `size(_:)` bytes and the fastest work-group size, chosen once. `sge bench sge` times it in the
     /// same rounds as the kernels it compares with it, so a slow phase of a shared machine moves
     /// both sides of the fraction instead of one.
     struct CopyProbe {
-        let bytes = 64 << 20
+        let bytes: Int
         let src: CLBuffer, dst: CLBuffer
         let kernel: CLKernel
         /// The work-group size that won (nil: the driver's choice).
@@ -59,7 +60,8 @@ enum BenchTiming {
         let initial: Stats
 
         init(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws {
-            let bytes = self.bytes
+            let bytes = Self.size(backend.device.info)
+            self.bytes = bytes
             let (src, dst) = try touchedPair(backend, bytes: bytes)
             let kernel = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
             (self.src, self.dst, self.kernel) = (src, dst, kernel)
@@ -82,6 +84,17 @@ enum BenchTiming {
             return try k.enqueue(args, global: [n4]).milliseconds()
         }
 
+        /// Bytes per buffer: at least 64 MiB and 4x the device's global-memory cache (STREAM's rule,
+        /// so the copy measures memory, not the cache), within the device's allocation limits. On this
+        /// project's VM (PoCL reports a 260 MiB cache) a 64 MiB copy ran at 35-46 GB/s back-to-back and
+        /// 24-33 GB/s between other kernels, depending on how much of it they had evicted.
+        static func size(_ info: DeviceInfo) -> Int {
+            let mib = 1 << 20
+            var bytes = max(64 * mib, Int(min(info.globalMemCacheSize, 1 << 40)) * 4)
+            bytes = min(bytes, Int(min(info.maxAllocation, 1 << 40)), Int(min(info.globalMemory, 1 << 42)) / 4, 4096 * mib)
+            return max(mib, bytes / mib * mib)
+        }
+
         /// One timed copy, in milliseconds (profiling event).
         func time() throws -> Double { try Self.run(kernel, src, dst, bytes, local) }
 
@@ -102,10 +115,10 @@ enum BenchTiming {
         return (src, dst)
     }
 
-    /// clEnqueueCopyBuffer between two touched 64 MiB buffers: GB/s counting one read and one write.
-    /// (The driver's own copy; on PoCL it streams faster than the copy_float4 kernel.)
+    /// clEnqueueCopyBuffer between two touched buffers of `CopyProbe.size`: GB/s counting one read
+    /// and one write. (The driver's own copy, for comparison with the copy_float4 kernel.)
     static func copyBufferBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
-        let bytes = 64 << 20
+        let bytes = CopyProbe.size(backend.device.info)
         let (src, dst) = try touchedPair(backend, bytes: bytes)
         let s = try sample(warmup: warmup, repeats: repeats) { try backend.device.copy(src, to: dst, bytes: bytes).milliseconds() }
         return (s, Double(2 * bytes) / s.median / 1e6, bytes)

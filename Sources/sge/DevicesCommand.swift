@@ -24,7 +24,7 @@ struct Devices: ParsableCommand {
                 print("      driver:          \(d.driverVersion)")
                 print("      version:         \(d.deviceVersion), \(d.openCLCVersion)")
                 print("      compute units:   \(d.computeUnits) @ \(d.clockMHz) MHz")
-                print("      global memory:   \(formatBytes(d.globalMemory)) (max allocation \(formatBytes(d.maxAllocation)))")
+                print("      global memory:   \(formatBytes(d.globalMemory)) (max allocation \(formatBytes(d.maxAllocation)), cache \(formatBytes(d.globalMemCacheSize)))")
                 print("      local memory:    \(formatBytes(d.localMemory))")
                 print("      max work-group:  \(d.maxWorkGroupSize)")
             }
