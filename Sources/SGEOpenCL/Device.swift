@@ -33,6 +33,24 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
     public var cacheIdentity: String { "\(platformName)|\(name)|\(vendor)|\(driverVersion)|\(deviceVersion)" }
 }
 
+extension DeviceInfo {
+    /// Bytes per buffer for a bandwidth reference (the benchmarks' copy): at least 64 MiB and 4x the
+    /// cache in front of global memory (STREAM's rule, so the copy measures memory rather than the
+    /// cache), within the allocation limits (max allocation, a quarter of global memory, 4 GiB),
+    /// in whole MiB. On this project's VM PoCL reports a 260 MiB cache: a 64 MiB copy measured
+    /// 35-46 GB/s back-to-back and 24-33 GB/s between other kernels, the 1040 MiB one 24-25 GB/s.
+    public static func streamBufferBytes(cache: UInt64, maxAllocation: UInt64, globalMemory: UInt64) -> Int {
+        let mib: UInt64 = 1 << 20
+        var bytes = max(64 * mib, min(cache, 1 << 40) * 4)
+        bytes = min(bytes, maxAllocation, globalMemory / 4, 4096 * mib)
+        return Int(max(mib, bytes / mib * mib))
+    }
+
+    public var streamBufferBytes: Int {
+        Self.streamBufferBytes(cache: globalMemCacheSize, maxAllocation: maxAllocation, globalMemory: globalMemory)
+    }
+}
+
 public enum Devices {
     /// PoCL's CPU driver pins its worker threads to cores when POCL_AFFINITY=1. Unpinned, on a
     /// 2-core VM the same kernel ran at two speeds a factor 2 apart within one process (0.37 vs

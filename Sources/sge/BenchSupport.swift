@@ -84,16 +84,8 @@ enum BenchTiming {
             return try k.enqueue(args, global: [n4]).milliseconds()
         }
 
-        /// Bytes per buffer: at least 64 MiB and 4x the device's global-memory cache (STREAM's rule,
-        /// so the copy measures memory, not the cache), within the device's allocation limits. On this
-        /// project's VM (PoCL reports a 260 MiB cache) a 64 MiB copy ran at 35-46 GB/s back-to-back and
-        /// 24-33 GB/s between other kernels, depending on how much of it they had evicted.
-        static func size(_ info: DeviceInfo) -> Int {
-            let mib = 1 << 20
-            var bytes = max(64 * mib, Int(min(info.globalMemCacheSize, 1 << 40)) * 4)
-            bytes = min(bytes, Int(min(info.maxAllocation, 1 << 40)), Int(min(info.globalMemory, 1 << 42)) / 4, 4096 * mib)
-            return max(mib, bytes / mib * mib)
-        }
+        /// Bytes per buffer: `DeviceInfo.streamBufferBytes` (>= 4x the device's cache).
+        static func size(_ info: DeviceInfo) -> Int { info.streamBufferBytes }
 
         /// One timed copy, in milliseconds (profiling event).
         func time() throws -> Double { try Self.run(kernel, src, dst, bytes, local) }
