@@ -66,7 +66,7 @@ struct BenchSGE: ParsableCommand {
             var configs: [(SGEPath, Int?)] = [(chosenPath, workGroup)]
             if sweep {
                 configs = []
-                for wg in [1, 16, 32, 64, 128, 256] where wg <= info.maxWorkGroupSize {
+                for wg in [1, 16, 32, 64, 128, 256, 512, 1024] where wg <= info.maxWorkGroupSize {
                     for p in [SGEPath.local, .streaming] { configs.append((p, wg)) }
                 }
             }
@@ -88,6 +88,12 @@ struct BenchSGE: ParsableCommand {
                 let b = try backend.tensor((0..<groups).map { _ in rng.normal() }, [groups], label: "bias")
                 let gw = backend.zeros([groups]), gb = backend.zeros([groups])
                 for (p, wg) in configs {
+                    if sweep, p == .local, let reason = backend.sgeLocalPathUnavailable(shape: shape, groups: groups, workGroupSize: wg) {
+                        // A sweep covers every (path, work-group) pair; one whose slab exceeds the
+                        // device's local memory is reported and left out rather than ending the sweep.
+                        FileHandle.standardError.write(Data("bench sge: \(shape) local path, work-group \(wg ?? 0): skipped: \(reason)\n".utf8))
+                        continue
+                    }
                     // Outputs are reused across runs, as a training loop with a buffer pool would: a fresh
                     // 25 MB buffer costs more in first-touch page faults than the kernel itself on PoCL.
                     var saved: SGESaved?
@@ -112,8 +118,9 @@ struct BenchSGE: ParsableCommand {
                     }
                     let copy = probe.gbps(BenchTiming.Stats(copyMs).median)
                     let fwd = report(fwdMs), bwd = report(bwdMs)
-                    let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize
                     for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
+                        let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize(k: shape.c / groups, m: shape.h * shape.w,
+                                                                            backward: direction == "backward")
                         let gbps = Double(bytes) / ms / 1e6
                         rows.append(["op": "sge", "direction": direction, "shape": shape.dims, "groups": groups, "ms": ms, "gbps": gbps,
                                      "fraction_of_copy": gbps / copy, "copy_gbps": copy, "copy_alone_gbps": probe.aloneGBps,

@@ -186,6 +186,19 @@ final class SGETests: XCTestCase {
 
     func testInputErrorsOnDevice() throws { try checkInputErrors(try testDevice()) }
 
+    /// `sge bench sge --sweep` skips (path, work-group) pairs whose slab exceeds local memory (as
+    /// 4 channels x 56x56 does on an NVIDIA GPU's 48 KiB) instead of ending the sweep.
+    func testLocalPathAvailabilityFollowsLocalMemory() throws {
+        let device = try testDevice()
+        XCTAssertNil(device.sgeLocalPathUnavailable(shape: Shape([2, 8, 5, 7]), groups: 2, workGroupSize: 16))
+        // One slab as large as the device's whole local memory cannot fit, whatever the size.
+        let positions = Int(device.device.info.localMemory / 4) + 1
+        let reason = device.sgeLocalPathUnavailable(shape: Shape([1, 1, 1, positions]), groups: 1, workGroupSize: 16)
+        XCTAssertNotNil(reason)
+        XCTAssertTrue(reason?.contains("local memory") ?? false, reason ?? "")
+        XCTAssertNotNil(device.sgeLocalPathUnavailable(shape: Shape([1, 6, 2, 2]), groups: 4, workGroupSize: 16))
+    }
+
     func testNonPowerOfTwoWorkGroupIsRejected() throws {
         let device = try testDevice()
         let x = try device.tensor(random(32, seed: 5), [1, 2, 4, 4])

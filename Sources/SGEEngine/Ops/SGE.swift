@@ -122,11 +122,17 @@ struct SGEPlan {
 }
 
 extension OpenCLBackend: SGEOps {
-    /// The default work-group size: 256 (the wide variant) on GPUs; 1 (the narrow float8 variant,
-    /// one work-item per slab) elsewhere: on CPU drivers such as PoCL a work-group runs as a loop on
-    /// one core, and `sge bench sge --sweep` measured the narrow variant 5-15x faster than any
-    /// wide work-group there.
-    public var sgeDefaultWorkGroupSize: Int { device.info.isGPU ? 256 : 1 }
+    /// The default work-group size for a slab of `k` channels x `m` positions. On CPU drivers such
+    /// as PoCL: 1 (the narrow float8 variant, one work-item per slab), since a work-group runs as a
+    /// loop on one core and `sge bench sge --sweep` measured the narrow variant 5-15x faster than
+    /// any wide work-group there. On GPUs the wide variant: 256, or 128 for small slabs (forward
+    /// K*M <= 4096, backward K*M <= 2048), where a narrower group leaves more groups per compute
+    /// unit; the sweep on an NVIDIA H200 (README) measured 128 1.2-1.3x faster than 256 at
+    /// 64x2048x7x7 G64 and forward 1.14x at 64x1024x14x14; from 256 up, times were flat.
+    public func sgeDefaultWorkGroupSize(k: Int, m: Int, backward: Bool) -> Int {
+        guard device.info.isGPU else { return 1 }
+        return k * m <= (backward ? 2048 : 4096) ? 128 : 256
+    }
 
     /// Local-memory floats a work-group needs (see the layout in Kernels/sge.cl).
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
@@ -139,7 +145,7 @@ extension OpenCLBackend: SGEOps {
     func sgeBackwardKV(_ d: SGEDims, wg: Int) -> Int { wg == 1 ? d.k + d.m : 2 * d.k }
 
     func sgePlan(_ d: SGEDims, backward: Bool, path: SGEPath, workGroupSize: Int?) throws -> SGEPlan {
-        let requested = workGroupSize ?? sgeDefaultWorkGroupSize
+        let requested = workGroupSize ?? sgeDefaultWorkGroupSize(k: d.k, m: d.m, backward: backward)
         guard requested > 0, requested & (requested - 1) == 0 else {
             throw SGEError.invalidArgument("sge: work-group size must be a power of two, got \(requested)")
         }
@@ -168,6 +174,20 @@ extension OpenCLBackend: SGEOps {
             }
         }
         return SGEPlan(workGroupSize: wg, slabLocal: slabLocal, prefetch: !device.info.isGPU)
+    }
+
+    /// Why the local-memory path cannot run SGE forward and backward on `shape` with `groups` groups
+    /// and this work-group size on this device (its local memory is too small), or nil when it can.
+    public func sgeLocalPathUnavailable(shape: Shape, groups: Int, workGroupSize: Int?) -> String? {
+        guard shape.rank == 4, groups > 0, shape.c % groups == 0 else { return "shape \(shape) with \(groups) groups is not valid for SGE" }
+        let d = SGEDims(n: shape.n, c: shape.c, h: shape.h, w: shape.w, g: groups, k: shape.c / groups, m: shape.h * shape.w)
+        do {
+            _ = try sgePlan(d, backward: false, path: .local, workGroupSize: workGroupSize)
+            _ = try sgePlan(d, backward: true, path: .local, workGroupSize: workGroupSize)
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 
     /// The kernel for a plan, shrinking the work-group size if this kernel cannot run that wide.
