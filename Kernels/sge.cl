@@ -291,18 +291,17 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
 // Unaligned float8 loads and stores as single 32-byte moves. PoCL's vload8/vstore8 on a pointer only
 // known to be float-aligned compile to four 8-byte pieces plus shuffles (seen in the generated x86),
 // which made the output loop cost more than the statistics. With clang (PoCL) a float8 type of
-// alignment 4 gives plain unaligned vector moves; other compilers keep vload8/vstore8.
+// alignment 4 gives plain unaligned vector moves; other compilers keep vload8/vstore8. LD8 reads the
+// slab (SLAB address space), LD8L and ST8L local memory, ST8G global memory.
 #ifdef __clang__
 typedef float sge_float8u __attribute__((ext_vector_type(8), aligned(4)));
 #define LD8(p) (*(SLAB const sge_float8u *)(p))
 #define LD8L(p) (*(__local const sge_float8u *)(p))
-#define LD8G(p) (*(__global const sge_float8u *)(p))
 #define ST8L(v, p) (*(__local sge_float8u *)(p) = (v))
 #define ST8G(v, p) (*(__global sge_float8u *)(p) = (v))
 #else
 #define LD8(p) vload8(0, p)
 #define LD8L(p) vload8(0, p)
-#define LD8G(p) vload8(0, p)
 #define ST8L(v, p) vstore8(v, 0, p)
 #define ST8G(v, p) vstore8(v, 0, p)
 #endif
