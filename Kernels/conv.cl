@@ -91,6 +91,42 @@ __kernel void im2col_wide(__global const float *x, __global float *cols, const i
     }
 }
 
+// The same columns as im2col_wide, for CPU drivers: one work-item per (tap, image, channel) writes
+// that tap's whole OH x OW block, which is contiguous in cols, row by row; within a row the taps
+// that fall outside the image are zeros and the rest is a strided (stride 1: contiguous) copy of
+// one image row, so the compiler emits vector moves. Range (KH*KW, B*C), work-group size 1: on PoCL
+// a work-group is a loop on one core, and the per-element kernel above (whose work-items write 9
+// values BP floats apart) ran 3.5x slower than the copy bandwidth allows (`sge bench conv`).
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void im2col_rows(__global const float *x, __global float *cols, const int n0, const int batch, const int channels,
+                 const int height, const int width, const int out_h, const int out_w) {
+    const int tap = get_global_id(0), bc = get_global_id(1);
+    if (tap >= KH * KW || bc >= batch * channels) return;
+    const int b = bc / channels, c = bc - b * channels, i = tap / KW, j = tap - i * KW;
+    const size_t BP = (size_t)batch * out_h * out_w;
+    __global const float *img = x + ((size_t)(n0 + b) * channels + c) * height * width;
+    __global float *dst = cols + ((size_t)c * KH * KW + tap) * BP + (size_t)b * out_h * out_w;
+    // Output columns ow in [lo, hi) read iw = ow*SW + off inside [0, width); the rest are padding.
+    const int off = j * DW - PW;
+    const int lo = off >= 0 ? 0 : min(out_w, (-off + SW - 1) / SW);
+    const int hi = max(lo, min(out_w, width - off > 0 ? (width - off + SW - 1) / SW : 0));
+    for (int oh = 0; oh < out_h; ++oh, dst += out_w) {
+        const int ih = oh * SH - PH + i * DH;
+        if (ih < 0 || ih >= height) {
+            for (int ow = 0; ow < out_w; ++ow) dst[ow] = 0.0f;
+            continue;
+        }
+        __global const float *src = img + ih * width + off;
+        for (int ow = 0; ow < lo; ++ow) dst[ow] = 0.0f;
+        if (SW == 1) {
+            for (int ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+        } else {
+            for (int ow = lo; ow < hi; ++ow) dst[ow] = src[ow * SW];
+        }
+        for (int ow = hi; ow < out_w; ++ow) dst[ow] = 0.0f;
+    }
+}
+
 // gx[n0+b, c, h, w] = sum over taps (i, j) landing on (h, w) of cols[r][b*P + oh*OW + ow] (cols
 // starting `col_offset` floats in); a gather that overwrites gx (no zeroing, no atomics). Range
 // (W, H, B*C). With batch 1 it is also col2im of one image's [C·KH·KW][P] matrix: the per-image

@@ -29,6 +29,12 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
         ?? .wide
 
+    /// The wide layout's im2col kernel: per output element (`im2col_wide`, true) or per tap and
+    /// channel row block (`im2col_rows`, false); nil picks by device: per element on GPUs, rows on
+    /// CPU drivers (on PoCL `sge bench conv` measured the 3×3 64→64 wide forward at 8×56×56 27.4 →
+    /// 18.4 ms with the row kernel).
+    public var im2colPerElement: Bool?
+
     /// Per-image backward GEMMs only up to this much work each (K·C·KH·KW·OH·OW multiply-adds).
     public static var perImageMaxWork = 1 << 23
     /// Planes (OH·OW) at least this large run the wide backward GEMMs per image (see wideBackward);

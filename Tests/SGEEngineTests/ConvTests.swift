@@ -69,13 +69,21 @@ final class ConvTests: XCTestCase {
             device.convWorkspace.algorithm = algorithm
             try awkwardShapes(device, "\(algorithm)")
         }
-        // The wide layout with both backward forms: per-image batched GEMMs and one GEMM per chunk.
+        // The wide layout with both backward forms: per-image batched GEMMs and one GEMM per chunk,
+        // and with both im2col kernels (per element, the GPU default; row blocks, the CPU default).
         device.convWorkspace.algorithm = .wide
-        let saved = ConvWorkspace.perImageMinPlane
-        defer { ConvWorkspace.perImageMinPlane = saved }
-        for minPlane in [1, 1 << 30] {
-            ConvWorkspace.perImageMinPlane = minPlane
-            try awkwardShapes(device, "wide, per-image from plane \(minPlane)")
+        let saved = (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement)
+        defer { (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement) = saved }
+        for perElement in [true, false] {
+            device.convWorkspace.im2colPerElement = perElement
+            for minPlane in [1, 1 << 30] {
+                ConvWorkspace.perImageMinPlane = minPlane
+                try awkwardShapes(device, "wide, im2col per element \(perElement), per-image from plane \(minPlane)")
+            }
+            try checkConv(device, x: [2, 3, 9, 7], cout: 5, kernel: (7, 7), params: Conv2dParams(stride: 2, padding: 3),
+                          what: "wide 7x7 stride 2 pad 3, im2col per element \(perElement)")
+            try checkConv(device, x: [1, 2, 5, 4], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 3, padding: 2),
+                          what: "wide stride 3 pad 2, im2col per element \(perElement)")
         }
     }
 

@@ -358,9 +358,14 @@ extension OpenCLBackend {
     }
 
     private func enqueueIm2colWide(_ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, b: Int) throws {
-        try launch(wideKernel("im2col_wide", s),
-                   [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)), .int(Int32(s.w)),
-                    .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.outW, s.outH, b * s.c], local: nil)
+        let args: [CLKernel.Arg] = [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
+                                    .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
+        if convWorkspace.im2colPerElement ?? device.info.isGPU {
+            // GPUs: one work-item per output position, so neighbouring work-items write neighbouring columns.
+            try launch(wideKernel("im2col_wide", s), args, global: [s.outW, s.outH, b * s.c], local: nil)
+        } else {
+            try launch(wideKernel("im2col_rows", s), args, global: [s.kh * s.kw, b * s.c], local: [1, 1])
+        }
     }
 
     /// gx[n0 ..< n0+b] = col2im of the chunk's columns (a gather that overwrites gx).
