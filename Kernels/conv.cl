@@ -156,6 +156,41 @@ __kernel void col2im_wide(__global const float *cols, const int col_offset, __gl
     gx[(((size_t)(n0 + b) * channels + c) * height + h) * width + w] = s;
 }
 
+// The same gather as col2im_wide, for CPU drivers: one work-item per (image, channel) builds that
+// channel's H x W plane of gx, adding each tap's OH x OW block of cols (contiguous in cols) into it
+// in tap order, so every pixel sums its taps in the same order as col2im_wide (identical results)
+// while the plane stays in cache and cols is read as contiguous rows. Range (B*C), work-group size 1.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void col2im_rows(__global const float *cols, const int col_offset, __global float *gx, const int n0, const int batch,
+                 const int channels, const int height, const int width, const int out_h, const int out_w) {
+    const int bc = get_global_id(0);
+    if (bc >= batch * channels) return;
+    const int b = bc / channels, c = bc - b * channels;
+    const size_t BP = (size_t)batch * out_h * out_w;
+    __global const float *src = cols + col_offset + (size_t)c * KH * KW * BP + (size_t)b * out_h * out_w;
+    __global float *plane = gx + ((size_t)(n0 + b) * channels + c) * height * width;
+    for (int e = 0; e < height * width; ++e) plane[e] = 0.0f;
+    for (int i = 0; i < KH; ++i) {
+        for (int j = 0; j < KW; ++j) {
+            __global const float *blk = src + (size_t)(i * KW + j) * BP;
+            const int off = j * DW - PW;
+            const int lo = off >= 0 ? 0 : min(out_w, (-off + SW - 1) / SW);
+            const int hi = max(lo, min(out_w, width - off > 0 ? (width - off + SW - 1) / SW : 0));
+            for (int oh = 0; oh < out_h; ++oh) {
+                const int ih = oh * SH - PH + i * DH;
+                if (ih < 0 || ih >= height) continue;
+                __global float *row = plane + ih * width + off;
+                __global const float *crow = blk + oh * out_w;
+                if (SW == 1) {
+                    for (int ow = lo; ow < hi; ++ow) row[ow] += crow[ow];
+                } else {
+                    for (int ow = lo; ow < hi; ++ow) row[ow * SW] += crow[ow];
+                }
+            }
+        }
+    }
+}
+
 // out[n0+b, k, p] = wide[k][b*P + p] (+ bias[k]); range (P, B, K).
 __kernel void wide_to_nchw(__global const float *wide, __global float *out, __global const float *bias, const int has_bias,
                            const int n0, const int batch, const int channels, const int plane) {

@@ -29,10 +29,11 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
         ?? .wide
 
-    /// The wide layout's im2col kernel: per output element (`im2col_wide`, true) or per tap and
-    /// channel row block (`im2col_rows`, false); nil picks by device: per element on GPUs, rows on
-    /// CPU drivers (on PoCL `sge bench conv` measured the 3×3 64→64 wide forward at 8×56×56 27.4 →
-    /// 18.4 ms with the row kernel).
+    /// The wide layout's im2col and col2im kernels: per element (`im2col_wide`/`col2im_wide`, true)
+    /// or per contiguous block (`im2col_rows`: a tap's OH×OW block per work-item; `col2im_rows`: an
+    /// image channel's plane per work-item; false); nil picks by device: per element on GPUs, blocks
+    /// on CPU drivers (on PoCL `sge bench conv` measured the 3×3 64→64 wide forward at 8×56×56 27.4 →
+    /// 18.4 ms with the block im2col).
     public var im2colPerElement: Bool?
 
     /// Per-image backward GEMMs only up to this much work each (K·C·KH·KW·OH·OW multiply-adds).

@@ -69,8 +69,13 @@ final class ConvTests: XCTestCase {
             device.convWorkspace.algorithm = algorithm
             try awkwardShapes(device, "\(algorithm)")
         }
+        // The per-image algorithms use our col2im where CLBlast's is wrong: its per-element (GPU) form too.
+        device.convWorkspace.algorithm = .im2colBatchedGemm
+        device.convWorkspace.im2colPerElement = true
+        try awkwardShapes(device, "im2colBatchedGemm, col2im per element")
+        device.convWorkspace.im2colPerElement = nil
         // The wide layout with both backward forms: per-image batched GEMMs and one GEMM per chunk,
-        // and with both im2col kernels (per element, the GPU default; row blocks, the CPU default).
+        // and with both im2col/col2im kernels (per element, the GPU default; blocks, the CPU default).
         device.convWorkspace.algorithm = .wide
         let saved = (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement)
         defer { (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement) = saved }

@@ -370,9 +370,13 @@ extension OpenCLBackend {
 
     /// gx[n0 ..< n0+b] = col2im of the chunk's columns (a gather that overwrites gx).
     func enqueueCol2imWide(_ s: Reference.Conv2dShape, cols: CLBuffer, colOffset: Int, gx: CLBuffer, n0: Int, b: Int) throws {
-        try launch(wideKernel("col2im_wide", s),
-                   [.buffer(cols), .int(Int32(colOffset)), .buffer(gx), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
-                    .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))], global: [s.w, s.h, b * s.c], local: nil)
+        let args: [CLKernel.Arg] = [.buffer(cols), .int(Int32(colOffset)), .buffer(gx), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)),
+                                    .int(Int32(s.h)), .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
+        if convWorkspace.im2colPerElement ?? device.info.isGPU {
+            try launch(wideKernel("col2im_wide", s), args, global: [s.w, s.h, b * s.c], local: nil)
+        } else {
+            try launch(wideKernel("col2im_rows", s), args, global: [b * s.c], local: [1])
+        }
     }
 
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
