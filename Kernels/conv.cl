@@ -9,6 +9,10 @@
 // sums a strided slice of the N*P values of that channel, then the group reduces the WG partial
 // sums in local memory (tree reduction, WG a power of two) and work-item 0 adds the total to
 // grad_bias[k]. No float atomics are needed because one group owns one channel.
+// The wide layout's column kernels come in two forms with identical results: per element
+// (im2col_wide, col2im_wide; GPUs) and per contiguous block (im2col_rows, col2im_rows; CPU drivers,
+// one work-item walking rows with vector moves). Geometry (KH, KW, SH, SW, PH, PW, DH, DW) is
+// compiled in as defines.
 // Tunables: WG (work-group size of bias_grad, a power of two; the host picks it from the device's
 // and the kernel's maximum work-group size).
 
