@@ -69,7 +69,7 @@ step train train.txt "$sge" train --data "$data" --out "$results/train" ${SGE_KI
 if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   # shellcheck disable=SC2086
   step torch torch-sge.txt python3 "$here/torch-sge-bench.py" --json "$results/torch-sge.json" ${SGE_KIT_TORCH_ARGS:-}
-  cat "$results/torch-sge.txt"
+  [ -s "$results/torch-sge.txt" ] && cat "$results/torch-sge.txt"
 else
   echo "== torch: skipped (no python3 with PyTorch and a CUDA device)"
 fi

@@ -3,7 +3,8 @@
 
 The module is PytorchInsight's SpatialGroupEnhance (the paper's reference code, written out below
 so the kit needs nothing but torch). Timing follows `sge bench sge`: warm-up runs, then the median of
-repeated runs timed with CUDA events, writing the same output tensors each run; bytes counted the
+repeated runs timed with CUDA events (outputs come from PyTorch's caching allocator, so no run
+pays for fresh device memory); bytes counted the
 same way (forward: read x, write out, 2 x 4 bytes per element; backward: read x and grad_out, write
 grad_x, 3 x 4 bytes per element). Backward is torch.autograd.grad of a retained forward graph, so it
 times the backward kernels alone. The copy reference is a device-to-device copy of two float32
@@ -90,6 +91,11 @@ def main():
     name = torch.cuda.get_device_name(0)
     print(f"PyTorch {torch.__version__} on {name}: copy {copy_gbps:.1f} GB/s (2 x 1 GiB float32, median of {args.repeats})")
     print(f"{'shape':>18} {'G':>4} {'direction':>9} {'impl':>15} {'ms':>9} {'GB/s':>8} {'of copy':>8}")
+    if args.compile:
+        # Timing backward alone re-runs it on a retained graph, which compiled backward functions
+        # refuse while they donate (reuse) their saved buffers.
+        import torch._functorch.config
+        torch._functorch.config.donated_buffer = False
     torch.manual_seed(0)
     for text in args.shapes.split(";"):
         n, c, h, w = (int(v) for v in text.split(","))
@@ -102,10 +108,6 @@ def main():
         params = [x, module.weight, module.bias]
         variants = [("pytorch-eager", module)]
         if args.compile:
-            # Timing backward alone re-runs it on a retained graph, which compiled backward
-            # functions refuse while they donate (reuse) their saved buffers.
-            import torch._functorch.config
-            torch._functorch.config.donated_buffer = False
             # A fresh static-shape compilation per shape: dynamo otherwise turns the second shape's
             # recompilation into dynamic-shape kernels and, past its cache limit, falls back to eager.
             torch._dynamo.reset()

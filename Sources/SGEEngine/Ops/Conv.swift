@@ -357,10 +357,14 @@ extension OpenCLBackend {
                                             "PH": "\(s.padH)", "PW": "\(s.padW)", "DH": "\(s.dilationH)", "DW": "\(s.dilationW)"])
     }
 
+    /// Whether the column kernels run per element (GPUs) or per contiguous block (CPU drivers); see
+    /// `ConvWorkspace.im2colPerElement`.
+    var columnKernelsPerElement: Bool { convWorkspace.im2colPerElement ?? device.info.isGPU }
+
     private func enqueueIm2colWide(_ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, b: Int) throws {
         let args: [CLKernel.Arg] = [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
                                     .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
-        if convWorkspace.im2colPerElement ?? device.info.isGPU {
+        if columnKernelsPerElement {
             // GPUs: one work-item per output position, so neighbouring work-items write neighbouring columns.
             try launch(wideKernel("im2col_wide", s), args, global: [s.outW, s.outH, b * s.c], local: nil)
         } else {
@@ -372,7 +376,7 @@ extension OpenCLBackend {
     func enqueueCol2imWide(_ s: Reference.Conv2dShape, cols: CLBuffer, colOffset: Int, gx: CLBuffer, n0: Int, b: Int) throws {
         let args: [CLKernel.Arg] = [.buffer(cols), .int(Int32(colOffset)), .buffer(gx), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)),
                                     .int(Int32(s.h)), .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
-        if convWorkspace.im2colPerElement ?? device.info.isGPU {
+        if columnKernelsPerElement {
             try launch(wideKernel("col2im_wide", s), args, global: [s.w, s.h, b * s.c], local: nil)
         } else {
             try launch(wideKernel("col2im_rows", s), args, global: [b * s.c], local: [1])
