@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// The OpenCL kernels, embedded into the binary so an installed `sge` needs no source tree.
-let kernelFiles = ["elementwise.cl", "sge.cl", "conv.cl", "batchnorm.cl", "pool.cl", "loss.cl", "optim.cl"]
+let kernelFiles = ["elementwise.cl", "bandwidth.cl", "sge.cl", "conv.cl", "batchnorm.cl", "pool.cl", "loss.cl", "optim.cl"]
 
 let package = Package(
     name: "sge",
@@ -40,7 +40,7 @@ let package = Package(
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETestSupport"]),
         .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETestSupport"]),
-        .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGETestSupport"]),
+        .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGETestSupport"]),
         .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGETestSupport"]),
     ],
     swiftLanguageModes: [.v5]

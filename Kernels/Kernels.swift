@@ -2,6 +2,7 @@
 /// so an installed `sge` needs no source tree.
 public enum KernelSource {
     public static let elementwise = text(PackageResources.elementwise_cl)
+    public static let bandwidth = text(PackageResources.bandwidth_cl)
     public static let sge = text(PackageResources.sge_cl)
     public static let conv = text(PackageResources.conv_cl)
     public static let batchnorm = text(PackageResources.batchnorm_cl)
@@ -11,7 +12,7 @@ public enum KernelSource {
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm),
          ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

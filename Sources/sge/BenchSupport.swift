@@ -41,8 +41,9 @@ enum BenchTiming {
     /// Device copy bandwidth: `copy_float4` over two buffers of `CopyProbe.size` (>= 4x the device's
     /// cache), GB/s counting one read and one
     /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
-    static func copyBandwidth(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
-        let probe = try CopyProbe(backend, warmup: warmup, repeats: repeats)
+    static func copyBandwidth(_ backend: OpenCLBackend, kernel: CopyProbe.Kernel = .plain, warmup: Int,
+                              repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
+        let probe = try CopyProbe(backend, kernel: kernel, warmup: warmup, repeats: repeats)
         return (probe.initial, probe.aloneGBps, probe.bytes)
     }
 
@@ -51,6 +52,13 @@ enum BenchTiming {
     /// same rounds as the kernels it compares with it, so a slow phase of a shared machine moves
     /// both sides of the fraction instead of one.
     struct CopyProbe {
+        /// Which copy kernel: `copy_float4` (plain stores) or `copy_float4_stream` (streaming stores
+        /// where the compiler has them; on a CPU these skip the read of each destination line that a
+        /// plain store makes, so this copy can be up to 1.5x faster there).
+        enum Kernel: String {
+            case plain = "copy_float4"
+            case stream = "copy_float4_stream"
+        }
         let bytes: Int
         let src: CLBuffer, dst: CLBuffer
         let kernel: CLKernel
@@ -59,11 +67,11 @@ enum BenchTiming {
         /// The samples of the winning configuration from the initial search.
         let initial: Stats
 
-        init(_ backend: OpenCLBackend, warmup: Int, repeats: Int) throws {
+        init(_ backend: OpenCLBackend, kernel which: Kernel = .plain, warmup: Int, repeats: Int) throws {
             let bytes = Self.size(backend.device.info)
             self.bytes = bytes
             let (src, dst) = try touchedPair(backend, bytes: bytes)
-            let kernel = try backend.device.kernel("copy_float4", source: KernelSource.elementwise)
+            let kernel = try backend.device.kernel(which.rawValue, source: KernelSource.bandwidth)
             (self.src, self.dst, self.kernel) = (src, dst, kernel)
             // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
             // ~40%), so the fractions are against the device's real limit.

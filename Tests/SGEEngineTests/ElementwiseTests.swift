@@ -1,4 +1,6 @@
 import SGEEngine
+import SGEKernels
+import SGEOpenCL
 import SGETensor
 import SGETestSupport
 import XCTest
@@ -37,6 +39,28 @@ final class ElementwiseTests: XCTestCase {
             try assertClose(d6, r6, atol: 0, rtol: 0, "relu backward n=\(n)")
             let (d7, r7) = try both { b, tx, ty in try b.copy(tx, to: ty); return ty }
             try assertClose(d7, r7, atol: 0, rtol: 0, "copy n=\(n)")
+        }
+    }
+
+    /// The benchmarks' two bandwidth kernels (plain and streaming stores) copy exactly: every float4
+    /// below n4 arrives bit for bit and the padding work-items of a rounded-up global size write nothing.
+    func testBandwidthCopyKernelsCopyExactly() throws {
+        let device = try testDevice().device
+        for name in ["copy_float4", "copy_float4_stream"] {
+            let kernel = try device.kernel(name, source: KernelSource.bandwidth)
+            for n4 in [1, 7, 1000, 4099] {
+                var rng = SeededRNG(seed: UInt64(n4))
+                let src = rng.normals(4 * n4)
+                let sentinel = [Float](repeating: -7, count: 4 * (n4 + 64))
+                let a = try device.buffer(bytes: 4 * src.count), b = try device.buffer(bytes: 4 * sentinel.count)
+                try src.withUnsafeBytes { _ = try device.write(a, from: $0.baseAddress!, bytes: $0.count, blocking: true) }
+                try sentinel.withUnsafeBytes { _ = try device.write(b, from: $0.baseAddress!, bytes: $0.count, blocking: true) }
+                try kernel.enqueue([.buffer(a), .buffer(b), .int(Int32(n4))], global: [(n4 + 63) / 64 * 64], local: [64])
+                var got = [Float](repeating: 0, count: sentinel.count)
+                try got.withUnsafeMutableBytes { try device.read(b, into: $0.baseAddress!, bytes: $0.count) }
+                XCTAssertEqual(Array(got[..<(4 * n4)]), src, "\(name) n4=\(n4)")
+                XCTAssertEqual(Array(got[(4 * n4)...]), Array(sentinel[(4 * n4)...]), "\(name) n4=\(n4) wrote past n4")
+            }
         }
     }
 

@@ -114,10 +114,12 @@ extension ReferenceBackend: SGEOps {
 struct SGEPlan {
     let workGroupSize: Int
     let slabLocal: Bool
-    /// Software prefetch of the next slab (narrow variant; CPU drivers only, see Kernels/sge.cl).
-    var prefetch = false
+    /// Software prefetch of the next slab and streaming stores of the forward output on small
+    /// planes (narrow variant; CPU drivers only, see Kernels/sge.cl).
+    var cpuMemoryHints = false
     var defines: [String: String] {
-        ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": prefetch ? "1" : "0"]
+        ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": cpuMemoryHints ? "1" : "0",
+         "SGE_STREAM_STORES": cpuMemoryHints ? "1" : "0"]
     }
 }
 
@@ -138,8 +140,12 @@ extension OpenCLBackend: SGEOps {
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
         let scratch = 2 * max(d.k, wg)
         if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + sgeBackwardKV(d, wg: wg) + scratch }
-        return (slabLocal ? d.k * d.m : 1) + d.m + d.k + scratch
+        return (slabLocal ? d.k * d.m : 1) + sgeForwardCFloats(d) + d.k + scratch
     }
+
+    /// Forward's `c` local array: c_i for the M positions, plus 16 floats where the narrow variant's
+    /// streaming-store loop repeats c_0..c_15 (Kernels/sge.cl).
+    func sgeForwardCFloats(_ d: SGEDims) -> Int { d.m + 16 }
 
     /// Backward's `kv` local array: m and R (K each); the narrow variant keeps m and the gate s (M).
     func sgeBackwardKV(_ d: SGEDims, wg: Int) -> Int { wg == 1 ? d.k + d.m : 2 * d.k }
@@ -173,7 +179,7 @@ extension OpenCLBackend: SGEOps {
                     + "streaming path; \(device.info.name) has \(limit). Use a smaller feature map or the reference backend")
             }
         }
-        return SGEPlan(workGroupSize: wg, slabLocal: slabLocal, prefetch: !device.info.isGPU)
+        return SGEPlan(workGroupSize: wg, slabLocal: slabLocal, cpuMemoryHints: !device.info.isGPU)
     }
 
     /// Why the local-memory path cannot run SGE forward and backward on `shape` with `groups` groups
@@ -196,7 +202,7 @@ extension OpenCLBackend: SGEOps {
             let k = try kernel(name, KernelSource.sge, plan.defines)
             let max = k.maxWorkGroupSize
             if max == 0 || plan.workGroupSize <= max || plan.workGroupSize == 1 { return k }
-            plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal, prefetch: plan.prefetch)
+            plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal, cpuMemoryHints: plan.cpuMemoryHints)
         }
     }
 
@@ -228,7 +234,8 @@ extension OpenCLBackend: SGEOps {
         try launch(k, [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
                        .buffer(bias.deviceBuffer()), .buffer(means.deviceBufferForOverwrite()), .buffer(stats.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(d.m * 4), .local(d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d) * 4), .local(d.k * 4),
+                       .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
         return (out, SGESaved(means: means, stats: stats))
     }
