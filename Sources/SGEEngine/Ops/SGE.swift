@@ -114,8 +114,8 @@ extension ReferenceBackend: SGEOps {
 struct SGEPlan {
     let workGroupSize: Int
     let slabLocal: Bool
-    /// Software prefetch of the next slab and streaming stores of the forward output on small
-    /// planes (narrow variant; CPU drivers only, see Kernels/sge.cl).
+    /// Software prefetch of the next slab and streaming stores of the outputs (narrow variant;
+    /// CPU drivers only; where each applies is in Kernels/sge.cl).
     var cpuMemoryHints = false
     var defines: [String: String] {
         ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": cpuMemoryHints ? "1" : "0",
