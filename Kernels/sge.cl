@@ -99,6 +99,9 @@
 #else
 #define SGE_STREAM_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
 #endif
+// Floats from p to the next 64-byte line boundary (0 when p is on one): the scalar head before
+// whole lines can be streamed.
+inline int sge_floats_to_line(__global const float *p) { return (int)(((64 - ((size_t)p & 63)) & 63) / 4); }
 #else
 #undef SGE_STREAM_STORES
 #define SGE_STREAM_STORES 0
@@ -528,7 +531,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
             // Scalar stores up to the first 64-byte boundary of out, then whole lines streamed.
             for (int j = 0; j < 16; ++j) c[M + j] = c[j];
             const int n = K * M;
-            const int head = min(n, (int)(((64 - ((size_t)o & 63)) & 63) / 4));
+            const int head = min(n, sge_floats_to_line(o));
             int e = 0, i = 0;
             for (; e < head; ++e) {
                 o[e] = xs[e] * c[i];
@@ -682,7 +685,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
 #if SGE_STREAM_STORES
         // Streamed whole lines of the row after a scalar head up to its first 64-byte boundary.
         if (M >= SGE_STREAM_MIN_M_BWD) {
-            const int head = min(M, (int)(((64 - ((size_t)gxrow & 63)) & 63) / 4));
+            const int head = min(M, sge_floats_to_line(gxrow));
             for (; j < head; ++j) gxrow[j] = grow[j] * sg[j] + ga[j] * mk + rk;
             for (; j + 16 <= M; j += 16) {
                 SGE_NT_STORE8(LD8(grow + j) * LD8L(sg + j) + LD8L(ga + j) * mk + rk, gxrow + j);
