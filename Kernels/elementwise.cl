@@ -1,6 +1,7 @@
-// Elementwise kernels on flat float32 arrays: fill, scale, axpy, add, ReLU (the bandwidth copies are in
-// bandwidth.cl).
-// Layout: any contiguous array of n floats. Mapping: one work-item per element; kernels bound-check because the host rounds the global size up to the work-group size.
+// Elementwise kernels on flat float32 arrays: fill, scale, axpy, add, ReLU and a float4 copy used
+// to measure the device's copy bandwidth (its streaming-store form is in bandwidth.cl).
+// Layout: any contiguous array of n floats. Mapping: one work-item per element (per float4 for
+// copy_float4); kernels bound-check because the host rounds the global size up to the work-group size.
 // No local memory.
 
 __kernel void fill(__global float *x, const int n, const float value) {
@@ -36,4 +37,10 @@ __kernel void relu_forward(__global const float *x, __global float *out, const i
 __kernel void relu_backward(__global const float *out, __global const float *grad_out, __global float *grad_x, const int n) {
     int i = get_global_id(0);
     if (i < n) grad_x[i] = out[i] > 0.0f ? grad_out[i] : 0.0f;
+}
+
+// dst = src, n4 float4s: the reference point for bandwidth (1 read + 1 write per element).
+__kernel void copy_float4(__global const float4 *src, __global float4 *dst, const int n4) {
+    int i = get_global_id(0);
+    if (i < n4) dst[i] = src[i];
 }

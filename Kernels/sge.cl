@@ -64,8 +64,9 @@
 // writing out costs two transfers; a streaming store writes the whole line without reading it. The
 // host sets SGE_STREAM_STORES=1 for non-GPU devices; it needs clang's __builtin_nontemporal_store
 // (PoCL). Streaming stores are weakly ordered on x86, so a work-item that made them ends with an
-// sfence (SGE_STREAM_FENCE) before its slab counts as written. Results are bit-identical to the
-// normal stores (same arithmetic, same order).
+// sfence (SGE_STREAM_FENCE) before its slab counts as written (the driver's completion, through
+// locked instructions, would order them too; the fence costs nothing measurable here, one per slab).
+// Results are bit-identical to the normal stores (same arithmetic, same order).
 // Measured with `sge bench sge` on PoCL (2 cores), G = 64, normal -> streaming stores, two runs:
 // forward 8x256x56x56 2.06 -> 1.52-1.56 ms, 8x512x28x28 1.00-1.02 -> 0.69-0.72, 8x1024x14x14
 // 0.62-0.63 -> 0.44, 8x2048x7x7 0.31 -> 0.24, 8x256x28x28 0.47-0.50 -> 0.39; backward 8x256x56x56

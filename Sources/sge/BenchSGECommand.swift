@@ -71,7 +71,7 @@ struct BenchSGE: ParsableCommand {
             // cannot build or run it loses only these columns.
             let streamProbe: BenchTiming.CopyProbe?
             do {
-                streamProbe = try BenchTiming.CopyProbe(backend, kernel: .stream, warmup: warmup, repeats: repeats)
+                streamProbe = try BenchTiming.CopyProbe(backend, kernel: .stream, sharing: probe, warmup: warmup, repeats: repeats)
             } catch {
                 FileHandle.standardError.write(Data("bench sge: the streaming-store copy is unavailable, its columns are left out: \(error)\n".utf8))
                 streamProbe = nil

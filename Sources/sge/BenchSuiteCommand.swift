@@ -160,7 +160,7 @@ struct SuiteRunner {
         // Its own program (Kernels/bandwidth.cl): a driver that cannot build it loses only this row.
         var streamGBps = 0.0
         do {
-            let stream = try BenchTiming.copyBandwidth(backend, kernel: .stream, warmup: warmup, repeats: repeats)
+            let stream = try BenchTiming.copyBandwidth(backend, kernel: .stream, sharing: copy.probe, warmup: warmup, repeats: repeats)
             record("copy", "limit", "\(stream.bytes >> 20) MiB copy_float4_stream", stream.stats, bytes: Double(2 * stream.bytes), limit: .none,
                    timer: "event")
             streamGBps = stream.gbps

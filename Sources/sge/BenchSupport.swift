@@ -41,10 +41,10 @@ enum BenchTiming {
     /// Device copy bandwidth: `copy_float4` over two buffers of `CopyProbe.size` (>= 4x the device's
     /// cache), GB/s counting one read and one
     /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
-    static func copyBandwidth(_ backend: OpenCLBackend, kernel: CopyProbe.Kernel = .plain, warmup: Int,
-                              repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int) {
-        let probe = try CopyProbe(backend, kernel: kernel, warmup: warmup, repeats: repeats)
-        return (probe.initial, probe.aloneGBps, probe.bytes)
+    static func copyBandwidth(_ backend: OpenCLBackend, kernel: CopyProbe.Kernel = .plain, sharing other: CopyProbe? = nil,
+                              warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int, probe: CopyProbe) {
+        let probe = try CopyProbe(backend, kernel: kernel, sharing: other, warmup: warmup, repeats: repeats)
+        return (probe.initial, probe.aloneGBps, probe.bytes, probe)
     }
 
     /// The `copy_float4` reference as something that can be timed again and again: two touched
@@ -58,6 +58,10 @@ enum BenchTiming {
         enum Kernel: String {
             case plain = "copy_float4"
             case stream = "copy_float4_stream"
+
+            /// Its program: the streaming copy has one of its own (Kernels/bandwidth.cl), so a
+            /// driver that cannot build it loses only that copy.
+            var source: String { self == .plain ? KernelSource.elementwise : KernelSource.bandwidth }
         }
         let bytes: Int
         let src: CLBuffer, dst: CLBuffer
@@ -67,11 +71,12 @@ enum BenchTiming {
         /// The samples of the winning configuration from the initial search.
         let initial: Stats
 
-        init(_ backend: OpenCLBackend, kernel which: Kernel = .plain, warmup: Int, repeats: Int) throws {
-            let bytes = Self.size(backend.device.info)
+        /// `sharing` another probe uses its two buffers instead of allocating two more.
+        init(_ backend: OpenCLBackend, kernel which: Kernel = .plain, sharing other: CopyProbe? = nil, warmup: Int, repeats: Int) throws {
+            let kernel = try backend.device.kernel(which.rawValue, source: which.source)
+            let bytes = other?.bytes ?? Self.size(backend.device.info)
             self.bytes = bytes
-            let (src, dst) = try touchedPair(backend, bytes: bytes)
-            let kernel = try backend.device.kernel(which.rawValue, source: KernelSource.bandwidth)
+            let (src, dst) = try other.map { ($0.src, $0.dst) } ?? touchedPair(backend, bytes: bytes)
             (self.src, self.dst, self.kernel) = (src, dst, kernel)
             // The best of the driver's choice and a few work-group sizes (on PoCL 256 beats the default by
             // ~40%), so the fractions are against the device's real limit.

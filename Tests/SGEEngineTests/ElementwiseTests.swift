@@ -46,8 +46,8 @@ final class ElementwiseTests: XCTestCase {
     /// below n4 arrives bit for bit and the padding work-items of a rounded-up global size write nothing.
     func testBandwidthCopyKernelsCopyExactly() throws {
         let device = try testDevice().device
-        for name in ["copy_float4", "copy_float4_stream"] {
-            let kernel = try device.kernel(name, source: KernelSource.bandwidth)
+        for (name, source) in [("copy_float4", KernelSource.elementwise), ("copy_float4_stream", KernelSource.bandwidth)] {
+            let kernel = try device.kernel(name, source: source)
             for n4 in [1, 7, 1000, 4099] {
                 var rng = SeededRNG(seed: UInt64(n4))
                 let src = rng.normals(4 * n4)

@@ -119,10 +119,13 @@ final class SGETests: XCTestCase {
             Case(shape: [2, 128, 9, 9], groups: 4),                                     // K = 32
             Case(shape: [1, 256, 3, 5], groups: 2),                                     // K = 128 > WG: rows per work-item
             Case(shape: [1, 256, 14, 14], groups: 64),                                  // G = 64, K = 4
-            // The narrow forward's streaming stores on CPU drivers (Kernels/sge.cl): a small-plane slab of
+            // The narrow kernels' streaming stores on CPU drivers (Kernels/sge.cl): a small-plane slab of
             // K*M = 660 floats, so slabs after the first start off a 64-byte line (scalar head and tail);
-            // M = 320 > 256 with K = 8, whole lines per row; M = 300, rows off line boundaries (normal stores).
+            // M = 20, where almost every 16-float line wraps past a row end, without the normalisation;
+            // M = 320 > 256 with K = 8, whole lines per row; M = 300, forward rows off line boundaries
+            // (normal stores; the backward streams each row after a scalar head).
             Case(shape: [3, 24, 5, 11], groups: 2, workGroupSizes: [1]),
+            Case(shape: [2, 64, 4, 5], groups: 2, normalize: false, workGroupSizes: [1]),
             Case(shape: [2, 16, 16, 20], groups: 2, workGroupSizes: [1]),
             Case(shape: [2, 16, 15, 20], groups: 2, workGroupSizes: [1]),
             Case(shape: [2, 8, 5, 7], groups: 2, normalize: false),                     // the no-normalisation ablation

@@ -140,12 +140,12 @@ extension OpenCLBackend: SGEOps {
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
         let scratch = 2 * max(d.k, wg)
         if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + sgeBackwardKV(d, wg: wg) + scratch }
-        return (slabLocal ? d.k * d.m : 1) + sgeForwardCFloats(d) + d.k + scratch
+        return (slabLocal ? d.k * d.m : 1) + sgeForwardCFloats(d, wg: wg) + d.k + scratch
     }
 
-    /// Forward's `c` local array: c_i for the M positions, plus 16 floats where the narrow variant's
-    /// streaming-store loop repeats c_0..c_15 (Kernels/sge.cl).
-    func sgeForwardCFloats(_ d: SGEDims) -> Int { d.m + 16 }
+    /// Forward's (and the gate's) `c` local array: c_i for the M positions, plus 16 floats in the
+    /// narrow variant, whose streaming-store loop repeats c_0..c_15 there (Kernels/sge.cl).
+    func sgeForwardCFloats(_ d: SGEDims, wg: Int) -> Int { d.m + (wg == 1 ? 16 : 0) }
 
     /// Backward's `kv` local array: m and R (K each); the narrow variant keeps m and the gate s (M).
     func sgeBackwardKV(_ d: SGEDims, wg: Int) -> Int { wg == 1 ? d.k + d.m : 2 * d.k }
@@ -234,7 +234,7 @@ extension OpenCLBackend: SGEOps {
         try launch(k, [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
                        .buffer(bias.deviceBuffer()), .buffer(means.deviceBufferForOverwrite()), .buffer(stats.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d) * 4), .local(d.k * 4),
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d, wg: wg) * 4), .local(d.k * 4),
                        .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
         return (out, SGESaved(means: means, stats: stats))
@@ -279,7 +279,8 @@ extension OpenCLBackend: SGEOps {
         let wg = plan.workGroupSize
         try launch(k, [.buffer(x.deviceBuffer()), .buffer(gate.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
                        .buffer(bias.deviceBuffer()), .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(d.m * 4), .local(d.k * 4), .local(2 * max(d.k, wg) * 4)],
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d, wg: wg) * 4), .local(d.k * 4),
+                       .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
         return gate
     }
