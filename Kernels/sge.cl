@@ -488,15 +488,18 @@ inline float2 slab_stats1(SLAB const float *xs, const int K, const int M, __loca
     return (float2)(mu, M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f);
 }
 
+inline float8 sigmoid8(const float8 a) { return 1.0f / (1.0f + exp8(-a)); }
+
+// The gate sigmoid(w t + b) of 8 positions from their c (t = (c - mu) * inv, or c unnormalised).
+inline float8 gate8(const float8 ci, const float mu, const float inv, const float w, const float b, const int normalize) {
+    return sigmoid8(w * (normalize ? (ci - mu) * inv : ci) + b);
+}
+
 // c[i] = sigmoid(w t_i + b) in place.
 inline void gate_in_place(__local float *c, const int M, const float mu, const float inv, const float w, const float b,
                           const int normalize) {
     int i = 0;
-    for (; i + 8 <= M; i += 8) {
-        const float8 ci = LD8L(c + i);
-        const float8 t = normalize ? (ci - mu) * inv : ci;
-        ST8L(1.0f / (1.0f + exp8(-(w * t + b))), c + i);
-    }
+    for (; i + 8 <= M; i += 8) ST8L(gate8(LD8L(c + i), mu, inv, w, b, normalize), c + i);
     for (; i < M; ++i) {
         const float t = normalize ? (c[i] - mu) * inv : c[i];
         c[i] = sge_sigmoid(w * t + b);
@@ -570,9 +573,8 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
     // boundary (M a multiple of 16 and out aligned); other planes keep the normal stores below.
     if ((M & 15) == 0 && ((size_t)o & 63) == 0) {
         for (; i + 16 <= M; i += 16) {
-            const float8 c0 = LD8L(c + i), c1 = LD8L(c + i + 8);
-            const float8 t0 = normalize ? (c0 - mu) * inv : c0, t1 = normalize ? (c1 - mu) * inv : c1;
-            const float8 s0 = 1.0f / (1.0f + exp8(-(w * t0 + b))), s1 = 1.0f / (1.0f + exp8(-(w * t1 + b)));
+            const float8 s0 = gate8(LD8L(c + i), mu, inv, w, b, normalize);
+            const float8 s1 = gate8(LD8L(c + i + 8), mu, inv, w, b, normalize);
             for (int k = 0; k < K; ++k) {
                 SGE_NT_STORE8(LD8(xs + k * M + i) * s0, o + k * M + i);
                 SGE_NT_STORE8(LD8(xs + k * M + i + 8) * s1, o + k * M + i + 8);
@@ -584,9 +586,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
     }
 #endif
     for (; i + 8 <= M; i += 8) {
-        const float8 ci = LD8L(c + i);
-        const float8 t = normalize ? (ci - mu) * inv : ci;
-        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        const float8 sv = gate8(LD8L(c + i), mu, inv, w, b, normalize);
         for (int k = 0; k < K; ++k) ST8G(LD8(xs + k * M + i) * sv, o + k * M + i);
         // One line (16 floats) of each of the next slab's rows every other step.
         if (prefetch_next && (i & 15) == 0)
@@ -639,7 +639,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
             gs += LD8(gos + k * M + i) * xv;
         }
         const float8 t = normalize ? (ci - mu) * inv : ci;
-        const float8 sv = 1.0f / (1.0f + exp8(-(w * t + b)));
+        const float8 sv = sigmoid8(w * t + b);
         const float8 gav = gs * sv * (1.0f - sv);
         ST8L(ci, c + i);
         ST8L(sv, sg + i);

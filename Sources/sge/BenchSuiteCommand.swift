@@ -155,22 +155,22 @@ struct SuiteRunner {
     mutating func limits() throws {
         // The copy limit is the fastest of the copy_float4 kernel, its streaming-store form and the
         // driver's clEnqueueCopyBuffer.
-        let copy = try BenchTiming.copyBandwidth(backend, warmup: warmup, repeats: repeats)
-        record("copy", "limit", "\(copy.bytes >> 20) MiB copy_float4", copy.stats, bytes: Double(2 * copy.bytes), limit: .none, timer: "event")
+        let copy = try BenchTiming.CopyProbe(backend, warmup: warmup, repeats: repeats)
+        record("copy", "limit", "\(copy.bytes >> 20) MiB copy_float4", copy.initial, bytes: Double(2 * copy.bytes), limit: .none, timer: "event")
         // Its own program (Kernels/bandwidth.cl): a driver that cannot build it loses only this row.
         var streamGBps = 0.0
         do {
-            let stream = try BenchTiming.copyBandwidth(backend, kernel: .stream, sharing: copy.probe, warmup: warmup, repeats: repeats)
-            record("copy", "limit", "\(stream.bytes >> 20) MiB copy_float4_stream", stream.stats, bytes: Double(2 * stream.bytes), limit: .none,
+            let stream = try BenchTiming.CopyProbe(backend, kernel: .stream, sharing: copy, warmup: warmup, repeats: repeats)
+            record("copy", "limit", "\(stream.bytes >> 20) MiB copy_float4_stream", stream.initial, bytes: Double(2 * stream.bytes), limit: .none,
                    timer: "event")
-            streamGBps = stream.gbps
+            streamGBps = stream.aloneGBps
         } catch {
             FileHandle.standardError.write(Data("bench: the streaming-store copy is unavailable, left out of the limit: \(error)\n".utf8))
         }
         let copyBuffer = try BenchTiming.copyBufferBandwidth(backend, warmup: warmup, repeats: repeats)
         record("copy", "limit", "\(copyBuffer.bytes >> 20) MiB clEnqueueCopyBuffer", copyBuffer.stats, bytes: Double(2 * copyBuffer.bytes),
                limit: .none, timer: "event")
-        copyGBps = max(copy.gbps, streamGBps, copyBuffer.gbps)
+        copyGBps = max(copy.aloneGBps, streamGBps, copyBuffer.gbps)
         let n = quick ? 512 : 1024
         let s = try GemmTiming.samples(backend.device, m: n, n: n, k: n, ta: false, tb: false, repeats: repeats, warmup: warmup)
         sgemmGFlops = 2 * pow(Double(n), 3) / s.median / 1e6

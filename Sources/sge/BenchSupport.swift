@@ -38,19 +38,11 @@ enum BenchTiming {
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
-    /// Device copy bandwidth: `copy_float4` over two buffers of `CopyProbe.size` (>= 4x the device's
-    /// cache), GB/s counting one read and one
-    /// write per byte copied. Returns the fastest configuration's stats (by median) and its GB/s.
-    static func copyBandwidth(_ backend: OpenCLBackend, kernel: CopyProbe.Kernel = .plain, sharing other: CopyProbe? = nil,
-                              warmup: Int, repeats: Int) throws -> (stats: Stats, gbps: Double, bytes: Int, probe: CopyProbe) {
-        let probe = try CopyProbe(backend, kernel: kernel, sharing: other, warmup: warmup, repeats: repeats)
-        return (probe.initial, probe.aloneGBps, probe.bytes, probe)
-    }
-
-    /// The `copy_float4` reference as something that can be timed again and again: two touched
-    /// buffers of `size(_:)` bytes and the fastest work-group size, chosen once. `sge bench sge` times it in the
-    /// same rounds as the kernels it compares with it, so a slow phase of a shared machine moves
-    /// both sides of the fraction instead of one.
+    /// A copy reference (`copy_float4`, or its streaming-store form) as something that can be timed
+    /// again and again: two touched buffers of `size(_:)` bytes (>= 4x the device's cache; GB/s
+    /// count one read and one write per byte copied) and the fastest work-group size, chosen once.
+    /// `sge bench sge` times it in the same rounds as the kernels it compares with it, so a slow
+    /// phase of a shared machine moves both sides of the fraction instead of one.
     struct CopyProbe {
         /// Which copy kernel: `copy_float4` (plain stores) or `copy_float4_stream` (streaming stores
         /// where the compiler has them; on a CPU these skip the read of each destination line that a
