@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine", "COpenCL"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "COpenCL"]),
         .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
         .executableTarget(
             name: "sge",

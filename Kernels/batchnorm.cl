@@ -17,6 +17,20 @@
 //   after a barrier. One work-group owns a channel, so writes to [C] arrays (and the += into dgamma,
 //   dbeta) are race-free without atomics. No tunable defines: the local size is chosen at launch.
 
+// BN_RELU=1 fuses the ReLU that follows the BatchNorm (BN+ReLU in one pass): forward writes
+// max(y, 0) (relu_forward's expression), backward masks grad_out where the fused output y_relu was
+// not positive (relu_backward's rule) while reading it. BN_RELU=0 ignores y_relu.
+#ifndef BN_RELU
+#define BN_RELU 0
+#endif
+#if BN_RELU
+#define BN_OUT(v) fmax((v), 0.0f)
+#define BN_GRAD(j) (y_relu[j] > 0.0f ? grad_out[j] : 0.0f)
+#else
+#define BN_OUT(v) (v)
+#define BN_GRAD(j) grad_out[j]
+#endif
+
 // Tree reduction of scratch[0..L) (L a power of two); returns the sum to every work-item.
 inline float bn_reduce(__local float *scratch, float v) {
     const int l = get_local_id(0), L = get_local_size(0);
@@ -68,7 +82,7 @@ __kernel void batchnorm_forward(__global const float *x, __global const float *g
     const float a = gamma[c] * invstd, b = beta[c] - mean * a;
     for (int n = ln; n < N; n += LN) {
         const size_t base = (size_t)(n * C + c) * HW;
-        for (int i = lh; i < HW; i += LH) y[base + i] = x[base + i] * a + b;
+        for (int i = lh; i < HW; i += LH) y[base + i] = BN_OUT(x[base + i] * a + b);
     }
 }
 
@@ -83,7 +97,7 @@ __kernel void batchnorm_forward_eval(__global const float *x, __global const flo
     const int c = plane % C;
     const float mean = running_mean[c], invstd = rsqrt(running_var[c] + eps);
     const size_t j = (size_t)plane * HW + i;
-    y[j] = gamma[c] * (x[j] - mean) * invstd + beta[c];
+    y[j] = BN_OUT(gamma[c] * (x[j] - mean) * invstd + beta[c]);
     if (plane < C && i == 0) {
         mean_out[c] = mean;
         invstd_out[c] = invstd;
@@ -91,7 +105,7 @@ __kernel void batchnorm_forward_eval(__global const float *x, __global const flo
 }
 
 // dgamma, dbeta accumulate (+=); dx is overwritten.
-__kernel void batchnorm_backward(__global const float *grad_out, __global const float *x, __global const float *gamma,
+__kernel void batchnorm_backward(__global const float *grad_out, __global const float *y_relu, __global const float *x, __global const float *gamma,
                                  __global const float *mean_in, __global const float *invstd_in,
                                  __global float *grad_x, __global float *grad_gamma, __global float *grad_beta,
                                  const int N, const int C, const int HW, const int LH, const int training,
@@ -104,7 +118,7 @@ __kernel void batchnorm_backward(__global const float *grad_out, __global const 
     for (int n = ln; n < N; n += LN) {
         const size_t base = (size_t)(n * C + c) * HW;
         for (int i = lh; i < HW; i += LH) {
-            const float g = grad_out[base + i];
+            const float g = BN_GRAD(base + i);
             sg += g;
             sgx += g * (x[base + i] - mean);
         }
@@ -120,7 +134,7 @@ __kernel void batchnorm_backward(__global const float *grad_out, __global const 
     for (int n = ln; n < N; n += LN) {
         const size_t base = (size_t)(n * C + c) * HW;
         for (int i = lh; i < HW; i += LH) {
-            const float g = grad_out[base + i];
+            const float g = BN_GRAD(base + i);
             grad_x[base + i] = training ? k * (g - mg - (x[base + i] - mean) * invstd * mgx) : k * g;
         }
     }

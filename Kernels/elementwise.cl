@@ -33,6 +33,13 @@ __kernel void relu_forward(__global const float *x, __global float *out, const i
     if (i < n) out[i] = fmax(x[i], 0.0f);
 }
 
+// out = max(a + b, 0): a residual block's add and its final ReLU in one pass (same rounding as add
+// then relu_forward).
+__kernel void add_relu(__global const float *a, __global const float *b, __global float *out, const int n) {
+    int i = get_global_id(0);
+    if (i < n) out[i] = fmax(a[i] + b[i], 0.0f);
+}
+
 // grad_x = grad_out where the forward output was positive, else 0 (PyTorch's convention at 0).
 __kernel void relu_backward(__global const float *out, __global const float *grad_out, __global float *grad_x, const int n) {
     int i = get_global_id(0);

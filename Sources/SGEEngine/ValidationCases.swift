@@ -150,10 +150,12 @@ struct CaseRunner {
         let (bd, br) = try pair(rng.normals(shape.c), c, "beta")
         let (rmd, rmr) = try pair(rng.normals(shape.c), c, "running mean")
         let (rvd, rvr) = try pair(rng.uniforms(shape.c, 0.5, 2), c, "running var")
+        // Half the cases fuse the ReLU that follows (BN+ReLU): max is exact, so the same tolerances.
+        let relu = rng.int(2) == 0
         let fd = try device.batchNormForward(xd, gamma: gd, beta: bd, runningMean: rmd, runningVar: rvd, training: training,
-                                             momentum: momentum, eps: 1e-5)
+                                             momentum: momentum, eps: 1e-5, relu: relu)
         let fr = try reference.batchNormForward(xr, gamma: gr, beta: br, runningMean: rmr, runningVar: rvr, training: training,
-                                                momentum: momentum, eps: 1e-5)
+                                                momentum: momentum, eps: 1e-5, relu: relu)
         let l = shape.n * shape.h * shape.w
         let tf = Tol.reduction(l, Tol.batchNorm)
         let forward = [try compared("out", fd.out, fr.out, tf), try compared("mean", fd.saved.mean, fr.saved.mean, tf),
@@ -163,12 +165,14 @@ struct CaseRunner {
         let (god, gor) = try pair(rng.normals(shape.count), shape, "grad out")
         let (ggd, ggr) = try pair(rng.normals(shape.c), c, "grad gamma")
         let (gbd, gbr) = try pair(rng.normals(shape.c), c, "grad beta")
-        let gxd = try device.batchNormBackward(god, x: xd, gamma: gd, saved: fd.saved, gradGamma: ggd, gradBeta: gbd)
-        let gxr = try reference.batchNormBackward(gor, x: xr, gamma: gr, saved: fr.saved, gradGamma: ggr, gradBeta: gbr)
+        let gxd = try device.batchNormBackward(god, x: xd, gamma: gd, saved: fd.saved, gradGamma: ggd, gradBeta: gbd,
+                                               reluOutput: relu ? fd.out : nil)
+        let gxr = try reference.batchNormBackward(gor, x: xr, gamma: gr, saved: fr.saved, gradGamma: ggr, gradBeta: gbr,
+                                                  reluOutput: relu ? fr.out : nil)
         let tb = Tol.reduction(l, Tol.batchNormBackward)
         let backward = [try compared("grad_x", gxd, gxr, tb), try compared("grad_gamma", ggd, ggr, tb),
                         try compared("grad_beta", gbd, gbr, tb)]
-        return CaseResult(shape: "x \(shape) \(training ? "training" : "eval") momentum \(momentum)",
+        return CaseResult(shape: "x \(shape) \(training ? "training" : "eval") momentum \(momentum)\(relu ? " +relu" : "")",
                           directions: [("forward", forward), ("backward", backward)])
     }
 
@@ -192,7 +196,8 @@ struct CaseRunner {
         let shape = shape4(&rng, channels: [1, 3, 7, 17, 93])
         let (ad, ar) = try pair(rng.normals(shape.count), shape, "a")
         let (bd, br) = try pair(rng.normals(shape.count), shape, "b")
-        let forward = [try compared("out", try device.add(ad, bd), try reference.add(ar, br), Self.exact)]
+        let forward = [try compared("out", try device.add(ad, bd), try reference.add(ar, br), Self.exact),
+                       try compared("add_relu", try device.addReLU(ad, bd), try reference.addReLU(ar, br), Self.exact)]
         let alpha = rng.uniform(-2, 2), beta = rng.uniform(-2, 2)
         let x = rng.normals(shape.count), y = rng.normals(shape.count)
         let (xd, xr) = try pair(x, shape, "grad x"), (yd, yr) = try pair(y, shape, "grad accumulator")

@@ -22,6 +22,11 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var unit: String
     /// How it was timed: "event" (OpenCL profiling events) or "wall" (whole call + clFinish).
     public var timer: String
+    /// Training-step rows: kernels and CLBlast calls per step, the host's issuing time and the
+    /// summed device time per step (medians; see `StepBenchmark`).
+    public var launches: Int?
+    public var hostMs: Double?
+    public var deviceMs: Double?
 
     public init(op: String, direction: String, shape: String, ms: Double, msMin: Double, msMax: Double, gbps: Double? = nil,
                 gflops: Double? = nil, imagesPerSecond: Double? = nil, fraction: Double? = nil, unit: String, timer: String) {
@@ -43,8 +48,8 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var key: String { "\(op)|\(direction)|\(shape)" }
 
     enum CodingKeys: String, CodingKey {
-        case op, direction, shape, ms, unit, timer, gbps, gflops, fraction
-        case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s"
+        case op, direction, shape, ms, unit, timer, gbps, gflops, fraction, launches
+        case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s", hostMs = "host_ms", deviceMs = "device_ms"
     }
 }
 

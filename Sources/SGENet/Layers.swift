@@ -58,11 +58,14 @@ public final class BatchNorm2d: Layer {
     public let name: String
     public var momentum: Float = 0.1
     public var eps: Float = 1e-5
-    private var saved: (Tensor, BatchNormSaved)?
+    /// Applies the ReLU that follows in the same pass (forward and backward): BN+ReLU fused.
+    public let fusedReLU: Bool
+    private var saved: (x: Tensor, stats: BatchNormSaved, out: Tensor?)?
 
-    public init(_ backend: any Backend, _ channels: Int, name: String) throws {
+    public init(_ backend: any Backend, _ channels: Int, name: String, fusedReLU: Bool = false) throws {
         self.backend = backend
         self.name = name
+        self.fusedReLU = fusedReLU
         weight = try Parameter(backend, values: [Float](repeating: 1, count: channels), shape: [channels], label: name + ".weight", isNormOrGate: true)
         bias = try Parameter(backend, values: [Float](repeating: 0, count: channels), shape: [channels], label: name + ".bias", isNormOrGate: true)
         runningMean = try backend.tensor([Float](repeating: 0, count: channels), [channels], label: name + ".running_mean")
@@ -70,19 +73,21 @@ public final class BatchNorm2d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        try LayerProfiler.measure("BatchNorm2d.forward", backend) {
+        try LayerProfiler.measure(fusedReLU ? "BatchNorm2d+ReLU.forward" : "BatchNorm2d.forward", backend) {
             let (out, s) = try backend.batchNormForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
-                                                       runningVar: runningVar, training: training, momentum: momentum, eps: eps)
-            saved = training ? (x, s) : nil
+                                                       runningVar: runningVar, training: training, momentum: momentum, eps: eps,
+                                                       relu: fusedReLU)
+            saved = training ? (x, s, fusedReLU ? out : nil) : nil
             return out
         }
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        try LayerProfiler.measure("BatchNorm2d.backward", backend) {
-            let (x, s) = try cached(saved, name)
+        try LayerProfiler.measure(fusedReLU ? "BatchNorm2d+ReLU.backward" : "BatchNorm2d.backward", backend) {
+            let (x, s, out) = try cached(saved, name)
             saved = nil
-            return try backend.batchNormBackward(gradOut, x: x, gamma: weight.value, saved: s, gradGamma: weight.grad, gradBeta: bias.grad)
+            return try backend.batchNormBackward(gradOut, x: x, gamma: weight.value, saved: s, gradGamma: weight.grad, gradBeta: bias.grad,
+                                                 reluOutput: out)
         }
     }
 

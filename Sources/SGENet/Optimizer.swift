@@ -34,18 +34,15 @@ public final class SGD {
         self.noDecayNormAndGate = noDecayNormAndGate
     }
 
-    /// Applies one update with learning rate `lr` to every parameter, then zeroes the gradients.
+    /// Applies one update with learning rate `lr` to every parameter, then zeroes the gradients:
+    /// one multi-tensor launch per `SGDEntry.slotsPerLaunch` parameters on a device.
     public func step(lr: Float) throws {
-        let first = steps == 0
-        for (name, p) in parameters {
-            if p.momentum == nil {
-                p.momentum = backend.zeros(p.value.shape, label: name + ".momentum_buffer")
-            }
-            let wd = (noDecayNormAndGate && p.isNormOrGate) ? 0 : weightDecay
-            try backend.sgdStep(p.value, grad: p.grad, momentumBuffer: p.momentum!, lr: lr, momentum: momentum,
-                                dampening: dampening, weightDecay: wd, nesterov: nesterov, firstStep: first)
-            try backend.fill(p.grad, 0)
+        let entries = parameters.map { name, p in
+            if p.momentum == nil { p.momentum = backend.zeros(p.value.shape, label: name + ".momentum_buffer") }
+            return SGDEntry(param: p.value, grad: p.grad, momentumBuffer: p.momentum!,
+                            weightDecay: (noDecayNormAndGate && p.isNormOrGate) ? 0 : weightDecay)
         }
+        try backend.sgdStepMulti(entries, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: steps == 0)
         steps += 1
     }
 

@@ -88,7 +88,8 @@ public final class ResidualBlock: Layer {
     let backend: any Backend
     let body: [(String, any Layer)]
     let downsample: Sequential?
-    let finalReLU: ReLU
+    /// The block's output max(body + shortcut, 0), kept for the final ReLU's backward.
+    private var output: Tensor?
 
     public init(_ backend: any Backend, kind: ResNetConfig.Block, inChannels: Int, width: Int, stride: Int,
                 sgeGroups: Int?, sgeNormalize: Bool, sgeInit: SGEInit, name: String, rng: inout SeededRNG) throws {
@@ -98,17 +99,14 @@ public final class ResidualBlock: Layer {
         switch kind {
         case .basic:
             layers.append(("conv1", try Conv2d(backend, inChannels, width, kernel: 3, stride: stride, padding: 1, name: name + ".conv1", rng: &rng)))
-            layers.append(("bn1", try BatchNorm2d(backend, width, name: name + ".bn1")))
-            layers.append(("relu1", ReLU(backend)))
+            layers.append(("bn1", try BatchNorm2d(backend, width, name: name + ".bn1", fusedReLU: true)))
             layers.append(("conv2", try Conv2d(backend, width, width, kernel: 3, padding: 1, name: name + ".conv2", rng: &rng)))
             layers.append(("bn2", try BatchNorm2d(backend, width, name: name + ".bn2")))
         case .bottleneck:
             layers.append(("conv1", try Conv2d(backend, inChannels, width, kernel: 1, name: name + ".conv1", rng: &rng)))
-            layers.append(("bn1", try BatchNorm2d(backend, width, name: name + ".bn1")))
-            layers.append(("relu1", ReLU(backend)))
+            layers.append(("bn1", try BatchNorm2d(backend, width, name: name + ".bn1", fusedReLU: true)))
             layers.append(("conv2", try Conv2d(backend, width, width, kernel: 3, stride: stride, padding: 1, name: name + ".conv2", rng: &rng)))
-            layers.append(("bn2", try BatchNorm2d(backend, width, name: name + ".bn2")))
-            layers.append(("relu2", ReLU(backend)))
+            layers.append(("bn2", try BatchNorm2d(backend, width, name: name + ".bn2", fusedReLU: true)))
             layers.append(("conv3", try Conv2d(backend, width, outChannels, kernel: 1, name: name + ".conv3", rng: &rng)))
             layers.append(("bn3", try BatchNorm2d(backend, outChannels, name: name + ".bn3")))
         }
@@ -124,18 +122,21 @@ public final class ResidualBlock: Layer {
         } else {
             downsample = nil
         }
-        finalReLU = ReLU(backend)
     }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         var h = x
         for (_, l) in body { h = try l.forward(h, training: training) }
         let shortcut = try downsample?.forward(x, training: training) ?? x
-        return try finalReLU.forward(try backend.add(h, shortcut), training: training)
+        let out = try backend.addReLU(h, shortcut)
+        output = training ? out : nil
+        return out
     }
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
-        let g = try finalReLU.backward(gradOut)
+        let y = try cached(output, "residual block")
+        output = nil
+        let g = try backend.reluBackward(out: y, gradOut: gradOut)
         var gh = g
         for (_, l) in body.reversed() { gh = try l.backward(gh) }
         let gs = try downsample?.backward(g) ?? g
@@ -176,8 +177,7 @@ public final class SGEResNet: Layer {
         case .imagenet:
             s.append(("conv1", try Conv2d(backend, config.inputChannels, config.stemWidth, kernel: 7, stride: 2, padding: 3, name: "conv1", rng: &rng)))
         }
-        s.append(("bn1", try BatchNorm2d(backend, config.stemWidth, name: "bn1")))
-        s.append(("relu", ReLU(backend)))
+        s.append(("bn1", try BatchNorm2d(backend, config.stemWidth, name: "bn1", fusedReLU: true)))
         if config.stem == .imagenet { s.append(("maxpool", MaxPool2d(backend, kernel: 3, stride: 2, padding: 1))) }
         stem = s
         var channels = config.stemWidth
@@ -261,6 +261,6 @@ extension ResidualBlock {
             h = try l.forward(h, training: training)
         }
         let shortcut = try downsample?.forward(x, training: training) ?? x
-        return try finalReLU.forward(try backend.add(h, shortcut), training: training)
+        return try backend.addReLU(h, shortcut)
     }
 }

@@ -13,8 +13,10 @@ extension CLContext {
                              a: CLBuffer, aOffset: Int = 0, lda: Int, b: CLBuffer, bOffset: Int = 0, ldb: Int,
                              beta: Float = 0, c: CLBuffer, cOffset: Int = 0, ldc: Int) throws {
         var q: cl_command_queue? = queue
+        var event: cl_event?
+        defer { recordBlast("clblast:gemm", event) }
         try checkBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha, a.mem, aOffset, lda,
-                                    b.mem, bOffset, ldb, beta, c.mem, cOffset, ldc, &q, nil),
+                                    b.mem, bOffset, ldb, beta, c.mem, cOffset, ldc, &q, &event),
                        "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
     }
 
@@ -25,9 +27,11 @@ extension CLContext {
                                            beta: Float = 0, c: CLBuffer, cOffset: Int = 0, ldc: Int, strideC: Int,
                                            batch: Int) throws {
         var q: cl_command_queue? = queue
+        var event: cl_event?
+        defer { recordBlast("clblast:gemmStridedBatched", event) }
         try checkBlast(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha,
                                                   a.mem, aOffset, lda, strideA, b.mem, bOffset, ldb, strideB,
-                                                  beta, c.mem, cOffset, ldc, strideC, batch, &q, nil),
+                                                  beta, c.mem, cOffset, ldc, strideC, batch, &q, &event),
                        "CLBlastSgemmStridedBatched(m: \(m), n: \(n), k: \(k), batch: \(batch))")
     }
 
@@ -47,26 +51,32 @@ extension CLContext {
     /// im2col of one image at `imOffset` into a (C·KH·KW) × (OH·OW) matrix at `colOffset`.
     public func enqueueIm2col(_ g: ConvGeometry, im: CLBuffer, imOffset: Int, col: CLBuffer, colOffset: Int) throws {
         var q: cl_command_queue? = queue
+        var event: cl_event?
+        defer { recordBlast("clblast:im2col", event) }
         try checkBlast(CLBlastSim2col(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
                                       g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
-                                      im.mem, imOffset, col.mem, colOffset, &q, nil), "CLBlastSim2col")
+                                      im.mem, imOffset, col.mem, colOffset, &q, &event), "CLBlastSim2col")
     }
 
     /// col2im: accumulates a (C·KH·KW) × (OH·OW) matrix back into one image (the image is added to).
     public func enqueueCol2im(_ g: ConvGeometry, col: CLBuffer, colOffset: Int, im: CLBuffer, imOffset: Int) throws {
         var q: cl_command_queue? = queue
+        var event: cl_event?
+        defer { recordBlast("clblast:col2im", event) }
         try checkBlast(CLBlastScol2im(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
                                       g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
-                                      col.mem, colOffset, im.mem, imOffset, &q, nil), "CLBlastScol2im")
+                                      col.mem, colOffset, im.mem, imOffset, &q, &event), "CLBlastScol2im")
     }
 
     /// Batched forward convolution as one GEMM-like kernel (weights [K, C, KH, KW]).
     public func enqueueConvgemm(_ g: ConvGeometry, kernels: Int, batch: Int, im: CLBuffer, imOffset: Int,
                                 weights: CLBuffer, result: CLBuffer, resultOffset: Int) throws {
         var q: cl_command_queue? = queue
+        var event: cl_event?
+        defer { recordBlast("clblast:convgemm", event) }
         try checkBlast(CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
                                         g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW, kernels, batch,
-                                        im.mem, imOffset, weights.mem, 0, result.mem, resultOffset, &q, nil), "CLBlastSconvgemm")
+                                        im.mem, imOffset, weights.mem, 0, result.mem, resultOffset, &q, &event), "CLBlastSconvgemm")
     }
 
     /// Replaces CLBlast's tuning parameters for `kernel` (e.g. "Xgemm") in single precision on this device.
@@ -81,5 +91,12 @@ extension CLContext {
             }
         }
         try checkBlast(status, "CLBlastOverrideParameters(\(kernel))")
+    }
+
+    /// Hands a CLBlast call's event to the recorder (or releases it).
+    private func recordBlast(_ name: String, _ event: cl_event?) {
+        guard let event else { return }
+        let e = CLEvent(event)
+        recorder?.launched(name, e)
     }
 }

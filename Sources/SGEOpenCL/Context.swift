@@ -27,6 +27,9 @@ public final class CLContext: @unchecked Sendable {
     /// The tuning file whose CLBlast parameters were applied when this context was created.
     public internal(set) var appliedTuning: URL?
 
+    /// While set, every launch, transfer and blocking wait on this context is counted and timed.
+    public var recorder: LaunchRecorder?
+
     init(info: DeviceInfo) throws {
         self.info = info
         var status: cl_int = 0
@@ -77,14 +80,20 @@ public final class CLContext: @unchecked Sendable {
     @discardableResult
     public func write(_ buffer: CLBuffer, offset: Int = 0, from pointer: UnsafeRawPointer, bytes: Int, blocking: Bool) throws -> CLEvent {
         var event: cl_event?
+        let start = DispatchTime.now()
         try check(clEnqueueWriteBuffer(queue, buffer.mem, blocking ? cl_bool(CL_TRUE) : cl_bool(CL_FALSE), offset, bytes, pointer, 0, nil, &event),
                   "clEnqueueWriteBuffer")
+        recorder?.transferred()
+        if blocking { recorder?.blocked(since: start) }
         return CLEvent(event!)
     }
 
     /// Copies `bytes` bytes from `buffer` into host memory, waiting until done.
     public func read(_ buffer: CLBuffer, offset: Int = 0, into pointer: UnsafeMutableRawPointer, bytes: Int) throws {
+        let start = DispatchTime.now()
         try check(clEnqueueReadBuffer(queue, buffer.mem, cl_bool(CL_TRUE), offset, bytes, pointer, 0, nil, nil), "clEnqueueReadBuffer")
+        recorder?.transferred()
+        recorder?.blocked(since: start)
     }
 
     /// Device-side copy of `bytes` bytes.
@@ -92,11 +101,17 @@ public final class CLContext: @unchecked Sendable {
     public func copy(_ src: CLBuffer, srcOffset: Int = 0, to dst: CLBuffer, dstOffset: Int = 0, bytes: Int) throws -> CLEvent {
         var event: cl_event?
         try check(clEnqueueCopyBuffer(queue, src.mem, dst.mem, srcOffset, dstOffset, bytes, 0, nil, &event), "clEnqueueCopyBuffer")
-        return CLEvent(event!)
+        let e = CLEvent(event!)
+        recorder?.launched("copy_buffer", e)
+        return e
     }
 
     /// Blocks until every enqueued command has finished.
-    public func finish() throws { try check(clFinish(queue), "clFinish") }
+    public func finish() throws {
+        let start = DispatchTime.now()
+        try check(clFinish(queue), "clFinish")
+        recorder?.blocked(since: start)
+    }
 
     /// Submits enqueued commands without waiting.
     public func flush() throws { try check(clFlush(queue), "clFlush") }

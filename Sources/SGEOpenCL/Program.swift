@@ -16,6 +16,10 @@ public final class ProgramCache: @unchecked Sendable {
     let info: DeviceInfo
     private var programs: [String: cl_program] = [:]
     private var kernels: [String: CLKernel] = [:]
+    /// Launch-time lookup: (name, options) -> the kernels built from each source under that name.
+    /// Keying by the whole source would hash tens of kilobytes on every launch; comparing the
+    /// source instead is cheap (the same embedded string compares by identity first).
+    private var recent: [String: [(source: String, kernel: CLKernel)]] = [:]
     private let lock = NSLock()
     public private(set) var stats = Stats()
 
@@ -23,6 +27,7 @@ public final class ProgramCache: @unchecked Sendable {
 
     deinit {
         kernels.removeAll()
+        recent.removeAll()
         for p in programs.values { clReleaseProgram(p) }
     }
 
@@ -45,11 +50,17 @@ public final class ProgramCache: @unchecked Sendable {
     func kernel(_ name: String, source: String, defines: [String: String], context: CLContext) throws -> CLKernel {
         lock.lock()
         defer { lock.unlock() }
-        let options = Self.options(defines)
+        let options = defines.isEmpty ? "" : Self.options(defines)
+        let fastKey = "\(name)\n\(options)"
+        if let k = recent[fastKey]?.first(where: { $0.source == source })?.kernel {
+            stats.memoryHits += 1
+            return k
+        }
         let key = "\(info.cacheIdentity)\n\(options)\n\(source)"
         let kernelKey = "\(name)\n\(key)"
         if let k = kernels[kernelKey] {
             stats.memoryHits += 1
+            recent[fastKey, default: []].append((source, k))
             return k
         }
         let program = try program(key: key, source: source, options: options, kernelName: name, context: context)
@@ -59,6 +70,7 @@ public final class ProgramCache: @unchecked Sendable {
         }
         let kernel = CLKernel(kernel: k, name: name, context: context)
         kernels[kernelKey] = kernel
+        recent[fastKey, default: []].append((source, kernel))
         return kernel
     }
 
@@ -227,6 +239,8 @@ public final class CLKernel: @unchecked Sendable {
             try check(clEnqueueNDRangeKernel(context.queue, kernel, cl_uint(g.count), nil, &g, nil, 0, nil, &event),
                       "clEnqueueNDRangeKernel(\(name), global \(g))")
         }
-        return CLEvent(event!)
+        let e = CLEvent(event!)
+        context.recorder?.launched(name, e)
+        return e
     }
 }

@@ -22,6 +22,8 @@ extension Reference {
     }
 
     public static func reluForward(_ x: [Float]) -> [Float] { x.map { max($0, 0) } }
+    /// max(a + b, 0): a residual block's add and final ReLU in one pass.
+    public static func addReLU(_ a: [Float], _ b: [Float]) -> [Float] { reluForward(add(a, b)) }
 
     public static func reluBackward(out: [Float], gradOut: [Float]) -> [Float] {
         precondition(out.count == gradOut.count)

@@ -30,4 +30,15 @@ extension Reference {
         param = p.map { Float($0) }
         momentumBuffer = b.map { Float($0) }
     }
+
+    /// `sgdStep` on each tensor of a list with its own weight decay, then zeroes its gradient
+    /// (the `sgd_step_multi` kernel: PyTorch's foreach SGD followed by `zero_grad`).
+    public static func sgdStepMulti(_ params: inout [[Float]], grads: inout [[Float]], momentumBuffers: inout [[Float]],
+                                    weightDecays: [Float], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) {
+        for k in params.indices {
+            sgdStep(&params[k], grad: grads[k], momentumBuffer: &momentumBuffers[k], lr: lr, momentum: momentum, dampening: dampening,
+                    weightDecay: weightDecays[k], nesterov: nesterov, firstStep: firstStep)
+            grads[k] = [Float](repeating: 0, count: grads[k].count)
+        }
+    }
 }

@@ -298,24 +298,20 @@ struct SuiteRunner {
         }, bytes: 20 * Double(count), limit: .copy, timer: "event")
     }
 
-    /// A whole training step (upload, forward, loss, backward, SGD, loss read-back) of the default model.
+    /// Whole training steps (upload, forward, loss, backward, SGD, loss read-back) of the default
+    /// model and of ResNet-20 at batch 128 on synthetic data, with launches, host and device time.
     mutating func trainingStep() throws {
-        let batch = 128
-        let config = ResNetConfig.small()
-        let model = try SGEResNet(backend, config: config, seed: 1)
-        let sgd = try SGD(backend, parameters: model.namedParameters)
-        let shape: Shape = [batch, config.inputChannels, 28, 28]
-        let images = rng.uniforms(shape.count)
-        let labels = (0..<batch).map { Float($0 % config.classes) }
-        let steps = quick ? 3 : 5
-        let s = try BenchTiming.sample(warmup: quick ? 1 : 2, repeats: steps) {
-            try BenchTiming.wall(backend) {
-                let x = try backend.tensor(images, shape, label: "images")
-                let y = try backend.tensor(labels, [batch], label: "labels")
-                let (loss, _) = try model.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
-                guard try loss.read()[0].isFinite else { throw SGEError.numeric("bench: training step loss is not finite") }
+        for model in ["small", "resnet20"] {
+            let bench = try StepBenchmark(backend: backend, model: model, batch: 128)
+            let r = try bench.run(warmup: quick ? 1 : 2, steps: quick ? 3 : 5)
+            record("train_step", "step", r.shapeLabel, BenchTiming.Stats(r.wallMs), images: Double(r.batch), limit: .none, timer: "wall")
+            rows[rows.count - 1].launches = r.launches
+            rows[rows.count - 1].hostMs = median(r.hostMs)
+            rows[rows.count - 1].deviceMs = median(r.deviceMs)
+            if live {
+                print(String(format: "    per step: %d launches, host %.2f ms issuing, device %.2f ms (kernel events)", r.launches ?? 0,
+                             median(r.hostMs), median(r.deviceMs)))
             }
         }
-        record("train_step", "step", "small b\(batch) 1x28x28", s, images: Double(batch), limit: .none, timer: "wall")
     }
 }

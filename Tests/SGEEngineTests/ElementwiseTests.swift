@@ -37,6 +37,12 @@ final class ElementwiseTests: XCTestCase {
             try assertClose(d5, r5, atol: 0, rtol: 0, "relu n=\(n)")
             let (d6, r6) = try both { b, tx, ty in try b.reluBackward(out: b.reluForward(tx), gradOut: ty) }
             try assertClose(d6, r6, atol: 0, rtol: 0, "relu backward n=\(n)")
+            // add+relu: one float add (as in add), then an exact max: same tolerance as add.
+            let (d8, r8) = try both { b, tx, ty in try b.addReLU(tx, ty) }
+            try assertClose(d8, r8, atol: Self.atol, rtol: Self.rtol, "add+relu n=\(n)")
+            let (d9, r9) = try both { b, tx, ty in try b.reluForward(b.add(tx, ty)) }
+            XCTAssertEqual(try d8.read(), try d9.read(), "add_relu must equal add then relu_forward bit for bit (n=\(n))")
+            _ = r9
             let (d7, r7) = try both { b, tx, ty in try b.copy(tx, to: ty); return ty }
             try assertClose(d7, r7, atol: 0, rtol: 0, "copy n=\(n)")
         }

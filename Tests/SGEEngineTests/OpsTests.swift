@@ -63,6 +63,50 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// BatchNorm with the ReLU fused (forward max(y, 0); backward masks by the fused output): device
+    /// against the reference at the same shapes and tolerances as BatchNorm alone, and bit for bit
+    /// against the unfused kernels followed by relu_forward / preceded by relu_backward.
+    func testBatchNormReLUFusedMatchesReferenceAndUnfused() throws {
+        let device = try testDevice()
+        for shape: Shape in [[1, 3, 7, 13], [3, 17, 7, 13], [4, 93, 1, 1], [3, 5, 1, 1]] {
+            let c = Shape([shape.c])
+            let (xd, xr) = try pair(device, shape, std: 2, mean: 0.5, label: "x")
+            let (gd, gr) = try pair(device, c, label: "gamma"), (bd, br) = try pair(device, c, label: "beta")
+            for training in [true, false] {
+                let what = "\(shape) training=\(training) fused relu"
+                func stats(_ b: any Backend) throws -> (Tensor, Tensor) {
+                    (try b.tensor([Float](repeating: 0.1, count: shape.c), c), try b.tensor([Float](repeating: 1.5, count: shape.c), c))
+                }
+                let (rmd, rvd) = try stats(device), (rmr, rvr) = try stats(reference), (rmu, rvu) = try stats(device)
+                let fd = try device.batchNormForward(xd, gamma: gd, beta: bd, runningMean: rmd, runningVar: rvd, training: training,
+                                                     momentum: 0.1, eps: 1e-5, relu: true)
+                let fr = try reference.batchNormForward(xr, gamma: gr, beta: br, runningMean: rmr, runningVar: rvr, training: training,
+                                                        momentum: 0.1, eps: 1e-5, relu: true)
+                try assertClose(fd.out, fr.out, atol: bnForwardTolerance, rtol: bnForwardTolerance, "\(what) out")
+                let fu = try device.batchNormForward(xd, gamma: gd, beta: bd, runningMean: rmu, runningVar: rvu, training: training,
+                                                     momentum: 0.1, eps: 1e-5)
+                let yu = try device.reluForward(fu.out)
+                XCTAssertEqual(try fd.out.read(), try yu.read(), "\(what): fused forward differs from batchnorm + relu_forward")
+                XCTAssertTrue(try fd.out.read().contains { $0 == 0 } , "\(what): the case should clip some values")
+
+                let (god, gor) = try pair(device, shape, label: "grad out")
+                let zeros = [Float](repeating: 0, count: shape.c)
+                let (ggd, gbd) = (try device.tensor(zeros, c), try device.tensor(zeros, c))
+                let (ggr, gbr) = (try reference.tensor(zeros, c), try reference.tensor(zeros, c))
+                let (ggu, gbu) = (try device.tensor(zeros, c), try device.tensor(zeros, c))
+                let gxd = try device.batchNormBackward(god, x: xd, gamma: gd, saved: fd.saved, gradGamma: ggd, gradBeta: gbd, reluOutput: fd.out)
+                let gxr = try reference.batchNormBackward(gor, x: xr, gamma: gr, saved: fr.saved, gradGamma: ggr, gradBeta: gbr, reluOutput: fr.out)
+                try assertClose(gxd, gxr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad x")
+                try assertClose(ggd, ggr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad gamma")
+                try assertClose(gbd, gbr, atol: bnBackwardTolerance, rtol: bnBackwardTolerance, "\(what) grad beta")
+                let masked = try device.reluBackward(out: yu, gradOut: god)
+                let gxu = try device.batchNormBackward(masked, x: xd, gamma: gd, saved: fu.saved, gradGamma: ggu, gradBeta: gbu)
+                XCTAssertEqual(try gxd.read(), try gxu.read(), "\(what): fused backward differs from relu_backward + batchnorm_backward")
+                XCTAssertEqual(try ggd.read(), try ggu.read(), "\(what): fused grad gamma differs")
+            }
+        }
+    }
+
     // MARK: Pooling
 
     func testPoolingMatchesReference() throws {
@@ -188,6 +232,62 @@ final class OpsTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// The multi-tensor step: 17 tensors (two launches of 16 slots) of awkward sizes, each with its
+    /// own weight decay, for every momentum option; the gradients must come back zero. The
+    /// arithmetic per element is that of sgd_step, so the tolerance is the same.
+    func testSGDMultiMatchesReferenceAndZeroesGradients() throws {
+        let device = try testDevice()
+        let sizes = [1, 7, 93, 1000, 4097, 3, 64, 65, 1, 2, 17, 255, 256, 257, 31, 5, 9]
+        for (momentum, dampening, nesterov) in [(Float(0), Float(0), false), (0.9, 0, false), (0.9, 0.3, false), (0.9, 0, true)] {
+            var dev: [SGDEntry] = [], ref: [SGDEntry] = []
+            for (k, n) in sizes.enumerated() {
+                let (pd, pr) = try pair(device, [n], label: "param \(k)")
+                let (gd, gr) = try pair(device, [n], label: "grad \(k)")
+                let (bd, br) = try pair(device, [n], label: "buffer \(k)")
+                let wd: Float = k % 3 == 0 ? 0 : (k % 3 == 1 ? 5e-4 : 0.01)
+                dev.append(SGDEntry(param: pd, grad: gd, momentumBuffer: bd, weightDecay: wd))
+                ref.append(SGDEntry(param: pr, grad: gr, momentumBuffer: br, weightDecay: wd))
+            }
+            for firstStep in [true, false] {
+                // Fresh gradients each step (the previous step zeroed them).
+                for (d, r) in zip(dev, ref) {
+                    let g = rng.normals(d.grad.count)
+                    try d.grad.write(g)
+                    try r.grad.write(g)
+                }
+                try device.sgdStepMulti(dev, lr: 0.1, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
+                try reference.sgdStepMulti(ref, lr: 0.1, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
+            }
+            let what = "momentum \(momentum) dampening \(dampening) nesterov \(nesterov)"
+            for (d, r) in zip(dev, ref) {
+                try assertClose(d.param, r.param, atol: sgdTolerance, rtol: sgdTolerance, "\(what) \(d.param.label)")
+                try assertClose(d.momentumBuffer, r.momentumBuffer, atol: sgdTolerance, rtol: sgdTolerance, "\(what) \(d.momentumBuffer.label)")
+                XCTAssertEqual(try d.grad.read(), [Float](repeating: 0, count: d.grad.count), "\(what) \(d.grad.label) not zeroed")
+            }
+        }
+    }
+
+    /// The multi-tensor step equals one sgd_step per tensor bit for bit (same arithmetic, same order).
+    func testSGDMultiEqualsSingleSteps() throws {
+        let device = try testDevice()
+        let sizes = [93, 1, 4097]
+        var multi: [SGDEntry] = [], single: [SGDEntry] = []
+        for n in sizes {
+            let p = rng.normals(n), g = rng.normals(n), b = rng.normals(n)
+            multi.append(SGDEntry(param: try device.tensor(p, [n]), grad: try device.tensor(g, [n]), momentumBuffer: try device.tensor(b, [n]), weightDecay: 5e-4))
+            single.append(SGDEntry(param: try device.tensor(p, [n]), grad: try device.tensor(g, [n]), momentumBuffer: try device.tensor(b, [n]), weightDecay: 5e-4))
+        }
+        try device.sgdStepMulti(multi, lr: 0.05, momentum: 0.9, dampening: 0, nesterov: true, firstStep: false)
+        for e in single {
+            try device.sgdStep(e.param, grad: e.grad, momentumBuffer: e.momentumBuffer, lr: 0.05, momentum: 0.9, dampening: 0,
+                               weightDecay: e.weightDecay, nesterov: true, firstStep: false)
+        }
+        for (m, s) in zip(multi, single) {
+            XCTAssertEqual(try m.param.read(), try s.param.read())
+            XCTAssertEqual(try m.momentumBuffer.read(), try s.momentumBuffer.read())
         }
     }
 

@@ -111,6 +111,7 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try base.add(a, b) }
     func copy(_ src: Tensor, to dst: Tensor) throws { try base.copy(src, to: dst) }
     func reluForward(_ x: Tensor) throws -> Tensor { try base.reluForward(x) }
+    func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor { try base.addReLU(a, b) }
     func reluBackward(out: Tensor, gradOut: Tensor) throws -> Tensor {
         let g = try base.reluBackward(out: out, gradOut: gradOut)
         return breaking == "relu backward" ? try corrupt(g, delta: 1e-3) : g
@@ -150,13 +151,13 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
 
     // BatchNorm
     func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-                          training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+                          training: Bool, momentum: Float, eps: Float, relu: Bool) throws -> (out: Tensor, saved: BatchNormSaved) {
         try base.batchNormForward(x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar,
-                                  training: training, momentum: momentum, eps: eps)
+                                  training: training, momentum: momentum, eps: eps, relu: relu)
     }
     func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
-                           gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
-        try base.batchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta)
+                           gradGamma: Tensor, gradBeta: Tensor, reluOutput: Tensor?) throws -> Tensor {
+        try base.batchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta, reluOutput: reluOutput)
     }
 
     // Pooling
@@ -185,5 +186,8 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
                  weightDecay: Float, nesterov: Bool, firstStep: Bool) throws {
         try base.sgdStep(param, grad: grad, momentumBuffer: momentumBuffer, lr: lr, momentum: momentum, dampening: dampening,
                          weightDecay: weightDecay, nesterov: nesterov, firstStep: firstStep)
+    }
+    func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
+        try base.sgdStepMulti(entries, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
     }
 }

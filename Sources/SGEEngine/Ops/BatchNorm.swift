@@ -24,12 +24,30 @@ public protocol BatchNormOps {
     /// y = γ·(x - mean)·invstd + β per channel. Training: batch statistics over (N, H, W) (biased variance
     /// to normalise) and the running statistics updated in place with `momentum` and the UNBIASED
     /// variance, like PyTorch. Eval: the running statistics.
+    /// With `relu` the output is max(y, 0): BatchNorm and the ReLU after it in one pass.
     func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-                          training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved)
+                          training: Bool, momentum: Float, eps: Float, relu: Bool) throws -> (out: Tensor, saved: BatchNormSaved)
     /// ∂L/∂x (a new tensor); ∂L/∂γ and ∂L/∂β ACCUMULATE into `gradGamma` and `gradBeta`. Differentiates
     /// through the batch statistics when `saved.training` (the usual case), else treats them as constants.
+    /// `reluOutput`: the output of a forward with `relu`; `gradOut` is then the gradient of that
+    /// output and is first masked where it was not positive (the ReLU's backward, fused).
     func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
-                           gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor
+                           gradGamma: Tensor, gradBeta: Tensor, reluOutput: Tensor?) throws -> Tensor
+}
+
+extension BatchNormOps {
+    /// BatchNorm alone (no fused ReLU).
+    public func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
+                                 training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+        try batchNormForward(x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar, training: training,
+                             momentum: momentum, eps: eps, relu: false)
+    }
+
+    /// BatchNorm alone (no fused ReLU).
+    public func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
+                                  gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
+        try batchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta, reluOutput: nil)
+    }
 }
 
 /// Throws unless `t` has shape [channels].
@@ -50,10 +68,12 @@ func checkBatchNormForward(_ x: Tensor, _ params: [Tensor], training: Bool, mome
     }
 }
 
-func checkBatchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved, gradGamma: Tensor, gradBeta: Tensor) throws {
+func checkBatchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved, gradGamma: Tensor, gradBeta: Tensor,
+                            reluOutput: Tensor?) throws {
     let op = "batchNormBackward"
     try x.shape.require(rank: 4, "\(op): \(x.label)")
     try requireSameShape(gradOut, x, op: op)
+    if let reluOutput { try requireSameShape(reluOutput, x, op: op) }
     for p in [gamma, saved.mean, saved.invstd, gradGamma, gradBeta] {
         try requireChannelVector(p, channels: x.shape.c, op: op, input: x)
     }
@@ -61,7 +81,7 @@ func checkBatchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: 
 
 extension ReferenceBackend: BatchNormOps {
     public func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-                                 training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+                                 training: Bool, momentum: Float, eps: Float, relu: Bool) throws -> (out: Tensor, saved: BatchNormSaved) {
         try checkBatchNormForward(x, [gamma, beta, runningMean, runningVar], training: training, momentum: momentum, eps: eps)
         var rm = try runningMean.values(), rv = try runningVar.values()
         let r = Reference.batchNormForward(try x.values(), shape: x.shape, gamma: try gamma.values(), beta: try beta.values(),
@@ -73,13 +93,14 @@ extension ReferenceBackend: BatchNormOps {
         let c = Shape([x.shape.c])
         let saved = BatchNormSaved(mean: try tensor(r.mean, c, label: "bn mean"), invstd: try tensor(r.invstd, c, label: "bn invstd"),
                                    training: training)
-        return (try tensor(r.out, x.shape, label: "batchnorm"), saved)
+        return (try tensor(relu ? Reference.reluForward(r.out) : r.out, x.shape, label: "batchnorm"), saved)
     }
 
     public func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
-                                  gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
-        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta)
-        let r = Reference.batchNormBackward(try gradOut.values(), x: try x.values(), shape: x.shape, gamma: try gamma.values(),
+                                  gradGamma: Tensor, gradBeta: Tensor, reluOutput: Tensor?) throws -> Tensor {
+        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta, reluOutput: reluOutput)
+        let g = try reluOutput.map { Reference.reluBackward(out: try $0.values(), gradOut: try gradOut.values()) } ?? gradOut.values()
+        let r = Reference.batchNormBackward(g, x: try x.values(), shape: x.shape, gamma: try gamma.values(),
                                             mean: try saved.mean.values(), invstd: try saved.invstd.values(), training: saved.training)
         try gradGamma.write(Reference.add(try gradGamma.values(), r.gradGamma))
         try gradBeta.write(Reference.add(try gradBeta.values(), r.gradBeta))
@@ -112,8 +133,9 @@ extension OpenCLBackend {
 
 extension OpenCLBackend: BatchNormOps {
     public func batchNormForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-                                 training: Bool, momentum: Float, eps: Float) throws -> (out: Tensor, saved: BatchNormSaved) {
+                                 training: Bool, momentum: Float, eps: Float, relu: Bool) throws -> (out: Tensor, saved: BatchNormSaved) {
         try checkBatchNormForward(x, [gamma, beta, runningMean, runningVar], training: training, momentum: momentum, eps: eps)
+        let defines = ["BN_RELU": relu ? "1" : "0"]
         let s = x.shape, c = Shape([s.c])
         let out = try output(s, label: "batchnorm")
         let mean = try output(c, label: "bn mean"), invstd = try output(c, label: "bn invstd")
@@ -122,13 +144,13 @@ extension OpenCLBackend: BatchNormOps {
         let dims: [CLKernel.Arg] = [.int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w))]
         let inputs: [CLKernel.Arg] = [.buffer(try x.deviceBuffer()), .buffer(try gamma.deviceBuffer()), .buffer(try beta.deviceBuffer())]
         if training {
-            let k = try kernel("batchnorm_forward", KernelSource.batchnorm)
+            let k = try kernel("batchnorm_forward", KernelSource.batchnorm, defines)
             let local = reductionLocalSize(k, items: s.n * s.h * s.w)
             try launch(k, inputs + [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
                            + outputs + dims + [.int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .float(momentum), .float(eps), .local(local * 4)],
                        global: [s.c * local], local: [local])
         } else {
-            let k = try kernel("batchnorm_forward_eval", KernelSource.batchnorm)
+            let k = try kernel("batchnorm_forward_eval", KernelSource.batchnorm, defines)
             lastEvent = try k.enqueue(inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
                                       + outputs + dims + [.float(eps)], global: [s.h * s.w, s.n * s.c])
         }
@@ -136,13 +158,14 @@ extension OpenCLBackend: BatchNormOps {
     }
 
     public func batchNormBackward(_ gradOut: Tensor, x: Tensor, gamma: Tensor, saved: BatchNormSaved,
-                                  gradGamma: Tensor, gradBeta: Tensor) throws -> Tensor {
-        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta)
+                                  gradGamma: Tensor, gradBeta: Tensor, reluOutput: Tensor?) throws -> Tensor {
+        try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta, reluOutput: reluOutput)
         let s = x.shape
         let gx = try output(s, label: "batchnorm grad")
-        let k = try kernel("batchnorm_backward", KernelSource.batchnorm)
+        let k = try kernel("batchnorm_backward", KernelSource.batchnorm, ["BN_RELU": reluOutput != nil ? "1" : "0"])
         let local = reductionLocalSize(k, items: s.n * s.h * s.w)
-        try launch(k, [.buffer(gradOut.deviceBuffer()), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
+        let g = try gradOut.deviceBuffer()
+        try launch(k, [.buffer(g), .buffer(try reluOutput?.deviceBuffer() ?? g), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
                        .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer()),
                        .buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()), .buffer(gradBeta.deviceBufferForUpdate()),
                        .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)),

@@ -16,6 +16,8 @@ public protocol ElementwiseOps {
     /// dst = src.
     func copy(_ src: Tensor, to dst: Tensor) throws
     func reluForward(_ x: Tensor) throws -> Tensor
+    /// max(a + b, 0), a new tensor (a residual block's add and final ReLU in one pass).
+    func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor
     func reluBackward(out: Tensor, gradOut: Tensor) throws -> Tensor
 }
 
@@ -36,6 +38,10 @@ extension ReferenceBackend: ElementwiseOps {
     }
     public func reluForward(_ x: Tensor) throws -> Tensor {
         try tensor(Reference.reluForward(x.values()), x.shape, label: "relu")
+    }
+    public func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try requireSameShape(a, b, op: "addReLU")
+        return try tensor(Reference.addReLU(a.values(), b.values()), a.shape, label: "add+relu")
     }
     public func reluBackward(out: Tensor, gradOut: Tensor) throws -> Tensor {
         try requireSameShape(out, gradOut, op: "relu backward")
@@ -59,6 +65,13 @@ extension OpenCLBackend: ElementwiseOps {
         try requireSameShape(a, b, op: "add")
         let out = try output(a.shape, label: "add")
         try launch(kernel("add", KernelSource.elementwise),
+                   [.buffer(a.deviceBuffer()), .buffer(b.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .int(Int32(a.count))], count: a.count)
+        return out
+    }
+    public func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try requireSameShape(a, b, op: "addReLU")
+        let out = try output(a.shape, label: "add+relu")
+        try launch(kernel("add_relu", KernelSource.elementwise),
                    [.buffer(a.deviceBuffer()), .buffer(b.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .int(Int32(a.count))], count: a.count)
         return out
     }

@@ -9,6 +9,22 @@ public protocol OptimOps {
     /// momentum·buf + (1 - dampening)·d; d = nesterov ? d + momentum·buf : buf }; p -= lr·d.
     func sgdStep(_ param: Tensor, grad: Tensor, momentumBuffer: Tensor, lr: Float, momentum: Float, dampening: Float,
                  weightDecay: Float, nesterov: Bool, firstStep: Bool) throws
+    /// `sgdStep` on every entry (each with its own weight decay), then zeroes each gradient: one
+    /// launch per `SGDEntry.slotsPerLaunch` tensors on a device.
+    func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws
+}
+
+/// One tensor of a multi-tensor SGD step.
+public struct SGDEntry {
+    public var param: Tensor
+    public var grad: Tensor
+    public var momentumBuffer: Tensor
+    public var weightDecay: Float
+    public init(param: Tensor, grad: Tensor, momentumBuffer: Tensor, weightDecay: Float) {
+        (self.param, self.grad, self.momentumBuffer, self.weightDecay) = (param, grad, momentumBuffer, weightDecay)
+    }
+    /// Tensors per `sgd_step_multi` launch (the kernel's slot count, Kernels/optim.cl).
+    public static let slotsPerLaunch = 16
 }
 
 func checkSGD(_ param: Tensor, grad: Tensor, momentumBuffer: Tensor, lr: Float, momentum: Float, dampening: Float,
@@ -37,6 +53,22 @@ extension ReferenceBackend: OptimOps {
         try param.write(p)
         if momentum != 0 { try momentumBuffer.write(b) }
     }
+
+    public func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
+        for e in entries {
+            try checkSGD(e.param, grad: e.grad, momentumBuffer: e.momentumBuffer, lr: lr, momentum: momentum, dampening: dampening,
+                         weightDecay: e.weightDecay, nesterov: nesterov)
+        }
+        var params = try entries.map { try $0.param.values() }, grads = try entries.map { try $0.grad.values() }
+        var buffers = try entries.map { try $0.momentumBuffer.values() }
+        Reference.sgdStepMulti(&params, grads: &grads, momentumBuffers: &buffers, weightDecays: entries.map(\.weightDecay), lr: lr,
+                               momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
+        for (k, e) in entries.enumerated() {
+            try e.param.write(params[k])
+            try e.grad.write(grads[k])
+            if momentum != 0 { try e.momentumBuffer.write(buffers[k]) }
+        }
+    }
 }
 
 extension OpenCLBackend: OptimOps {
@@ -50,5 +82,33 @@ extension OpenCLBackend: OptimOps {
                    [.buffer(param.deviceBufferForUpdate()), .buffer(grad.deviceBuffer()), .buffer(buf), .int(Int32(param.count)),
                     .float(lr), .float(momentum), .float(dampening), .float(weightDecay), .int(nesterov ? 1 : 0), .int(firstStep ? 1 : 0)],
                    count: param.count)
+    }
+
+    public func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
+        for e in entries {
+            try checkSGD(e.param, grad: e.grad, momentumBuffer: e.momentumBuffer, lr: lr, momentum: momentum, dampening: dampening,
+                         weightDecay: e.weightDecay, nesterov: nesterov)
+        }
+        let kernel = try kernel("sgd_step_multi", KernelSource.optim)
+        var start = 0
+        while start < entries.count {
+            let chunk = entries[start..<min(start + SGDEntry.slotsPerLaunch, entries.count)]
+            var args: [CLKernel.Arg] = []
+            var total = 0
+            for e in chunk {
+                let buf = momentum != 0 ? try e.momentumBuffer.deviceBufferForUpdate() : try e.momentumBuffer.deviceBuffer()
+                args += [.buffer(try e.param.deviceBufferForUpdate()), .buffer(try e.grad.deviceBufferForUpdate()), .buffer(buf),
+                         .int(Int32(e.param.count)), .float(e.weightDecay)]
+                total += e.param.count
+            }
+            // Unused slots: zero elements, pointers to the first slot's buffers.
+            for _ in chunk.count..<SGDEntry.slotsPerLaunch { args += [args[0], args[1], args[2], .int(0), .float(0)] }
+            args += [.float(lr), .float(momentum), .float(dampening), .int(nesterov ? 1 : 0), .int(firstStep ? 1 : 0)]
+            guard total <= Int(Int32.max) else {
+                throw SGEError.invalidArgument("sgdStepMulti: \(total) elements in one launch exceed the kernel's 32-bit index")
+            }
+            try launch(kernel, args, count: total)
+            start += chunk.count
+        }
     }
 }

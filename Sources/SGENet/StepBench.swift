@@ -1,0 +1,106 @@
+import Foundation
+import SGEEngine
+import SGEOpenCL
+import SGETensor
+
+/// Timed training steps of any model on synthetic data: `sge bench step` and the suite's
+/// train_step rows.
+///
+/// Each timed step uploads a batch, runs forward, loss, backward and SGD, and reads the loss back
+/// (as `sge train` does every step). Per step it records:
+/// - wall time, from the first enqueue to the loss on the host (images/s = batch / median wall);
+/// - `hostMs`: the host thread's time issuing the step (upload to the last enqueue), less any time
+///   it blocked inside (reads, finish);
+/// - `deviceMs`: the sum of the device times of every kernel and CLBlast call (profiling events);
+/// - `launches`: kernels and CLBlast calls enqueued, and `transfers` (host<->device copies).
+/// A device-bound step has hostMs < deviceMs; a host-bound one the reverse.
+public struct StepBenchmark {
+    public struct Result: Sendable {
+        public var model: String
+        public var batch: Int
+        public var inputShape: [Int]
+        /// Per timed step, in milliseconds.
+        public var wallMs: [Double]
+        public var hostMs: [Double]
+        public var deviceMs: [Double]
+        public var launches: Int?
+        public var transfers: Int?
+        /// Launches and device milliseconds of one step per kernel name (largest device time first).
+        public var perKernel: [(name: String, launches: Int, deviceMs: Double)]
+        public var imagesPerSecond: Double { Double(batch) / median(wallMs) * 1e3 }
+        /// "small b128 1x28x28": model name, batch, one image's shape.
+        public var shapeLabel: String { "\(model) b\(batch) " + inputShape.map(String.init).joined(separator: "x") }
+    }
+
+    public let backend: any Backend
+    public let model: String
+    public let config: ResNetConfig
+    public let batch: Int
+    public let height: Int
+    public let width: Int
+
+    /// `model` is a preset name (`ResNetConfig.preset`); `imageSize` defaults to the preset's
+    /// (28 for small, 32 for resnet20).
+    public init(backend: any Backend, model: String, batch: Int, imageSize: Int? = nil, channels: Int? = nil, classes: Int = 10) throws {
+        guard batch >= 1 else { throw SGEError.invalidArgument("bench step: --batch-size must be ≥ 1, got \(batch)") }
+        let size = imageSize ?? (model == "small" ? 28 : 32)
+        guard size >= 4 else { throw SGEError.invalidArgument("bench step: --image-size must be ≥ 4, got \(size)") }
+        let c = channels ?? (model == "small" ? 1 : 3)
+        config = try ResNetConfig.preset(model, channels: c, height: size, classes: classes)
+        try config.validate()
+        self.backend = backend
+        self.model = model
+        self.batch = batch
+        (height, width) = (size, size)
+    }
+
+    /// Runs `warmup` untimed steps, then `steps` timed ones.
+    public func run(warmup: Int, steps: Int, seed: UInt64 = 1) throws -> Result {
+        guard steps >= 1, warmup >= 0 else { throw SGEError.invalidArgument("bench step: --steps must be ≥ 1 and --warmup ≥ 0") }
+        let net = try SGEResNet(backend, config: config, seed: seed)
+        let sgd = try SGD(backend, parameters: net.namedParameters)
+        let shape: Shape = [batch, config.inputChannels, height, width]
+        var rng = SeededRNG(seed: seed &+ 1)
+        let images = rng.uniforms(shape.count)
+        let labels = (0..<batch).map { Float($0 % config.classes) }
+        let context = (backend as? OpenCLBackend)?.device
+        var result = Result(model: model, batch: batch, inputShape: [config.inputChannels, height, width], wallMs: [], hostMs: [],
+                            deviceMs: [], launches: nil, transfers: nil, perKernel: [])
+        defer { context?.recorder = nil }
+        for i in 0..<(warmup + steps) {
+            try backend.synchronize()
+            let recorder = context.map { _ in LaunchRecorder() }
+            context?.recorder = recorder
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let x = try backend.tensor(images, shape, label: "images")
+            let y = try backend.tensor(labels, [batch], label: "labels")
+            try x.prefetchToDevice()
+            let (loss, _) = try net.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let blockedWhileIssuing = recorder?.blockingSeconds ?? 0
+            let value = try loss.read()[0]
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            context?.recorder = nil
+            guard value.isFinite else { throw SGEError.numeric("bench step: the training step's loss is \(value)") }
+            guard i >= warmup else { continue }
+            result.wallMs.append(Double(t2 - t0) / 1e6)
+            result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
+            if let recorder {
+                let device = try recorder.deviceMilliseconds()
+                result.deviceMs.append(device.total)
+                result.launches = recorder.launches
+                result.transfers = recorder.transfers
+                let counts = recorder.launchesByName
+                result.perKernel = device.byName.map { (name: $0.key, launches: counts[$0.key] ?? 0, deviceMs: $0.value) }
+                    .sorted { $0.deviceMs > $1.deviceMs }
+            }
+        }
+        return result
+    }
+}
+
+/// The median of `values` (NaN when empty).
+public func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    return s.isEmpty ? .nan : s[s.count / 2]
+}

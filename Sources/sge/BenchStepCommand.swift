@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import SGEEngine
+import SGENet
+import SGETensor
+
+/// `sge bench step`: training steps of a preset on synthetic data, with the host/device split.
+struct BenchStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "Time training steps of a model preset on synthetic data: images/s, launches, host and device time per step.",
+        discussion: """
+            Each step uploads a synthetic batch, runs forward, softmax cross-entropy, backward and SGD, and reads the \
+            loss back, as `sge train` does. Reported per step (medians of the timed steps): wall ms and images/s; \
+            host_ms, the host thread's time issuing the step less any blocking inside it; device_ms, the summed \
+            OpenCL profiling-event times of every kernel and CLBlast call; launches, the kernels and CLBlast calls \
+            enqueued. host_ms above device_ms means the step is bound by the host. --kernels lists the device time \
+            and launches per kernel name. --json prints one `sge bench` row (op train_step) as a one-row report.
+            """)
+
+    @OptionGroup var options: DeviceOptions
+    @Option(help: "Model preset: small or resnet20.") var model = "small"
+    @Option(help: "Images per step.") var batchSize = 128
+    @Option(help: "Image height and width (default: 28 for small, 32 for resnet20).") var imageSize: Int?
+    @Option(help: "Input channels (default: 1 for small, 3 otherwise).") var channels: Int?
+    @Option(help: "Timed steps.") var steps = 10
+    @Option(help: "Untimed warm-up steps (the first builds kernels).") var warmup = 3
+    @Flag(help: "List device time and launches per kernel name.") var kernels = false
+    @Flag(help: "Print a JSON report instead of text.") var json = false
+
+    func run() throws {
+        try runCLI {
+            let choice = try options.choose(quiet: json)
+            let bench = try StepBenchmark(backend: choice.backend, model: model, batch: batchSize, imageSize: imageSize, channels: channels)
+            let r = try bench.run(warmup: warmup, steps: steps)
+            let stats = BenchTiming.Stats(r.wallMs)
+            var row = BenchRow(op: "train_step", direction: "step", shape: r.shapeLabel, ms: stats.median, msMin: stats.min, msMax: stats.max,
+                               imagesPerSecond: r.imagesPerSecond, unit: "images/s", timer: "wall")
+            row.launches = r.launches
+            row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
+            row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
+            if json {
+                let info = choice.info
+                let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
+                                         driver: info?.driverVersion ?? sgeVersion, sgeVersion: sgeVersion, rows: [row])
+                print(String(decoding: try report.json(), as: UTF8.self))
+                return
+            }
+            print(String(format: "%@: %.1f images/s, %.2f ms per step (min %.2f, max %.2f; %d timed after %d warm-up)",
+                         r.shapeLabel as NSString, r.imagesPerSecond, stats.median, stats.min, stats.max, steps, warmup))
+            if let launches = r.launches, let host = row.hostMs, let device = row.deviceMs {
+                print(String(format: "per step: %d launches (+%d transfers), host %.2f ms issuing, device %.2f ms (kernel events): %@",
+                             launches, r.transfers ?? 0, host, device, (host > device ? "host-bound" : "device-bound") as NSString))
+            }
+            if kernels {
+                print("kernel                              launches   device ms   share")
+                let total = max(r.perKernel.reduce(0) { $0 + $1.deviceMs }, 1e-12)
+                for k in r.perKernel {
+                    print(String(format: "%-36@ %8d %11.3f  %5.1f%%", k.name as NSString, k.launches, k.deviceMs, 100 * k.deviceMs / total))
+                }
+            }
+        }
+    }
+}
