@@ -29,7 +29,7 @@ let package = Package(
         ),
         .target(name: "SGETensor"),
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
-        .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"]),
+        .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
         .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "COpenCL"]),
         .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),

@@ -24,8 +24,8 @@ public final class CLContext: @unchecked Sendable {
         return c
     }
 
-    /// The tuning file whose CLBlast parameters were applied when this context was created.
-    public internal(set) var appliedTuning: URL?
+    /// The CLBlast parameters applied when this context was created (nil: CLBlast's defaults).
+    public internal(set) var appliedTuning: AppliedTuning?
 
     /// While set, every launch, transfer and blocking wait on this context is counted and timed.
     public var recorder: LaunchRecorder?

@@ -136,7 +136,7 @@ public final class GemmTuner {
 
     /// Seconds per shape with the current parameters; nil for the whole set when any shape fails.
     /// Stops timing a shape early when it is slower than `limits[s]`.
-    func timeAll(limits: [Double]? = nil) -> [Double]? {
+    public func timeAll(limits: [Double]? = nil) -> [Double]? {
         var result: [Double] = []
         for i in shapes.indices {
             guard let t = time(i, limit: limits?[i]) else { return nil }
@@ -144,6 +144,9 @@ public final class GemmTuner {
         }
         return result
     }
+
+    /// Σ count · seconds: the objective the search minimises.
+    public func weighted(_ seconds: [Double]) -> Double { zip(shapes, seconds).reduce(0) { $0 + Double($1.0.count) * $1.1 } }
 
     /// GFLOP/s per shape from seconds.
     public func gflops(_ seconds: [Double]) -> [Double] { zip(shapes, seconds).map { $0.flops / $1 / 1e9 } }

@@ -154,22 +154,48 @@ public struct CLBlastTuning: Codable, Equatable, Sendable {
     /// CLBlast's defaults).
     nonisolated(unsafe) public static var autoApply = true
 
-    /// Applies `context`'s stored tuning if any (the hook in `CLContext.shared(for:)`); an
-    /// unreadable file or a rejected parameter set is ignored with a warning.
-    /// Returns the file applied, or nil.
-    static func applyStored(to context: CLContext) -> URL? {
+    /// Applies `context`'s stored tuning if any, else the shipped parameters of its device class
+    /// (the hook in `CLContext.shared(for:)`); an unreadable file or a rejected parameter set is
+    /// ignored with a warning. Returns what was applied, or nil.
+    static func applyStored(to context: CLContext) -> AppliedTuning? {
         guard autoApply else { return nil }
+        let verbose = ProcessInfo.processInfo.environment["SGE_VERBOSE"].map { $0 != "0" && !$0.isEmpty } ?? false
         do {
-            guard let tuning = try load(for: context.info) else { return nil }
-            try tuning.apply(to: context)
-            let url = file(for: context.info)
-            if ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false {
-                FileHandle.standardError.write(Data("[sge] applied CLBlast tuning from \(url.path)\n".utf8))
+            if let tuning = try load(for: context.info) {
+                try tuning.apply(to: context)
+                let url = file(for: context.info)
+                if verbose { FileHandle.standardError.write(Data("[sge] applied CLBlast tuning from \(url.path)\n".utf8)) }
+                return .stored(url)
             }
-            return url
         } catch {
             FileHandle.standardError.write(Data("sge: warning: ignoring CLBlast tuning: \(error) (run `sge tune --reset`)\n".utf8))
+        }
+        guard let entry = ShippedTuning.embedded.match(context.info) else { return nil }
+        if let c = entry.candidate, !GemmCandidates.isValidXgemm(c.xgemm, context.info) || !GemmCandidates.isValidDirect(c.direct, context.info) {
+            FileHandle.standardError.write(Data("sge: warning: the shipped CLBlast parameters for \(entry.name) exceed \(context.info.name)'s limits; using CLBlast's defaults\n".utf8))
             return nil
+        }
+        do {
+            try entry.tuning(for: context.info).apply(to: context)
+            if verbose { FileHandle.standardError.write(Data("[sge] applied shipped CLBlast parameters for \(entry.name)\n".utf8)) }
+            return .shipped(entry.name)
+        } catch {
+            FileHandle.standardError.write(Data("sge: warning: the shipped CLBlast parameters for \(entry.name) were refused: \(error)\n".utf8))
+            return nil
+        }
+    }
+}
+
+/// Which CLBlast parameters a context runs with besides CLBlast's defaults.
+public enum AppliedTuning: Sendable, Equatable, CustomStringConvertible {
+    /// A tuning stored by `sge tune` on this machine.
+    case stored(URL)
+    /// The shipped known-good parameters of a device class.
+    case shipped(String)
+    public var description: String {
+        switch self {
+        case .stored(let url): return "tuned on this machine (\(url.path))"
+        case .shipped(let name): return "shipped parameters for \(name)"
         }
     }
 }

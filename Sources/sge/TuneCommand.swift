@@ -13,7 +13,10 @@ struct Tune: ParsableCommand {
             grad input) plus 512³, over a curated list of CLBlast parameter sets, each validated \
             against a reference GEMM. The winner is stored per device and driver under \
             $XDG_CACHE_HOME/sge/tuning (else ~/.cache/sge/tuning) and applied automatically \
-            whenever sge opens the device.
+            whenever sge opens the device. Where sge ships known-good parameters for the device's \
+            class (ShippedTuning.json: PoCL on AVX-512 CPUs, NVIDIA GPUs) and none are stored, those \
+            apply and tuning is skipped unless --force; a forced search starts from them and stores its \
+            result only if it beats them by more than 2%.
             """)
 
     @OptionGroup var options: DeviceOptions
@@ -45,11 +48,28 @@ struct Tune: ParsableCommand {
                 print("tuning already stored for \(info.name) at \(file.path); skipping (use --force to tune again, --reset to delete)")
                 return
             }
+            let shipped = ShippedTuning.embedded.match(info)
+            if !force, let shipped {
+                print("shipped known-good CLBlast parameters for \(shipped.name) apply to \(info.name); skipping (use --force to search for better ones)")
+                print("  measured: \(shipped.measured)")
+                return
+            }
             let context = try CLContext.shared(for: info)
             let shapes = GemmShape.model(images: images) + [GemmShape.square512]
             let tuner = try GemmTuner(context: context, shapes: shapes)
             if !json { tuner.progress = { print($0) } }
-            let outcome = try tuner.tune(budget: budget)
+            // The shipped set is the first candidate, so the search starts from it.
+            let candidates = (shipped?.candidate).map { [$0] + GemmCandidates.triples(info) } ?? GemmCandidates.triples(info)
+            var outcome = try tuner.tune(budget: budget, candidates: candidates)
+            var shippedSeconds: [Double]?
+            if let shipped {
+                try shipped.tuning(for: info).apply(to: context)
+                shippedSeconds = tuner.timeAll()
+                if let s = shippedSeconds, let _ = outcome.tuning, !(tuner.weighted(outcome.after) < 0.98 * tuner.weighted(s)) {
+                    outcome.tuning = nil
+                    if !json { print("the search found nothing more than 2% faster than the shipped parameters for \(shipped.name); nothing stored") }
+                }
+            }
             let before = tuner.gflops(outcome.before), after = tuner.gflops(outcome.after)
             var stored: URL?
             if var tuning = outcome.tuning {
@@ -64,6 +84,8 @@ struct Tune: ParsableCommand {
                     "xgemm": outcome.tuning?.xgemm ?? NSNull(), "xgemmDirect": outcome.tuning?.xgemmDirect ?? NSNull(),
                     "candidatesTried": outcome.tried, "afterRemeasured": outcome.remeasured, "candidatesRejected": outcome.rejected,
                     "totalGflopsBefore": flops / total(outcome.before) / 1e9, "totalGflopsAfter": flops / total(outcome.after) / 1e9,
+                    "shipped": shipped?.name ?? NSNull(),
+                    "totalGflopsShipped": shippedSeconds.map { flops / total($0) / 1e9 } ?? NSNull(),
                     "shapes": zip(shapes, zip(before, after)).map { ["shape": $0.0.description, "before": $0.1.0, "after": $0.1.1] },
                 ]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
@@ -79,6 +101,9 @@ struct Tune: ParsableCommand {
                          flops / total(outcome.before) / 1e9, flops / total(outcome.after) / 1e9, total(outcome.before) / total(outcome.after)))
             if !outcome.remeasured, outcome.tuning != nil {
                 print("  (tuned column: the search's validated per-kernel timings; the winner combines two candidates)")
+            }
+            if let s = shippedSeconds, let shipped {
+                print(String(format: "  %-44@ %7.1f (shipped parameters for %@)", "all, shipped set" as NSString, flops / total(s) / 1e9, shipped.name as NSString))
             }
             print("tried \(outcome.tried) of \(outcome.total) candidates (\(outcome.rejected) rejected: invalid results or refused by CLBlast)")
             if let t = outcome.tuning {

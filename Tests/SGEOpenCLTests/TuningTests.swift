@@ -48,12 +48,37 @@ final class TuningTests: XCTestCase {
         let neutral = CLBlastTuning(device: info.cacheIdentity, xgemm: nil, xgemmDirect: nil, gemmRoutine: nil)
         try neutral.save(for: info)
         let context = try CLContext(info: info)
-        XCTAssertEqual(CLBlastTuning.applyStored(to: context)?.path, url.path)
+        XCTAssertEqual(CLBlastTuning.applyStored(to: context), .stored(url))
 
         XCTAssertTrue(try CLBlastTuning.reset(for: info))
         XCTAssertFalse(FileManager.default.fileExists(atPath: url.path))
         XCTAssertFalse(try CLBlastTuning.reset(for: info))
-        XCTAssertNil(CLBlastTuning.applyStored(to: context))
+        // Without a stored tuning, the shipped parameters of the device's class apply, if any.
+        XCTAssertEqual(CLBlastTuning.applyStored(to: context), ShippedTuning.embedded.match(info).map { .shipped($0.name) })
+    }
+
+    /// The shipped table decodes, every entry is complete (both kernels and the threshold), names
+    /// how it was measured, is within CLBlast's constraints on the test device where it matches it,
+    /// and matches devices by its rules; a bad table is an error, not a crash.
+    func testShippedTuningTableIsCompleteAndValid() throws {
+        let table = ShippedTuning.embedded
+        XCTAssertEqual(table, try ShippedTuning.decode(Data(PackageResources.ShippedTuning_json)))
+        let device = try info()
+        for e in table.classes {
+            XCTAssertNotNil(e.candidate, "\(e.name): xgemm, xgemm_direct and XGEMM_MIN_INDIRECT_SIZE must all be given")
+            XCTAssertFalse(e.measured.isEmpty, "\(e.name): say how the parameters were measured")
+            if let c = e.candidate, e.matches(device) {
+                XCTAssertTrue(GemmCandidates.isValidXgemm(c.xgemm, device), "\(e.name) xgemm")
+                XCTAssertTrue(GemmCandidates.isValidDirect(c.direct, device), "\(e.name) xgemm_direct")
+            }
+        }
+        let pocl = ShippedTuning.Entry(name: "t", platformContains: ["portable"], deviceContains: ["avx512"], vendorContains: nil,
+                                       measured: "m", xgemm: nil, xgemmDirect: nil, gemmRoutine: nil)
+        XCTAssertTrue(pocl.matches(platform: "Portable Computing Language", device: "pthread-skylake-avx512-Intel(R) Xeon(R) Processor", vendor: "GenuineIntel"))
+        XCTAssertFalse(pocl.matches(platform: "Portable Computing Language", device: "pthread-znver3-AMD EPYC 7B13", vendor: "AuthenticAMD"))
+        XCTAssertFalse(pocl.matches(platform: "NVIDIA CUDA", device: "NVIDIA H200 avx512", vendor: "NVIDIA Corporation"))
+        XCTAssertThrowsError(try ShippedTuning.decode(Data(#"{"version": 1, "classes": [{"name": "x", "measured": "m", "xgemm": {"MWG": -1}}]}"#.utf8)))
+        XCTAssertThrowsError(try ShippedTuning.decode(Data("not json".utf8)))
     }
 
     func testCorruptOrForeignTuningFileIsIgnored() throws {
@@ -63,12 +88,13 @@ final class TuningTests: XCTestCase {
         try Data("{\"version\": 1, \"xgemm\": [tru".utf8).write(to: url)
         XCTAssertThrowsError(try CLBlastTuning.load(for: info)) { XCTAssertTrue("\($0)".contains("unreadable tuning file"), "\($0)") }
         let context = try CLContext(info: info)
-        XCTAssertNil(CLBlastTuning.applyStored(to: context), "a corrupt file must be ignored, not applied")
+        XCTAssertEqual(CLBlastTuning.applyStored(to: context), ShippedTuning.embedded.match(info).map { .shipped($0.name) },
+                       "a corrupt file must be ignored, not applied")
 
         // A file for another device or driver (e.g. copied cache) is refused too.
         try CLBlastTuning(device: "Other|GPU|Vendor|1.0|OpenCL 3.0", xgemm: sampleXgemm, xgemmDirect: nil, gemmRoutine: nil).save(for: info)
         XCTAssertThrowsError(try CLBlastTuning.load(for: info)) { XCTAssertTrue("\($0)".contains("is for 'Other"), "\($0)") }
-        XCTAssertNil(CLBlastTuning.applyStored(to: context))
+        XCTAssertEqual(CLBlastTuning.applyStored(to: context), ShippedTuning.embedded.match(info).map { .shipped($0.name) })
     }
 
     func testCandidatesSatisfyCLBlastConstraints() throws {

@@ -1,0 +1,75 @@
+import Foundation
+
+/// Known-good CLBlast parameters shipped with sge, per device class (`ShippedTuning.json`,
+/// embedded in the binary). They apply whenever the device has no tuning of its own stored by
+/// `sge tune`, so a fresh machine's first run is tuned. Each entry records how it was measured.
+public struct ShippedTuning: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        /// The device class, e.g. "pocl-avx512".
+        public var name: String
+        /// Substrings that must all occur (case-insensitively) in the platform name, the device
+        /// name and the vendor; an absent list matches anything.
+        public var platformContains: [String]?
+        public var deviceContains: [String]?
+        public var vendorContains: [String]?
+        /// Where and how the parameters were measured (command, machine, driver, GFLOP/s).
+        public var measured: String
+        public var xgemm: [String: Int]?
+        public var xgemmDirect: [String: Int]?
+        public var gemmRoutine: [String: Int]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, measured, xgemm
+            case xgemmDirect = "xgemm_direct", gemmRoutine = "gemm_routine"
+            case platformContains = "platform_contains", deviceContains = "device_contains", vendorContains = "vendor_contains"
+        }
+
+        /// Whether `info`'s device belongs to this class.
+        public func matches(_ info: DeviceInfo) -> Bool { matches(platform: info.platformName, device: info.name, vendor: info.vendor) }
+
+        /// Whether a device of these names belongs to this class.
+        public func matches(platform: String, device: String, vendor: String) -> Bool {
+            func all(_ needles: [String]?, in hay: String) -> Bool {
+                (needles ?? []).allSatisfy { hay.lowercased().contains($0.lowercased()) }
+            }
+            return all(platformContains, in: platform) && all(deviceContains, in: device) && all(vendorContains, in: vendor)
+        }
+
+        /// The entry as a tuning of `info`'s device.
+        public func tuning(for info: DeviceInfo) -> CLBlastTuning {
+            CLBlastTuning(device: info.cacheIdentity, xgemm: xgemm, xgemmDirect: xgemmDirect, gemmRoutine: gemmRoutine)
+        }
+
+        /// The entry as a tuner candidate (nil unless both kernels and the threshold are given).
+        public var candidate: GemmCandidates.Triple? {
+            guard let xgemm, let xgemmDirect, let t = gemmRoutine?["XGEMM_MIN_INDIRECT_SIZE"] else { return nil }
+            return GemmCandidates.Triple(xgemm: xgemm, direct: xgemmDirect, threshold: t)
+        }
+    }
+
+    public var version: Int
+    public var classes: [Entry]
+
+    /// The embedded table (empty, with a warning on stderr, if it cannot be decoded).
+    public static let embedded: ShippedTuning = {
+        do { return try decode(Data(PackageResources.ShippedTuning_json)) } catch {
+            FileHandle.standardError.write(Data("sge: warning: the shipped CLBlast parameters cannot be read (\(error)); using CLBlast's defaults\n".utf8))
+            return ShippedTuning(version: 1, classes: [])
+        }
+    }()
+
+    public static func decode(_ data: Data) throws -> ShippedTuning {
+        let table = try JSONDecoder().decode(ShippedTuning.self, from: data)
+        for e in table.classes {
+            for (kernel, params) in [("xgemm", e.xgemm), ("xgemm_direct", e.xgemmDirect), ("gemm_routine", e.gemmRoutine)] {
+                if let params, params.values.contains(where: { $0 < 0 }) {
+                    throw TuningError("shipped tuning '\(e.name)': negative \(kernel) parameter")
+                }
+            }
+        }
+        return table
+    }
+
+    /// The first class `info`'s device belongs to, if any.
+    public func match(_ info: DeviceInfo) -> Entry? { classes.first { $0.matches(info) } }
+}
