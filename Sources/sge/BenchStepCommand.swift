@@ -53,10 +53,12 @@ struct BenchStep: ParsableCommand {
                              launches, r.transfers ?? 0, host, device, (host > device ? "host-bound" : "device-bound") as NSString))
             }
             if kernels {
-                print("kernel                              launches   device ms   share")
+                let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
+                func padded(_ s: String) -> String { s + String(repeating: " ", count: max(width - s.count, 0)) }
+                print(padded("kernel") + "launches   device ms   share")
                 let total = max(r.perKernel.reduce(0) { $0 + $1.deviceMs }, 1e-12)
                 for k in r.perKernel {
-                    print(String(format: "%-36@ %8d %11.3f  %5.1f%%", k.name as NSString, k.launches, k.deviceMs, 100 * k.deviceMs / total))
+                    print(padded(k.name) + String(format: "%8d %11.3f  %5.1f%%", k.launches, k.deviceMs, 100 * k.deviceMs / total))
                 }
             }
         }
