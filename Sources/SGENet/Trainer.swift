@@ -105,6 +105,13 @@ public final class Trainer {
 
     public init(backend: any Backend, model: SGEResNet, train: Dataset, test: Dataset?, options: TrainOptions) throws {
         try options.validate()
+        guard train.count >= options.batchSize else {
+            throw SGEError.invalidArgument("train: --batch-size \(options.batchSize) is larger than the \(train.count) training images "
+                + "(an epoch would have no full batch); use --batch-size \(train.count) or less")
+        }
+        // Before any allocation: the step's estimated memory against the device's (drivers may assert).
+        try MemoryEstimate.check(model.config, batch: options.batchSize, channels: train.channels, height: train.height,
+                                 width: train.width, backend: backend)
         guard options.batchSize > 0, options.epochs > 0, options.lr > 0 else {
             throw SGEError.invalidArgument("train: batch size, epochs and learning rate must be positive (got \(options.batchSize), \(options.epochs), \(options.lr))")
         }

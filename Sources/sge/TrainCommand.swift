@@ -134,10 +134,11 @@ struct Train: ParsableCommand {
             let results = try trainer.run()
             progress.finish()
             if LayerProfiler.enabled { log("time per layer kind (SGE_PROFILE=1, synchronised after every call):\n" + LayerProfiler.report()) }
+            if trainingStopRequested != 0 { return }  // stopped by Ctrl-C: the trainer said where the checkpoint is
             if let last = results.last {
                 let total = Date().timeIntervalSince(start)
-                log(String(format: "done in %.0f s: test accuracy %.2f%%, %.0f images/s (last epoch)", total,
-                           100 * (last.testAccuracy ?? 0), last.imagesPerSecond))
+                let accuracy = last.testAccuracy.map { String(format: "test accuracy %.2f%%, ", 100 * $0) } ?? ""
+                log(String(format: "done in %.0f s: %@%.0f images/s (last epoch)", total, accuracy, last.imagesPerSecond))
             }
         }
     }

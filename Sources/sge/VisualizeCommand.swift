@@ -32,6 +32,7 @@ struct VisualizeCommand: ParsableCommand {
             let dir = out ?? (((checkpoint as NSString).deletingLastPathComponent as NSString).appendingPathComponent("visualize"))
             try RunFolder.checkWritable(dir)  // before the model runs, not after the grids
             let choice = try device.choose()
+            warnIfReference(choice.backend, work: "the gate statistics pass")
             let model = try Visualize.loadModel(checkpoint: checkpoint, backend: choice.backend)
             let test = try data.load(train: false)
             let paths = try Visualize.writeGrids(model: model, backend: choice.backend, data: test, count: images, outDir: dir, stretch: stretch)

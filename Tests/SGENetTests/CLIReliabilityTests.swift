@@ -172,4 +172,32 @@ final class CLIReliabilityTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(needle), "\(args): \(r.stderr)")
         }
     }
+
+    /// `eval --json` with a non-finite loss writes null (JSON has no NaN) instead of a raw
+    /// NSCocoaErrorDomain 3840 error; the checkpoint itself is intact and finite.
+    func testEvalJSONWithANonFiniteLossWritesNull() throws {
+        let run = path("run")
+        XCTAssertEqual(try CLI.run(trainArgs(["--out", run])).status, 0)
+        let ckpt = (run as NSString).appendingPathComponent("checkpoint.safetensors")
+        var file = try SafeTensors.read(path: ckpt)
+        file.tensors["fc.weight"]!.data = file.tensors["fc.weight"]!.data.map { _ in 3e38 }
+        file.tensors["fc.bias"]!.data = file.tensors["fc.bias"]!.data.indices.map { $0 % 2 == 0 ? 3e38 : -3e38 }
+        try file.write(path: ckpt)
+        let r = try CLI.run(["eval", "--device", "reference", "--data", data, "--json", ckpt])
+        XCTAssertEqual(r.status, 0, r.output)
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertTrue(object?["loss"] is NSNull, r.stdout)
+        XCTAssertTrue(r.stderr.contains("warning: the loss is"), r.stderr)
+    }
+
+    /// `visualize` refuses grids over the image limit, naming how many images fit.
+    func testVisualizeRefusesTooManyImages() throws {
+        let run = path("run")
+        XCTAssertEqual(try CLI.run(trainArgs(["--out", run])).status, 0)
+        let many = path("many")
+        try CLI.writeDataset(dir: many, train: 8, test: 300, size: 8)
+        let r = try CLI.run(["visualize", "--device", "reference", "--data", many, "--images", "300", "--stats-images", "0",
+                             (run as NSString).appendingPathComponent("checkpoint.safetensors")])
+        assertCleanFailure(r, contains: ["--images 300", "or fewer", "limit"])
+    }
 }

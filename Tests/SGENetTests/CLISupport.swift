@@ -5,7 +5,9 @@ import XCTest
 /// on bad input: a crash then shows as a failing exit status, not a dead test runner.
 enum CLI {
     /// `.build/<config>/sge`, beside the test bundle (`swift test` builds every product first).
+    /// `SGE_TEST_BINARY` overrides it (e.g. to run these tests against an older build).
     static func binary(file: String = #filePath) throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment["SGE_TEST_BINARY"], !explicit.isEmpty { return explicit }
         var candidates: [URL] = []
         // On Linux the test runner is `.build/<triple>/<config>/sgePackageTests.xctest`; on macOS a
         // bundle in that folder.
