@@ -17,8 +17,8 @@ func installStopHandler() {
 /// Says so when the reference backend runs a whole model: it is correct but slow.
 func warnIfReference(_ backend: any Backend, work: String) {
     if backend is ReferenceBackend {
-        log("the reference backend is the plain-Swift CPU specification, far slower than any OpenCL device: \(work) "
-            + "can take many minutes; progress is shown as it goes (install an OpenCL driver such as pocl-opencl-icd for speed)")
+        log("the reference backend is the plain-Swift CPU specification, far slower than any OpenCL device (\(work) may take minutes); "
+            + "progress is shown as it goes (install an OpenCL driver such as pocl-opencl-icd for speed)")
     }
 }
 
