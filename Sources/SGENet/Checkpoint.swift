@@ -9,6 +9,9 @@ import SGETensor
 /// (`hash.<name>`, verified on load). Written atomically.
 public enum Checkpoint {
     public static let momentumPrefix = "optimizer.momentum_buffer."
+    /// Checkpoints of this format always carry per-tensor hashes (`sge-checkpoint-1` files, written
+    /// before hashes existed, and PyTorch files are checked for finiteness only).
+    public static let formatVersion = "sge-checkpoint-2"
 
     /// Training position stored with the weights.
     public struct State: Sendable, Equatable {
@@ -44,7 +47,7 @@ public enum Checkpoint {
         for (name, t) in model.namedBuffers { file.tensors[name] = HostTensor(shape: t.shape, data: try t.read()) }
         let config = try JSONEncoder().encode(model.config)
         file.metadata = state.extra.merging([
-            "format": "sge-checkpoint-1",
+            "format": formatVersion,
             "config": String(decoding: config, as: UTF8.self),
             "epoch": String(state.epoch),
             "step": String(state.step),
@@ -70,6 +73,10 @@ public enum Checkpoint {
     /// ignored), every tensor the model needs present with its shape. Each error names the tensor.
     @discardableResult
     public static func load(into model: SGEResNet, from file: SafeTensors, path: String) throws -> State {
+        if file.metadata["format"] == formatVersion && file.verifiedTensors.isEmpty && !file.tensors.isEmpty {
+            throw SGEError.corruptFile(path: path, reason: "an \(formatVersion) file must carry a hash per tensor, this one has none "
+                + "(metadata edited after writing?)")
+        }
         var targets: [String: Shape] = [:]
         var optional: Set<String> = []
         for (name, p) in model.namedParameters {

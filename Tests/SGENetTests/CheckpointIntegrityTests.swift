@@ -110,12 +110,23 @@ final class CheckpointIntegrityTests: XCTestCase {
         XCTAssertNoThrow(try load(path))
     }
 
-    /// Writes `file` with its hash entries removed from the header (what a non-sge writer produces).
-    func stripHashes(_ file: SafeTensors, to path: String) throws {
+    /// An sge checkpoint whose hash entries were removed is refused as a whole.
+    func testCurrentFormatWithoutHashesIsRefused() throws {
+        let path = try checkpoint()
+        try stripHashes(try SafeTensors.read(path: path), to: path, keepFormat: true)
+        XCTAssertThrowsError(try load(path)) { error in
+            XCTAssertTrue("\(error)".contains("must carry a hash"), "\(error)")
+        }
+    }
+
+    /// Writes `file` with its hash entries (and, unless `keepFormat`, the sge format tag) removed
+    /// from the header: what a non-sge writer, or an older sge, produces.
+    func stripHashes(_ file: SafeTensors, to path: String, keepFormat: Bool = false) throws {
         let encoded = try file.encode()
         let headerLength = Int(encoded.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
         var header = try JSONSerialization.jsonObject(with: encoded[8..<(8 + headerLength)]) as! [String: Any]
-        header["__metadata__"] = (header["__metadata__"] as! [String: String]).filter { !$0.key.hasPrefix(SafeTensors.hashPrefix) }
+        header["__metadata__"] = (header["__metadata__"] as! [String: String])
+            .filter { !$0.key.hasPrefix(SafeTensors.hashPrefix) && (keepFormat || $0.key != "format") }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }
         var out = Data()
