@@ -237,27 +237,26 @@ public struct ValidationRow: Encodable, Sendable {
     mutating func add(_ compared: [Compared], shape: String, seed: UInt64) {
         cases += 1
         var caseRatio = 0.0, caseWorst = "", problem: String?
+        // The shared rule (Closeness.compare): NaN/Inf on either side fails; no op here expects one.
         for t in compared {
-            guard t.actual.count == t.expected.count else {
-                problem = problem ?? "\(t.name): \(t.actual.count) values, reference has \(t.expected.count)"
+            let c = Closeness.compare(t.actual, t.expected, shape: t.shape, atol: t.atol, rtol: t.rtol, relativeFloor: 1e-3, keep: 1)
+            if let l = c.lengths {
+                problem = problem ?? "\(t.name): \(l.actual) values, reference has \(l.expected)"
                 caseRatio = .infinity
                 continue
             }
-            for i in 0..<t.actual.count {
-                let a = Double(t.actual[i]), r = Double(t.expected[i])
-                let diff = a.isNaN != r.isNaN ? Double.infinity : (a.isNaN ? 0 : abs(a - r))
-                let allowed = t.atol + t.rtol * abs(r)
-                let ratio = diff == 0 ? 0 : (allowed > 0 ? diff / allowed : .infinity)
-                maxAbs = max(maxAbs, diff)
-                if abs(r) >= 1e-3 { maxRel = max(maxRel, diff / abs(r)) }
-                if ratio > caseRatio || caseWorst.isEmpty {
-                    caseRatio = max(ratio, caseRatio)
-                    caseWorst = "\(t.name)[\(indexString(i, t.shape))]"
-                }
-                if !(ratio <= 1), problem == nil {
-                    problem = "\(t.name)[\(indexString(i, t.shape))] = \(t.actual[i]), reference \(t.expected[i]) "
-                        + "(|diff| \(String(format: "%.3e", diff)) > tolerance \(String(format: "%.3e", allowed)))"
-                }
+            maxAbs = max(maxAbs, c.maxAbs)
+            maxRel = max(maxRel, c.maxRel)
+            if c.worstIndex >= 0, c.worstRatio > caseRatio || caseWorst.isEmpty {
+                caseRatio = max(caseRatio, c.worstRatio)
+                caseWorst = "\(t.name)[\(indexString(c.worstIndex, t.shape))]"
+            }
+            if let f = c.firstFailures.first, problem == nil {
+                let diff = abs(Double(f.actual) - Double(f.expected))
+                problem = "\(t.name)[\(indexString(f.index, t.shape))] = \(f.actual), reference \(f.expected) "
+                    + (f.actual.isFinite && f.expected.isFinite
+                        ? "(|diff| \(String(format: "%.3e", diff)) > tolerance \(String(format: "%.3e", f.allowed)))"
+                        : "(non-finite value)")
             }
         }
         if caseRatio > worstRatio || worstShape.isEmpty {

@@ -5,9 +5,13 @@ import SGETensor
 /// Checkpoints in safetensors with PyTorch `state_dict` names: parameters and BatchNorm running
 /// statistics under their module names (SGE weight/bias as [1, G, 1, 1] like PytorchInsight),
 /// optimizer momentum under `optimizer.momentum_buffer.<name>`, and in the metadata the epoch,
-/// step, data-order seed, model configuration and training options. Written atomically.
+/// step, data-order seed, model configuration and training options, plus a hash per tensor
+/// (`hash.<name>`, verified on load). Written atomically.
 public enum Checkpoint {
     public static let momentumPrefix = "optimizer.momentum_buffer."
+    /// Checkpoints of this format always carry per-tensor hashes (`sge-checkpoint-1` files, written
+    /// before hashes existed, and PyTorch files are checked for finiteness only).
+    public static let formatVersion = "sge-checkpoint-2"
 
     /// Training position stored with the weights.
     public struct State: Sendable, Equatable {
@@ -43,7 +47,7 @@ public enum Checkpoint {
         for (name, t) in model.namedBuffers { file.tensors[name] = HostTensor(shape: t.shape, data: try t.read()) }
         let config = try JSONEncoder().encode(model.config)
         file.metadata = state.extra.merging([
-            "format": "sge-checkpoint-1",
+            "format": formatVersion,
             "config": String(decoding: config, as: UTF8.self),
             "epoch": String(state.epoch),
             "step": String(state.step),
@@ -62,25 +66,61 @@ public enum Checkpoint {
     }
 
     /// Loads weights, running statistics and (if present) momentum into `model`; returns the state.
+    ///
+    /// Nothing is written into the model unless the whole file passes: every tensor's stored hash
+    /// (checked by `SafeTensors.decode` when present; plain PyTorch files have none), every value
+    /// finite, every tensor one the model has (PyTorch's `num_batches_tracked` counters are
+    /// ignored), every tensor the model needs present with its shape. Each error names the tensor.
     @discardableResult
     public static func load(into model: SGEResNet, from file: SafeTensors, path: String) throws -> State {
-        func load(_ name: String, into t: Tensor) throws {
-            guard let h = file.tensors[name] else { throw SGEError.corruptFile(path: path, reason: "missing tensor '\(name)'") }
-            guard h.shape.count == t.count, h.shape == storedShape(name, t.shape) || h.shape == t.shape else {
-                throw SGEError.shape("checkpoint \(path): '\(name)' has shape \(h.shape), the model expects \(t.shape)")
+        if file.metadata["format"] == formatVersion && file.verifiedTensors.isEmpty && !file.tensors.isEmpty {
+            throw SGEError.corruptFile(path: path, reason: "an \(formatVersion) file must carry a hash per tensor, this one has none "
+                + "(metadata edited after writing?)")
+        }
+        var targets: [String: Shape] = [:]
+        var optional: Set<String> = []
+        for (name, p) in model.namedParameters {
+            targets[name] = p.value.shape
+            targets[momentumPrefix + name] = p.value.shape
+            optional.insert(momentumPrefix + name)
+        }
+        for (name, t) in model.namedBuffers { targets[name] = t.shape }
+        for name in file.tensors.keys.sorted() where targets[name] == nil && !name.hasSuffix("num_batches_tracked") {
+            throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' is not part of this model (\(model.config.describe)): "
+                + "a checkpoint of another model?")
+        }
+        for name in targets.keys.sorted() {
+            guard let h = file.tensors[name] else {
+                if optional.contains(name) { continue }
+                throw SGEError.corruptFile(path: path, reason: "missing tensor '\(name)' (the model \(model.config.describe) needs it)")
             }
-            try t.write(h.data)
+            let shape = targets[name]!
+            guard h.shape.count == shape.count, h.shape == storedShape(name, shape) || h.shape == shape else {
+                throw SGEError.shape("checkpoint \(path): '\(name)' has shape \(h.shape), the model expects \(shape)")
+            }
+            if let bad = h.data.firstIndex(where: { !$0.isFinite }) {
+                let count = h.data.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' holds \(h.data[bad]) at index \(bad) "
+                    + "(\(count) non-finite value\(count == 1 ? "" : "s")); a checkpoint must hold finite numbers")
+            }
         }
         for (name, p) in model.namedParameters {
-            try load(name, into: p.value)
-            if file.tensors[momentumPrefix + name] != nil {
+            try p.value.write(file.tensors[name]!.data)
+            if let m = file.tensors[momentumPrefix + name] {
                 if p.momentum == nil { p.momentum = Tensor(zeros: p.value.shape, context: p.value.context) }
-                try load(momentumPrefix + name, into: p.momentum!)
+                try p.momentum!.write(m.data)
             }
         }
-        for (name, t) in model.namedBuffers { try load(name, into: t) }
+        for (name, t) in model.namedBuffers { try t.write(file.tensors[name]!.data) }
         return State(epoch: Int(file.metadata["epoch"] ?? "") ?? 0, step: Int(file.metadata["step"] ?? "") ?? 0,
                      seed: UInt64(file.metadata["rng_seed"] ?? "") ?? 0, optimizerSteps: Int(file.metadata["optimizer_steps"] ?? "") ?? 0,
                      extra: file.metadata)
+    }
+}
+
+extension ResNetConfig {
+    /// A one-line summary for messages ("basic widths [16, 32, 64] blocks [1, 1, 1], SGE groups [4, 8, 8]").
+    public var describe: String {
+        "\(block.rawValue) widths \(widths) blocks \(blocks)" + (useSGE ? ", SGE groups \(groups)" : ", no SGE")
     }
 }

@@ -63,9 +63,22 @@ public protocol TrainingObserver: AnyObject {
     func stepFinished(epoch: Int, step: Int, stepInEpoch: Int, stepsInEpoch: Int, loss: Double, accuracy: Double, imagesPerSecond: Double, lr: Float)
     func epochFinished(_ metrics: EpochMetrics)
     func message(_ text: String)
+    /// Evaluation progress: `done` of `total` images (default: nothing).
+    func evaluationProgress(done: Int, total: Int)
 }
 
-/// Set from a SIGINT handler: finish the current step, checkpoint, stop.
+extension TrainingObserver {
+    public func evaluationProgress(done: Int, total: Int) {}
+}
+
+/// Thrown by `Trainer.evaluate` when SIGINT stops an evaluation part-way.
+public struct EvaluationInterrupted: Error, CustomStringConvertible {
+    public let done: Int
+    public let total: Int
+    public var description: String { "evaluation interrupted after \(done) of \(total) images" }
+}
+
+/// Set from a SIGINT handler: finish the current step (or evaluation batch), checkpoint, stop.
 nonisolated(unsafe) public var trainingStopRequested: sig_atomic_t = 0
 
 /// Trains an SGE-ResNet with SGD on a dataset; evaluates, checkpoints and resumes.
@@ -86,7 +99,19 @@ public final class Trainer {
     /// Every step's loss, for tests of determinism and resume.
     public private(set) var stepLosses: [Float] = []
 
+    /// The checkpoint this run resumed from, and the (epoch, step) of the last checkpoint it wrote.
+    public private(set) var resumedFrom: String?
+    public private(set) var lastSaved: (epoch: Int, step: Int)?
+
     public init(backend: any Backend, model: SGEResNet, train: Dataset, test: Dataset?, options: TrainOptions) throws {
+        try options.validate()
+        guard train.count >= options.batchSize else {
+            throw SGEError.invalidArgument("train: --batch-size \(options.batchSize) is larger than the \(train.count) training images "
+                + "(an epoch would have no full batch); use --batch-size \(train.count) or less")
+        }
+        // Before any allocation: the step's estimated memory against the device's (drivers may assert).
+        try MemoryEstimate.check(model.config, batch: options.batchSize, channels: train.channels, height: train.height,
+                                 width: train.width, backend: backend)
         guard options.batchSize > 0, options.epochs > 0, options.lr > 0 else {
             throw SGEError.invalidArgument("train: batch size, epochs and learning rate must be positive (got \(options.batchSize), \(options.epochs), \(options.lr))")
         }
@@ -112,24 +137,40 @@ public final class Trainer {
                    totalSteps: options.epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch, milestones: options.milestones)
     }
 
-    /// Restores weights, running statistics, momentum and position from a checkpoint.
+    /// Restores weights, running statistics, momentum and position from a checkpoint, after
+    /// checking (before loading anything) that it was written by a run of the same model, options
+    /// and data (`ResumeCheck`), and that every tensor is intact (`Checkpoint.load`).
     public func resume(from path: String) throws {
         let file = try SafeTensors.read(path: path)
+        try ResumeCheck.verify(file: file, path: path, config: model.config, options: options, train: train)
         let state = try Checkpoint.load(into: model, from: file, path: path)
+        guard state.epoch < options.epochs else {
+            throw SGEError.invalidArgument("resume: \(path) has finished \(state.epoch) epoch(s), --epochs is \(options.epochs): "
+                + "nothing left to train; pass --epochs \(state.epoch + 1) or more to train further")
+        }
         step = state.step
         epoch = state.epoch
         optimizer.restore(steps: state.optimizerSteps)
-        guard state.seed == options.seed else {
-            throw SGEError.invalidArgument("resume: checkpoint \(path) was trained with --seed \(state.seed), not \(options.seed); pass --seed \(state.seed) to continue it exactly")
-        }
+        resumedFrom = path
     }
 
     func saveCheckpoint() throws {
         guard let checkpointPath else { return }
         let optionsJSON = String(decoding: try JSONEncoder().encode(self.options), as: UTF8.self)
         try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
-                                                      extra: ["train_options": optionsJSON, "dataset": train.source]),
+                                                      extra: ["train_options": optionsJSON, "dataset": train.source,
+                                                              "train_count": String(train.count)]),
                             path: checkpointPath)
+        lastSaved = (epoch, step)
+    }
+
+    /// Which checkpoint survives a failure now, for messages.
+    var keptCheckpointText: String {
+        if let lastSaved, let checkpointPath {
+            return "the last checkpoint this run wrote (\(checkpointPath), epoch \(lastSaved.epoch), step \(lastSaved.step)) is kept"
+        }
+        if let resumedFrom { return "the checkpoint this run resumed from (\(resumedFrom)) is unchanged" }
+        return "this run has written no checkpoint yet"
     }
 
     /// Trains until `options.epochs` are done or SIGINT; returns each finished epoch's metrics.
@@ -183,7 +224,7 @@ public final class Trainer {
                 stepLosses.append(stepLoss)
                 lossSum += Double(stepLoss)
                 guard stepLoss.isFinite else {
-                    throw SGEError.numeric("loss is \(stepLoss) at epoch \(epoch + 1), step \(step + 1) (lr \(lr)); the last good checkpoint\(checkpointPath.map { " \($0)" } ?? "") is kept. Try a lower --lr.")
+                    throw SGEError.numeric("loss is \(stepLoss) at epoch \(epoch + 1), step \(step + 1) (lr \(lr)); \(keptCheckpointText). Try a lower --lr.")
                 }
                 step += 1
                 stepInEpoch += 1
@@ -217,9 +258,13 @@ public final class Trainer {
                                        dataWaitSeconds: dataWait, hostSeconds: hostTime, deviceWaitSeconds: deviceWait)
             epoch += 1
             if let test {
-                let e = try evaluate(test)
-                metrics.testLoss = e.loss
-                metrics.testAccuracy = e.accuracy
+                do {
+                    let e = try evaluate(test)
+                    metrics.testLoss = e.loss
+                    metrics.testAccuracy = e.accuracy
+                } catch let e as EvaluationInterrupted {
+                    observer?.message("\(e); the epoch's training is kept")
+                }
             }
             try saveCheckpoint()
             var line: [String: Any] = ["kind": "epoch", "epoch": metrics.epoch, "step": metrics.step, "train_loss": metrics.trainLoss,
@@ -229,22 +274,34 @@ public final class Trainer {
             try appendMetrics(line)
             observer?.epochFinished(metrics)
             results.append(metrics)
+            if trainingStopRequested != 0 {
+                observer?.message("stopped after epoch \(epoch)\(checkpointPath.map { "; checkpoint written to \($0) (resume with --resume \($0))" } ?? "")")
+                return results
+            }
         }
         return results
     }
 
     /// Loss, accuracy and confusion matrix of the model (eval mode: BatchNorm running statistics).
+    /// Stops between batches on SIGINT (`EvaluationInterrupted`).
     public func evaluate(_ data: Dataset, batchSize: Int? = nil) throws -> Evaluation {
-        try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256))
+        try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
+            self?.observer?.evaluationProgress(done: done, total: total)
+        }
     }
 
-    public static func evaluate(model: SGEResNet, backend: any Backend, data: Dataset, batchSize: Int) throws -> Evaluation {
+    /// Evaluates in batches; `progress(done, total)` after each batch. Checks `trainingStopRequested`
+    /// before every batch and throws `EvaluationInterrupted` when it is set.
+    public static func evaluate(model: SGEResNet, backend: any Backend, data: Dataset, batchSize: Int,
+                                progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
+        guard batchSize > 0 else { throw SGEError.invalidArgument("evaluate: --batch-size \(batchSize) must be at least 1") }
         let k = model.config.classes
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
         var lossSum = 0.0
         let size = data.imageSize
         var start = 0
         while start < data.count {
+            if trainingStopRequested != 0 { throw EvaluationInterrupted(done: start, total: data.count) }
             let n = min(batchSize, data.count - start)
             let images = Array(data.images[(start * size)..<((start + n) * size)])
             let labels = Array(data.labels[start..<(start + n)])
@@ -259,6 +316,7 @@ public final class Trainer {
                 confusion[Int(labels[i])][best] += 1
             }
             start += n
+            progress?(start, data.count)
         }
         let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
         return Evaluation(loss: lossSum / Double(max(data.count, 1)), accuracy: Double(correct) / Double(max(data.count, 1)),
@@ -267,7 +325,12 @@ public final class Trainer {
 
     func appendMetrics(_ object: [String: Any]) throws {
         guard let metricsPath else { return }
-        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        // JSON has no NaN or Inf: a non-finite number is written as null.
+        let clean = object.mapValues { value -> Any in
+            if let d = value as? Double, !d.isFinite { return NSNull() }
+            return value
+        }
+        var data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
         data.append(0x0A)
         if !FileManager.default.fileExists(atPath: metricsPath) {
             let dir = URL(fileURLWithPath: metricsPath).deletingLastPathComponent()
@@ -280,8 +343,12 @@ public final class Trainer {
             throw SGEError.io(path: metricsPath, reason: "cannot open the metrics file for appending")
         }
         defer { try? handle.close() }
-        handle.seekToEndOfFile()
-        handle.write(data)
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: data)
+        } catch {
+            throw SGEError.io(path: metricsPath, reason: "cannot append to the metrics file: \(error.localizedDescription)")
+        }
     }
 }
 

@@ -227,6 +227,7 @@ public enum Visualize {
         let l = layout(rows: n, groups: g, height: height, width: width)
         let title = "\(map.layer): gate sigmoid(a), \(g) groups, map \(map.shape.h)x\(map.shape.w)"
         let canvasWidth = max(l.size.width, 2 * l.left + Canvas.textWidth(title, scale: 2), 2 * l.left + Canvas.textWidth(subtitle))
+        try ImageLimits.check(width: canvasWidth, height: l.size.height, what: "visualize \(map.layer): \(n) images × \(g + 1) columns")
         var canvas = Canvas(width: canvasWidth, height: l.size.height)
         let grey = RGB(90, 90, 90)
         canvas.text(title, x: l.left, y: 8, .black, scale: 2)
@@ -293,6 +294,13 @@ public enum Visualize {
         }
         let n = min(max(count, 1), data.count)
         guard n > 0 else { throw SGEError.invalidArgument("visualize: the dataset is empty") }
+        // The grids' size is known before anything runs: refuse one over the image limits.
+        let maxGroups = model.config.useSGE ? (model.config.groups.max() ?? 1) : 1
+        let grid = layout(rows: n, groups: maxGroups, height: data.height, width: data.width)
+        let rowsThatFit = max(1, (ImageLimits.maxSide - grid.top - (grid.size.height - grid.top - n * grid.rowHeight)) / grid.rowHeight)
+        try ImageLimits.check(width: grid.size.width, height: grid.size.height,
+                              what: "visualize: --images \(count) (use --images \(min(rowsThatFit, n)) or fewer)")
+        try RunFolder.checkWritable(outDir)
         let subset = data.prefix(n)
         let x = try backend.tensor(subset.images, [n, data.channels, data.height, data.width], label: "images")
         let maps = try gateMaps(model: model, images: x)
@@ -304,7 +312,6 @@ public enum Visualize {
             func name(_ c: Int) -> String { c < data.classNames.count ? data.classNames[c] : "\(c)" }
             return "#\(i) \(name(Int(subset.labels[i])))" + (best == Int(subset.labels[i]) ? "" : " (pred \(name(best)))")
         }
-        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         var paths: [String] = []
         let params = Dictionary(uniqueKeysWithValues: model.sgeLayers)
         for map in maps {

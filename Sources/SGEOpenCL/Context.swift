@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import SGETensor
 
 /// A device's OpenCL context and its in-order profiling command queue. There is exactly one per
 /// device for the whole process (`CLContext.shared(for:)`): CLBlast caches compiled kernels per
@@ -67,10 +68,18 @@ public final class CLContext: @unchecked Sendable {
         var status: cl_int = 0
         let size = max(bytes, 4)
         if let mem = pool.take(bytes: size) { return CLBuffer(mem: mem, bytes: size, pool: pool) }
+        // Checked before the driver sees it: some drivers assert instead of returning an error.
+        guard UInt64(size) <= info.maxAllocation else {
+            throw SGEError.memory("a device buffer of \(size) bytes exceeds \(info.name)'s largest allocation "
+                + "(\(info.maxAllocation) bytes; global memory \(info.globalMemory) bytes): use a smaller batch")
+        }
         guard let mem = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &status), status == CL_SUCCESS else {
-            let hint = status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_INVALID_BUFFER_SIZE
-                ? " (asked for \(size) bytes; device has \(info.globalMemory) bytes, max allocation \(info.maxAllocation)): use a smaller batch" : ""
-            throw OpenCLError.api(call: "clCreateBuffer" + hint, code: status, name: OpenCLError.name(of: status))
+            if status == CL_MEM_OBJECT_ALLOCATION_FAILURE || status == CL_OUT_OF_RESOURCES || status == CL_OUT_OF_HOST_MEMORY
+                || status == CL_INVALID_BUFFER_SIZE {
+                throw SGEError.memory("clCreateBuffer of \(size) bytes failed with \(OpenCLError.name(of: status)) (\(status)) on \(info.name) "
+                    + "(global memory \(info.globalMemory) bytes, max allocation \(info.maxAllocation)): use a smaller batch")
+            }
+            throw OpenCLError.api(call: "clCreateBuffer(\(size) bytes)", code: status, name: OpenCLError.name(of: status))
         }
         return CLBuffer(mem: mem, bytes: size, pool: pool)
     }

@@ -1,10 +1,12 @@
 import COpenCL
 import Foundation
+import SGETensor
 
 /// Builds OpenCL programs once. Key: (source, sorted `-D` defines, platform, device, driver).
 /// In memory for the process; on disk as program binaries under `$XDG_CACHE_HOME/sge/programs`
-/// (else `~/.cache/sge/programs`), written atomically; an unreadable or rejected binary is ignored
-/// and rebuilt from source, so a second process does not recompile.
+/// (else `~/.cache/sge/programs`), written atomically with their length and hash; a file that does
+/// not match them (truncated, damaged, older format) never reaches the driver: it is logged under
+/// `SGE_VERBOSE`, rebuilt from source and replaced. A binary the driver rejects is rebuilt too.
 public final class ProgramCache: @unchecked Sendable {
     /// How programs were obtained in this process (for logs and tests).
     public struct Stats: Sendable, Equatable {
@@ -118,14 +120,56 @@ public final class ProgramCache: @unchecked Sendable {
         return String(cString: bytes).trimmingSpaces()
     }
 
+    /// Header of a cache file: magic, the binary's length and its FNV-1a hash (both little-endian
+    /// UInt64), then the driver's binary. A file that does not match byte for byte is never handed
+    /// to the driver (a truncated binary crashes some drivers inside clCreateProgramWithBinary).
+    static let cacheMagic = Array("SGEPRG1\n".utf8)
+    static let cacheHeaderBytes = 24
+
+    /// The cache file's bytes for a driver binary.
+    static func cacheFile(binary: [UInt8]) -> Data {
+        var out = Data(cacheMagic)
+        for value in [UInt64(binary.count), Integrity.fnv1a64(binary)] {
+            var le = value.littleEndian
+            withUnsafeBytes(of: &le) { out.append(contentsOf: $0) }
+        }
+        out.append(contentsOf: binary)
+        return out
+    }
+
+    /// The driver binary of a cache file, or why the file is rejected.
+    static func binary(fromCacheFile data: Data) -> Result<[UInt8], SGEError> {
+        let bytes = [UInt8](data)
+        func reject(_ why: String) -> Result<[UInt8], SGEError> { .failure(.corruptFile(path: "", reason: why)) }
+        guard bytes.count >= cacheHeaderBytes, Array(bytes[0..<8]) == cacheMagic else {
+            return reject("not an sge program cache file (\(bytes.count) bytes, no SGEPRG1 header)")
+        }
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) } }
+        let length = u64(8), hash = u64(16)
+        let stored = bytes.count - cacheHeaderBytes
+        guard length == UInt64(stored), length > 0 else {
+            return reject("header says \(length) bytes of binary, the file holds \(stored) (truncated or extended)")
+        }
+        let binary = Array(bytes[cacheHeaderBytes...])
+        guard Integrity.fnv1a64(binary) == hash else { return reject("the binary does not match its stored hash (damaged)") }
+        return .success(binary)
+    }
+
     private func loadBinary(file: URL, options: String, context: CLContext) -> cl_program? {
         guard let data = try? Data(contentsOf: file), !data.isEmpty else { return nil }
+        let binary: [UInt8]
+        switch Self.binary(fromCacheFile: data) {
+        case .success(let b): binary = b
+        case .failure(let e):
+            if case .corruptFile(_, let reason) = e { log("cached program \(file.path) rejected: \(reason); rebuilding from source") }
+            return nil
+        }
         var status: cl_int = 0
         var binaryStatus: cl_int = 0
         var device: cl_device_id? = info.deviceID
-        var length = data.count
-        let program: cl_program? = data.withUnsafeBytes { raw in
-            var ptr: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
+        var length = binary.count
+        let program: cl_program? = binary.withUnsafeBufferPointer { buf in
+            var ptr: UnsafePointer<UInt8>? = buf.baseAddress
             return clCreateProgramWithBinary(context.context, 1, &device, &length, &ptr, &binaryStatus, &status)
         }
         guard let program, status == CL_SUCCESS, binaryStatus == CL_SUCCESS else {
@@ -150,15 +194,14 @@ public final class ProgramCache: @unchecked Sendable {
             return clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARIES), MemoryLayout<UnsafeMutablePointer<UInt8>>.size, &ptr, nil) == CL_SUCCESS
         }
         guard ok else { return }
-        // A cache that cannot be written is not an error: the program is simply rebuilt next time.
-        try? writeAtomically(Data(bytes), to: file)
-    }
-
-    private func writeAtomically(_ data: Data, to url: URL) throws {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        try data.write(to: tmp)
-        if rename(tmp.path, url.path) != 0 { try? FileManager.default.removeItem(at: tmp) }
+        // Written atomically (temporary + rename), replacing a rejected file; stale temporaries of
+        // killed writers are removed. A cache that cannot be written is not an error: the program
+        // is simply rebuilt next time.
+        do {
+            try AtomicFile.write(Self.cacheFile(binary: bytes), to: file.path)
+        } catch {
+            log("cannot write the program cache \(file.path): \(error)")
+        }
     }
 
     private func log(_ message: String) {

@@ -11,6 +11,9 @@ public enum SGEError: Error, CustomStringConvertible, Equatable {
     case io(path: String, reason: String)
     /// A computation produced NaN or Inf.
     case numeric(String)
+    /// Work needs more memory than the device (or host) has: the message gives the need, the
+    /// limit and what to change (for training: a batch size that fits).
+    case memory(String)
 
     public var description: String {
         switch self {
@@ -19,6 +22,7 @@ public enum SGEError: Error, CustomStringConvertible, Equatable {
         case .corruptFile(let path, let reason): return "\(path): corrupt or unsupported file: \(reason)"
         case .io(let path, let reason): return "\(path): \(reason)"
         case .numeric(let message): return "numeric error: \(message)"
+        case .memory(let message): return "not enough memory: \(message)"
         }
     }
 }

@@ -7,7 +7,16 @@ import Foundation
 /// file is rejected with a message that names the file and the problem.
 public struct SafeTensors: Sendable {
     public var tensors: [String: HostTensor]
+    /// The file's metadata, without the `hash.<tensor>` integrity entries (those are checked by
+    /// `decode` and written by `encode`).
     public var metadata: [String: String]
+    /// Tensors whose stored hash was verified when the file was read (empty for files without
+    /// hashes, such as plain PyTorch safetensors).
+    public var verifiedTensors: Set<String> = []
+
+    /// Metadata key prefix of a tensor's integrity hash: `hash.<name>` = `fnv1a64:<16 hex digits>`
+    /// of the tensor's stored bytes.
+    public static let hashPrefix = "hash."
 
     public init(tensors: [String: HostTensor] = [:], metadata: [String: String] = [:]) {
         self.tensors = tensors
@@ -104,6 +113,7 @@ public struct SafeTensors: Sendable {
             }
             result.tensors[name] = HostTensor(shape: Shape(shape), data: values)
         }
+        try verifyHashes(&result, bytes: bytes, dataStart: dataStart, ranges: ranges, path: path)
         ranges.sort { $0.0 < $1.0 }
         for (a, b) in zip(ranges, ranges.dropFirst()) where b.0 < a.1 {
             throw corrupt("tensors '\(a.2)' and '\(b.2)' overlap")
@@ -111,12 +121,40 @@ public struct SafeTensors: Sendable {
         return result
     }
 
-    /// The file's bytes: tensors in name order, header padded with spaces to a multiple of 8.
+    /// Checks every `hash.<name>` entry against the tensor's bytes and removes it from the metadata.
+    /// A file that has hashes must have one for every tensor and a tensor for every hash.
+    static func verifyHashes(_ result: inout SafeTensors, bytes: Data, dataStart: Int, ranges: [(Int, Int, String)], path: String) throws {
+        let hashKeys = result.metadata.keys.filter { $0.hasPrefix(hashPrefix) }
+        guard !hashKeys.isEmpty else { return }
+        var byName: [String: (Int, Int)] = [:]
+        for (a, b, name) in ranges { byName[name] = (a, b) }
+        for key in hashKeys.sorted() {
+            let name = String(key.dropFirst(hashPrefix.count))
+            let stored = result.metadata.removeValue(forKey: key)!
+            guard let (a, b) = byName[name] else {
+                throw SGEError.corruptFile(path: path, reason: "the metadata has a hash for tensor '\(name)' but the file has no such tensor (tensor removed or renamed?)")
+            }
+            let actual = Integrity.tag(bytes[(dataStart + a)..<(dataStart + b)])
+            guard actual == stored else {
+                throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' does not match its stored hash (\(stored), its bytes give \(actual)): "
+                    + "the file was damaged after it was written; use another checkpoint")
+            }
+            result.verifiedTensors.insert(name)
+        }
+        for (_, _, name) in ranges where !result.verifiedTensors.contains(name) {
+            throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' has no hash although the file's other tensors do (tensor added after writing?)")
+        }
+    }
+
+    /// The file's bytes: tensors in name order, header padded with spaces to a multiple of 8; the
+    /// metadata gets a `hash.<name>` integrity entry per tensor.
     public func encode() throws -> Data {
         var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         let names = tensors.keys.sorted()
+        var meta = metadata.filter { !$0.key.hasPrefix(Self.hashPrefix) }
+        for name in names { meta[Self.hashPrefix + name] = Integrity.tag(of: tensors[name]!.data) }
+        if !meta.isEmpty { header["__metadata__"] = meta }
         for name in names {
             let t = tensors[name]!
             header[name] = ["dtype": "F32", "shape": t.shape.dims, "data_offsets": [offset, offset + 4 * t.data.count]] as [String: Any]
@@ -149,7 +187,22 @@ public struct SafeTensors: Sendable {
 }
 
 /// Atomic file replacement: write a temporary sibling, flush it, rename it over the target.
+/// Temporaries are named `.<name>.tmp-<pid>-<random>`; one whose process is gone (a write killed
+/// by kill -9 or a crash) is removed by the next write of the same file.
 public enum AtomicFile {
+    /// Removes `.<name>.tmp-<pid>-*` siblings of `url` whose process no longer exists.
+    public static func removeStaleTemporaries(for url: URL) {
+        let dir = url.deletingLastPathComponent()
+        let prefix = ".\(url.lastPathComponent).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let pid = rest.split(separator: "-").first.flatMap({ Int32($0) }) else { continue }
+            if pid == getpid() || (kill(pid, 0) == 0 || errno == EPERM) { continue }  // a live writer
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent(name))
+        }
+    }
+
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent()
@@ -158,6 +211,7 @@ public enum AtomicFile {
         } catch {
             throw SGEError.io(path: dir.path, reason: "cannot create directory: \(error.localizedDescription)")
         }
+        removeStaleTemporaries(for: url)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
             throw SGEError.io(path: tmp.path, reason: "cannot create temporary file (directory not writable?)")
@@ -176,5 +230,40 @@ public enum AtomicFile {
             try? FileManager.default.removeItem(at: tmp)
             throw SGEError.io(path: path, reason: "rename of temporary file failed: \(reason)")
         }
+    }
+}
+
+/// Integrity hashes of stored bytes: 64-bit FNV-1a, written as `fnv1a64:<16 hex digits>`. Not a
+/// defence against tampering, but any changed, truncated or shifted byte changes it.
+public enum Integrity {
+    public static func fnv1a64<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
+    }
+
+    public static func fnv1a64(_ data: Data) -> UInt64 {
+        data.withUnsafeBytes { raw in fnv1a64(raw.bindMemory(to: UInt8.self)) }
+    }
+
+    public static func hex(_ h: UInt64) -> String {
+        let s = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    /// The tag stored for `bytes`.
+    public static func tag(_ bytes: Data) -> String { "fnv1a64:" + hex(fnv1a64(bytes)) }
+
+    /// The tag of `values` as stored (little-endian float32).
+    public static func tag(of values: [Float]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in values {
+            var bits = v.bitPattern  // bytes taken low first: the little-endian order they are stored in
+            for _ in 0..<4 {
+                h = (h ^ UInt64(bits & 0xFF)) &* 0x100_0000_01b3
+                bits >>= 8
+            }
+        }
+        return "fnv1a64:" + hex(h)
     }
 }

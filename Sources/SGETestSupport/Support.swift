@@ -15,57 +15,21 @@ public func testDevice() throws -> OpenCLBackend {
     return try OpenCLBackend(info)
 }
 
-/// Result of comparing two arrays.
-public struct Closeness: CustomStringConvertible {
-    public var maxAbs: Double = 0
-    public var maxRel: Double = 0
-    public var worstIndex = -1
-    public var failures = 0
-    public var firstFailures: [String] = []
-    public var description: String {
-        String(format: "max abs %.3e, max rel %.3e", maxAbs, maxRel) + (failures > 0 ? ", \(failures) outside tolerance: " + firstFailures.joined(separator: "; ") : "")
-    }
-}
-
-/// Compares element-wise: passes where |a - r| <= atol + rtol*|r|; NaN/Inf in `actual` always fail.
-public func compare(_ actual: [Float], _ reference: [Float], shape: Shape? = nil, atol: Double, rtol: Double) -> Closeness {
-    var c = Closeness()
-    for i in 0..<min(actual.count, reference.count) {
-        let a = Double(actual[i]), r = Double(reference[i])
-        let diff = abs(a - r)
-        let bad = !a.isFinite || diff > atol + rtol * abs(r)
-        if diff > c.maxAbs || !a.isFinite { c.maxAbs = a.isFinite ? diff : .infinity; c.worstIndex = i }
-        if abs(r) > 1e-12 { c.maxRel = max(c.maxRel, diff / abs(r)) }
-        if bad {
-            c.failures += 1
-            if c.firstFailures.count < 5 {
-                c.firstFailures.append("[\(indexString(i, shape))] got \(actual[i]) want \(reference[i])")
-            }
-        }
-    }
-    return c
-}
-
-func indexString(_ i: Int, _ shape: Shape?) -> String {
-    guard let shape, shape.rank > 0 else { return "\(i)" }
-    var rest = i
-    var idx = [Int](repeating: 0, count: shape.rank)
-    for d in stride(from: shape.rank - 1, through: 0, by: -1) {
-        idx[d] = rest % shape[d]
-        rest /= shape[d]
-    }
-    return idx.map(String.init).joined(separator: ",")
+/// Compares element-wise with the shared rule (`Closeness.compare` in SGETensor): passes where both
+/// values are finite and |a - r| <= atol + rtol*|r|; NaN/Inf on either side fail unless
+/// `matchingNonFinite` is set and both sides hold the same non-finite value there.
+public func compare(_ actual: [Float], _ reference: [Float], shape: Shape? = nil, atol: Double, rtol: Double,
+                    matchingNonFinite: Bool = false) -> Closeness {
+    Closeness.compare(actual, reference, shape: shape, atol: atol, rtol: rtol, matchingNonFinite: matchingNonFinite)
 }
 
 /// Fails the test unless every element is within `atol + rtol*|reference|`, after checking shapes.
+/// NaN/Inf on either side fail unless `matchingNonFinite` is set and both sides agree there.
 public func assertClose(_ actual: [Float], _ reference: [Float], shape: Shape? = nil, atol: Double, rtol: Double,
+                        matchingNonFinite: Bool = false,
                         _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
-    guard actual.count == reference.count else {
-        XCTFail("\(message()): \(actual.count) values vs reference \(reference.count)", file: file, line: line)
-        return
-    }
-    let c = compare(actual, reference, shape: shape, atol: atol, rtol: rtol)
-    if c.failures > 0 { XCTFail("\(message()): \(c)", file: file, line: line) }
+    let c = compare(actual, reference, shape: shape, atol: atol, rtol: rtol, matchingNonFinite: matchingNonFinite)
+    if !c.passed { XCTFail("\(message()): \(c)", file: file, line: line) }
 }
 
 public func assertClose(_ actual: Tensor, _ reference: Tensor, atol: Double, rtol: Double,

@@ -14,6 +14,7 @@ struct CheckGolden: ParsableCommand {
             with normalisation, backward from zeroed weight/bias gradients. For every tensor and backend it \
             prints the max abs and max rel error, the file's f32_err and the tolerance.
             Tolerance rule: \(SGEGolden.ruleDescription)
+            NaN or Inf on either side fails; a file whose f32_err is not a finite number >= 0 is rejected as invalid. \
             Exits with status 1 if any comparison fails.
             """)
 
@@ -40,6 +41,7 @@ struct CheckGolden: ParsableCommand {
                         if !r.passed { failures += 1 }
                         print("  " + pad(r.name, 12) + " " + pad(short, 10) + String(format: "%11.3e %11.3e %11.3e %11.3e", r.maxAbs, r.maxRel, r.f32Err, r.tolerance)
                               + "  " + (r.passed ? "PASS" : "FAIL"))
+                        if !r.passed { print("      " + r.problem) }
                     }
                 }
             }

@@ -25,10 +25,31 @@ struct Eval: ParsableCommand {
             guard test.channels == config.inputChannels else {
                 throw SGEError.invalidArgument("\(checkpoint) expects \(config.inputChannels)-channel images; --dataset \(data.dataset) has \(test.channels)")
             }
-            let e = try Trainer.evaluate(model: model, backend: choice.backend, data: test, batchSize: batchSize)
+            guard batchSize > 0 else { throw SGEError.invalidArgument("--batch-size \(batchSize): must be at least 1") }
+            try MemoryEstimate.check(config, batch: min(batchSize, test.count), channels: test.channels, height: test.height, width: test.width,
+                                     backend: choice.backend, training: false)
+            warnIfReference(choice.backend, work: "evaluating \(test.count) images")
+            installStopHandler()
+            let progress = EvaluationProgress()
+            let e: Evaluation
+            do {
+                e = try Trainer.evaluate(model: model, backend: choice.backend, data: test, batchSize: batchSize) { done, total in
+                    progress.update(done: done, total: total)
+                }
+                progress.finish()
+            } catch let stop as EvaluationInterrupted {
+                progress.finish()
+                log("\(stop); no result")
+                throw ExitCode(130)
+            }
+            if !e.loss.isFinite {
+                log("warning: the loss is \(e.loss) (the model's outputs overflow on these images)\(json ? "; written as null in the JSON" : "")")
+            }
             if json {
-                let object: [String: Any] = ["checkpoint": checkpoint, "count": e.count, "loss": e.loss, "accuracy": e.accuracy,
-                                             "per_class_accuracy": e.perClassAccuracy, "confusion": e.confusion, "classes": test.classNames]
+                // JSON has no NaN or Inf: a non-finite loss is written as null.
+                let object: [String: Any] = ["checkpoint": checkpoint, "count": e.count, "loss": e.loss.isFinite ? e.loss as Any : NSNull(),
+                                             "accuracy": e.accuracy, "per_class_accuracy": e.perClassAccuracy, "confusion": e.confusion,
+                                             "classes": test.classNames]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }

@@ -30,7 +30,10 @@ struct Train: ParsableCommand {
             Fashion-MNIST for 2 epochs: batch 128, SGD lr 0.1 momentum 0.9 weight decay 5e-4 (on every parameter, \
             as the paper's recipe), cosine schedule with 0.2 epochs of warm-up. Writes OUT/checkpoint.safetensors \
             (atomically, every epoch) and OUT/metrics.jsonl (one JSON object per epoch). Ctrl-C finishes the current \
-            step, writes the checkpoint and exits 0; --resume OUT/checkpoint.safetensors continues exactly there.
+            step (or evaluation batch), writes the checkpoint and exits 0; --resume OUT/checkpoint.safetensors continues \
+            exactly there (the model, options and data must match; each difference is named). Without --out each run \
+            gets a new folder runs/<name>, runs/<name>-2, ...; an --out that already holds a run is refused unless \
+            --resume or --overwrite is given. The batch's memory need is checked against the device before training.
             """)
 
     @OptionGroup var device: DeviceOptions
@@ -56,18 +59,17 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("sge-no-norm"), help: "Ablation: SGE without the mean/std normalisation step.") var sgeNoNorm = false
     @Option(name: .customLong("sge-init"), help: "SGE initial weight,bias (paper default 0,1).") var sgeInit = "0,1"
     @Option(help: "Output directory for the checkpoint and metrics.") var out: String?
-    @Option(help: "Continue from this checkpoint (same options and --seed).") var resume: String?
+    @Option(help: "Continue from this checkpoint (same model, options, data and --seed).") var resume: String?
+    @Flag(help: "Allow --out to name a folder that holds another run: its checkpoint and metrics are replaced.") var overwrite = false
     @Option(name: .customLong("steps-per-epoch"), help: "Limit each epoch to this many steps (quick runs).") var stepsPerEpoch: Int?
     @Option(name: .customLong("train-subset"), help: "Use only the first N training images.") var trainSubset: Int?
     @Option(name: .customLong("log-every"), help: "Also write a metrics line every N steps.") var logEvery = 0
 
     func run() throws {
         try runCLI {
-            let choice = try device.choose()
-            var train = try data.load(train: true)
-            if let n = trainSubset { train = train.prefix(n) }
-            let test = try data.load(train: false)
-            let config = try modelConfig(train: train)
+            // Everything that can be checked without data or a device is checked first.
+            let sgeInitValues = try parseSGEInit()
+            if let n = trainSubset, n <= 0 { throw SGEError.invalidArgument("--train-subset \(n): must be at least 1") }
             var options = TrainOptions()
             options.epochs = epochs
             options.batchSize = batchSize
@@ -83,20 +85,41 @@ struct Train: ParsableCommand {
             options.warmupEpochs = warmup
             options.milestones = try milestones.map { try parseInts($0, "--milestones") } ?? []
             options.seed = seed
+            options.stepsPerEpochLimit = stepsPerEpoch
+            options.logEvery = logEvery
+            try options.validate()
+            if let resume, !FileManager.default.fileExists(atPath: resume) {
+                throw SGEError.io(path: resume, reason: "--resume: no such checkpoint")
+            }
+            let choice = try device.choose()
+            var train = try data.load(train: true)
+            if let n = trainSubset { train = train.prefix(n) }
+            let test = try data.load(train: false)
+            guard batchSize <= train.count else {
+                throw SGEError.invalidArgument("--batch-size \(batchSize) is larger than the \(train.count) training images: "
+                    + "an epoch would have no full batch; use --batch-size \(train.count) or less")
+            }
+            let config = try modelConfig(train: train, sgeInit: sgeInitValues)
             let wantAugment = !noAugment && (augment || data.dataset.lowercased().hasPrefix("cifar"))
             options.cropPadding = wantAugment ? (train.height >= 32 ? 4 : 2) : 0
             options.horizontalFlip = wantAugment
-            options.stepsPerEpochLimit = stepsPerEpoch
-            options.logEvery = logEvery
-            let outDir = out ?? "runs/\(data.dataset)-\(model ?? "default")\(noSGE ? "-nosge" : "")"
+            // Memory: the training step, and the end-of-epoch evaluation's batch, before any allocation.
+            try MemoryEstimate.check(config, batch: batchSize, channels: train.channels, height: train.height, width: train.width,
+                                     backend: choice.backend)
+            try MemoryEstimate.check(config, batch: max(batchSize, 256), channels: train.channels, height: train.height, width: train.width,
+                                     backend: choice.backend, training: false)
             let net = try SGEResNet(choice.backend, config: config, seed: seed)
             let trainer = try Trainer(backend: choice.backend, model: net, train: train, test: test, options: options)
-            trainer.checkpointPath = outDir + "/checkpoint.safetensors"
-            trainer.metricsPath = outDir + "/metrics.jsonl"
             if let resume {
                 try trainer.resume(from: resume)
                 log("resumed from \(resume) at epoch \(trainer.epoch + 1), step \(trainer.step)")
             }
+            // The run folder last: refused if it holds another run, checked for writability.
+            let outDir = try RunFolder.prepare(out: out, base: "runs/\(data.dataset)-\(model ?? "default")\(noSGE ? "-nosge" : "")",
+                                               resume: resume, overwrite: overwrite)
+            trainer.checkpointPath = (outDir as NSString).appendingPathComponent(RunFolder.checkpointName)
+            trainer.metricsPath = (outDir as NSString).appendingPathComponent(RunFolder.metricsName)
+            warnIfReference(choice.backend, work: "each epoch")
             let parameterCount = net.namedParameters.reduce(0) { $0 + $1.1.value.count }
             log("model: \(config.useSGE ? "SGE-" : "")ResNet \(config.block.rawValue) widths \(config.widths) blocks \(config.blocks)"
                 + (config.useSGE ? " SGE groups \(config.groups)\(config.sgeNormalize ? "" : " (no norm)")" : "")
@@ -106,23 +129,31 @@ struct Train: ParsableCommand {
             log("training \(epochs) epochs × \(trainer.stepsPerEpoch) steps of \(batchSize); writing \(outDir)/")
             let progress = ProgressPrinter(epochs: epochs)
             trainer.observer = progress
-            signal(SIGINT) { _ in
-                if trainingStopRequested != 0 { _exit(130) }
-                trainingStopRequested = 1
-            }
+            installStopHandler()
             let start = Date()
             let results = try trainer.run()
             progress.finish()
             if LayerProfiler.enabled { log("time per layer kind (SGE_PROFILE=1, synchronised after every call):\n" + LayerProfiler.report()) }
+            if trainingStopRequested != 0 { return }  // stopped by Ctrl-C: the trainer said where the checkpoint is
             if let last = results.last {
                 let total = Date().timeIntervalSince(start)
-                log(String(format: "done in %.0f s: test accuracy %.2f%%, %.0f images/s (last epoch)", total,
-                           100 * (last.testAccuracy ?? 0), last.imagesPerSecond))
+                let accuracy = last.testAccuracy.map { String(format: "test accuracy %.2f%%, ", 100 * $0) } ?? ""
+                log(String(format: "done in %.0f s: %@%.0f images/s (last epoch)", total, accuracy, last.imagesPerSecond))
             }
         }
     }
 
-    func modelConfig(train: Dataset) throws -> ResNetConfig {
+    /// `--sge-init` as two finite numbers.
+    func parseSGEInit() throws -> (Float, Float) {
+        let parts = sgeInit.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, let w = parts[0], let b = parts[1] else {
+            throw SGEError.invalidArgument("--sge-init \(sgeInit): expected weight,bias such as 0,1")
+        }
+        guard w.isFinite, b.isFinite else { throw SGEError.invalidArgument("--sge-init \(sgeInit): weight and bias must be finite numbers") }
+        return (w, b)
+    }
+
+    func modelConfig(train: Dataset, sgeInit initValues: (Float, Float)) throws -> ResNetConfig {
         var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes)
         config.useSGE = !noSGE
         config.sgeNormalize = !sgeNoNorm
@@ -130,10 +161,8 @@ struct Train: ParsableCommand {
             let g = try parseInts(groups, "--groups")
             config.groups = g.count == 1 ? [Int](repeating: g[0], count: config.widths.count) : g
         }
-        let initValues = sgeInit.split(separator: ",").compactMap { Float($0) }
-        guard initValues.count == 2 else { throw SGEError.invalidArgument("--sge-init \(sgeInit): expected weight,bias such as 0,1") }
-        config.sgeInitWeight = initValues[0]
-        config.sgeInitBias = initValues[1]
+        config.sgeInitWeight = initValues.0
+        config.sgeInitBias = initValues.1
         return config
     }
 }
@@ -174,7 +203,7 @@ final class ProgressPrinter: TrainingObserver {
     }
 
     func epochFinished(_ m: EpochMetrics) {
-        if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
+        if let e = evaluation { e.finish(); evaluation = nil } else if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
         var text = String(format: "epoch %d: train loss %.4f acc %.2f%%", m.epoch, m.trainLoss, 100 * m.trainAccuracy)
         if let l = m.testLoss, let a = m.testAccuracy { text += String(format: " | test loss %.4f acc %.2f%%", l, 100 * a) }
         text += String(format: " | %.0f img/s, %.0f s (waiting for data %.1f s, host enqueue %.1f s, waiting for device %.1f s)",
@@ -183,8 +212,20 @@ final class ProgressPrinter: TrainingObserver {
     }
 
     func message(_ text: String) {
+        evaluation?.finish()
         if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
         log(text)
+    }
+
+    var evaluation: EvaluationProgress?
+
+    func evaluationProgress(done: Int, total: Int) {
+        if evaluation == nil {
+            if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
+            evaluation = EvaluationProgress()
+        }
+        evaluation!.update(done: done, total: total)
+        if done >= total { evaluation!.finish(); evaluation = nil }
     }
 
     func finish() {}

@@ -29,10 +29,12 @@ struct VisualizeCommand: ParsableCommand {
         try runCLI {
             guard images > 0 else { throw SGEError.invalidArgument("--images \(images): must be positive") }
             if let m = statsImages, m < 0 { throw SGEError.invalidArgument("--stats-images \(m): must be ≥ 0") }
+            let dir = out ?? (((checkpoint as NSString).deletingLastPathComponent as NSString).appendingPathComponent("visualize"))
+            try RunFolder.checkWritable(dir)  // before the model runs, not after the grids
             let choice = try device.choose()
+            warnIfReference(choice.backend, work: "the gate statistics pass")
             let model = try Visualize.loadModel(checkpoint: checkpoint, backend: choice.backend)
             let test = try data.load(train: false)
-            let dir = out ?? (((checkpoint as NSString).deletingLastPathComponent as NSString).appendingPathComponent("visualize"))
             let paths = try Visualize.writeGrids(model: model, backend: choice.backend, data: test, count: images, outDir: dir, stretch: stretch)
             for p in paths { print("wrote \(p)") }
             guard statsImages != 0 else { return }
@@ -50,9 +52,8 @@ struct VisualizeCommand: ParsableCommand {
             let json = (dir as NSString).appendingPathComponent("gate_stats.json")
             let md = (dir as NSString).appendingPathComponent("gate_stats.md")
             let extra = ["checkpoint": checkpoint, "dataset": test.source]
-            try Visualize.statsJSON(stats, extra: extra).write(to: URL(fileURLWithPath: json), options: .atomic)
-            try Visualize.statsMarkdown(stats, title: "SGE gate statistics: \(checkpoint)")
-                .write(toFile: md, atomically: true, encoding: .utf8)
+            try AtomicFile.write(try Visualize.statsJSON(stats, extra: extra), to: json)
+            try AtomicFile.write(Data(Visualize.statsMarkdown(stats, title: "SGE gate statistics: \(checkpoint)").utf8), to: md)
             print("\nwrote \(json)\nwrote \(md)")
         }
     }

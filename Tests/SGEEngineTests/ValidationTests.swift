@@ -110,7 +110,10 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
     func axpby(alpha: Float, _ x: Tensor, beta: Float, _ y: Tensor) throws { try base.axpby(alpha: alpha, x, beta: beta, y) }
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try base.add(a, b) }
     func copy(_ src: Tensor, to dst: Tensor) throws { try base.copy(src, to: dst) }
-    func reluForward(_ x: Tensor) throws -> Tensor { try base.reluForward(x) }
+    func reluForward(_ x: Tensor) throws -> Tensor {
+        let y = try base.reluForward(x)
+        return breaking == "relu forward nan" ? try corrupt(y, delta: .nan) : y
+    }
     func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor { try base.addReLU(a, b) }
     func reluBackward(out: Tensor, gradOut: Tensor) throws -> Tensor {
         let g = try base.reluBackward(out: out, gradOut: gradOut)

@@ -1,5 +1,6 @@
 import Foundation
 import SGEOpenCL
+import SGETensor
 import SGETestSupport
 import XCTest
 
@@ -86,5 +87,16 @@ final class RuntimeTests: XCTestCase {
         _ = try ctx.kernel("garbage_\(tag)", source: source)
         XCTAssertEqual(ctx.programs.stats.sourceBuilds, before.sourceBuilds + 1)
         XCTAssertEqual(ctx.programs.stats.diskHits, before.diskHits)
+    }
+
+    /// A buffer over the device's max allocation is refused before the driver sees it (some
+    /// drivers assert), as the typed memory error with the sizes.
+    func testOversizedBufferIsATypedErrorBeforeTheDriver() throws {
+        let ctx = try context()
+        let bytes = Int(ctx.info.maxAllocation) + 4096
+        XCTAssertThrowsError(try ctx.buffer(bytes: bytes)) { error in
+            guard case SGEError.memory(let text) = error else { return XCTFail("expected SGEError.memory, got \(error)") }
+            XCTAssertTrue(text.contains("\(bytes) bytes") && text.contains("smaller batch"), text)
+        }
     }
 }

@@ -58,8 +58,10 @@ public enum SGEGolden {
             var errs: [String: Double] = [:]
             for name in tensorNames {
                 expected[name] = try file.tensor(name, path: path)
-                guard let e = Double(try meta("f32_err_\(name)")) else {
-                    throw SGEError.corruptFile(path: path, reason: "metadata 'f32_err_\(name)' is not a number")
+                let text = try meta("f32_err_\(name)")
+                guard let e = Double(text), e.isFinite, e >= 0 else {
+                    throw SGEError.corruptFile(path: path, reason: "metadata 'f32_err_\(name)' is '\(text)', not a finite number >= 0 "
+                        + "(it sets the tolerance of '\(name)'; regenerate the golden file)")
                 }
                 errs[name] = e
             }
@@ -76,23 +78,29 @@ public enum SGEGolden {
         public let maxRel: Double
         public let f32Err: Double
         public let tolerance: Double
-        public var passed: Bool { maxAbs <= tolerance }
+        /// The shared element-wise comparison behind the verdict.
+        public let closeness: Closeness
+        public var passed: Bool { closeness.passed }
+        /// What failed, for the report ("" when passed).
+        public var problem: String {
+            if passed { return "" }
+            if let l = closeness.lengths { return "\(name): \(l.actual) values, golden has \(l.expected)" }
+            guard let f = closeness.firstFailures.first else { return "\(name): failed" }
+            let which = !f.expected.isFinite ? "golden value is \(f.expected)" : (!f.actual.isFinite ? "computed value is \(f.actual)" : "off by \(String(format: "%.3e", abs(Double(f.actual) - Double(f.expected))))")
+            return "\(name)[\(f.index)]: \(which) (got \(f.actual), golden \(f.expected)); \(closeness.failures) element(s) fail"
+                + (closeness.nonFinite > 0 ? ", \(closeness.nonFinite) non-finite" : "")
+        }
     }
 
-    /// Compares `actual` with `golden` under the rule (NaN/Inf or a size mismatch always fail).
+    /// Compares `actual` with `golden` under the rule, through the shared `Closeness.compare`: NaN
+    /// or Inf on either side, or a size mismatch, always fail. The tolerance's max|golden| is taken
+    /// over finite golden values (a non-finite one fails on its own, it does not widen the bound).
     public static func evaluate(_ name: String, actual: [Float], golden: [Float], f32Err: Double) -> Result {
-        let maxGolden = golden.reduce(0.0) { max($0, abs(Double($1))) }
+        let maxGolden = golden.reduce(0.0) { $1.isFinite ? max($0, abs(Double($1))) : $0 }
         let tol = tolerance(f32Err: f32Err, maxAbsGolden: maxGolden)
-        guard actual.count == golden.count else {
-            return Result(name: name, maxAbs: .infinity, maxRel: .infinity, f32Err: f32Err, tolerance: tol)
-        }
-        var maxAbs = 0.0, maxRel = 0.0
-        for (a, g) in zip(actual, golden) {
-            let diff = a.isFinite ? abs(Double(a) - Double(g)) : .infinity
-            maxAbs = max(maxAbs, diff)
-            if g != 0 { maxRel = max(maxRel, diff / abs(Double(g))) }
-        }
-        return Result(name: name, maxAbs: maxAbs, maxRel: maxRel, f32Err: f32Err, tolerance: tol)
+        let c = Closeness.compare(actual, golden, atol: tol, rtol: 0, relativeFloor: .leastNonzeroMagnitude)
+        let maxAbs = c.lengths == nil ? c.maxAbs : .infinity
+        return Result(name: name, maxAbs: maxAbs, maxRel: c.lengths == nil ? c.maxRel : .infinity, f32Err: f32Err, tolerance: tol, closeness: c)
     }
 
     /// The four computed tensors of a golden case on `backend`: forward, then backward from zeroed

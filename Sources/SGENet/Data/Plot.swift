@@ -59,6 +59,7 @@ public enum MetricsPlot {
     /// Reads `jsonl`, renders it and writes the PNG to `png`; returns the number of records.
     @discardableResult
     public static func plot(jsonl: String, png: String, width: Int = 1400, height: Int = 600) throws -> Int {
+        try ImageLimits.check(width: width, height: height, what: "plot: --width \(width) --height \(height)")
         let records = try load(path: jsonl)
         guard records.contains(where: { !$0.values.isEmpty }) else {
             throw SGEError.corruptFile(path: jsonl, reason: "no metrics records (expected JSON objects with train_loss, test_acc, ...)")
@@ -109,6 +110,7 @@ public enum MetricsPlot {
         guard width >= 200, height >= 120 else {
             throw SGEError.invalidArgument("plot: image size \(width)x\(height) is too small (at least 200x120)")
         }
+        try ImageLimits.check(width: width, height: height, what: "plot: --width \(width) --height \(height)")
         var canvas = Canvas(width: width, height: height)
         let s = max(1, height / 300)
         let (loss, accuracy, xName) = series(records)
@@ -239,4 +241,18 @@ public enum MetricsPlot {
     }
 
     static func format(_ v: Double, decimals: Int) -> String { String(format: "%.\(min(decimals, 8))f", v) }
+}
+
+/// The largest images `plot` and `visualize` draw: 16384 pixels a side and 64 megapixels in all
+/// (192 MiB of RGB), checked before the canvas is allocated.
+public enum ImageLimits {
+    public static let maxSide = 16384
+    public static let maxPixels = 64 << 20
+
+    public static func check(width: Int, height: Int, what: String) throws {
+        guard width <= maxSide, height <= maxSide, width.multipliedReportingOverflow(by: height).partialValue <= maxPixels else {
+            throw SGEError.invalidArgument("\(what): a \(width)x\(height) image is over the limit of \(maxSide) pixels a side "
+                + "and \(maxPixels >> 20) megapixels in all")
+        }
+    }
 }
