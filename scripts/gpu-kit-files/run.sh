@@ -1,20 +1,51 @@
 #!/usr/bin/env bash
 # Runs sge from this kit without installing anything system-wide.
-#   run.sh [RESULTS_DIR=./results]
+#   run.sh [RESULTS_DIR=./results [STEP...]]
+# Runs the named steps in the given order (default: devices validate golden bench bench-sge train
+# torch bench-step torch-train), saving outputs to RESULTS_DIR, and ends with a summary line per step
+# (name, exit code, seconds, ok / FAILED / timed out / skipped). Exit status 1 if any step failed or
+# timed out, 2 for an unknown step name. Steps:
+#   devices      sge devices                                   -> devices.txt
+#   validate     sge validate --json (SGE_KIT_VALIDATE_CASES)  -> validate.json
+#   golden       sge check-golden golden/*.safetensors         -> check-golden.txt
+#   bench        sge bench --json (+ SGE_KIT_BENCH_ARGS)       -> bench.json
+#   bench-sge    sge bench sge --json (+ SGE_KIT_BENCH_SGE_ARGS) -> bench-sge.json
+#   train        a short sge train on Fashion-MNIST (SGE_KIT_TRAIN_ARGS replaces --epochs 1) -> train.txt, train.stderr, train/
+#   torch        torch-sge-bench.py: PytorchInsight's SGE module on CUDA at the same shapes
+#                (+ SGE_KIT_TORCH_ARGS; only where python3 has PyTorch with CUDA) -> torch-sge.txt/.json
+#   bench-step   sge bench step --model small|resnet20 --batch-size 128, with --kernels (text) and --json
+#                (+ SGE_KIT_BENCH_STEP_ARGS, appended: the last value of an option wins)
+#                -> bench-step-small.txt/.json, bench-step-resnet20.txt/.json
+#   torch-train  torch-train-bench.py: PyTorch training steps of the same models (+ SGE_KIT_TORCH_TRAIN_ARGS;
+#                only where python3 has PyTorch with CUDA, or with SGE_KIT_TORCH_DEVICE=cpu where it has
+#                PyTorch at all, then --device cpu) -> torch-train.txt/.json
+#   tune         sge tune (+ SGE_KIT_TUNE_ARGS, e.g. --budget 300) -> tune.txt; the stored tuning is copied to
+#                tuning/ (it lives in RESULTS_DIR/cache/sge/tuning, so later steps of the same run use it)
+#   bench-conv   sge bench conv (+ SGE_KIT_BENCH_CONV_ARGS) -> bench-conv.txt
+# tune and bench-conv run only when named. Each step's stderr goes to STEP.stderr.
 # Environment: SGE_KIT_EXTRA_ICDS=1 also uses the system's ICD files (/etc/OpenCL/vendors), e.g.
 # PoCL for testing the kit on a machine without a GPU; SGE_DEVICE selects the device as usual;
-# Where python3 has PyTorch with CUDA, torch-sge-bench.py times PytorchInsight's SGE module at the
-# same shapes (torch-sge.txt/.json; SGE_KIT_TORCH_ARGS passes options).
-# SGE_KIT_TRAIN_ARGS overrides the short training run's options (SGE_KIT_VALIDATE_CASES,
-# SGE_KIT_BENCH_ARGS and SGE_KIT_BENCH_SGE_ARGS likewise); SGE_KIT_SKIP lists steps to skip
-# (devices,validate,golden,bench,bench-sge,train,torch); SGE_KIT_STEP_TIMEOUT bounds each step in seconds
-# (default 900; a step that runs out counts as failed, exit 124).
+# SGE_KIT_SKIP lists steps to skip (comma-separated); SGE_KIT_STEP_TIMEOUT bounds each step in seconds
+# (default 540; a step that runs out is reported "not finished (time limit)", and the next step runs).
 # NVIDIA's driver library is looked up in the loader cache (ldconfig -p) and the usual driver folders
 # (/usr/local/nvidia/lib64, /usr/lib/x86_64-linux-gnu, /usr/lib64); when found, the ICD file names
 # it by absolute path, so a driver folder outside the loader's search path still works.
+# The step functions run in a child bash (exported with export -f), which shellcheck cannot see.
+# shellcheck disable=SC2317
 set -uo pipefail
+default_steps=(devices validate golden bench bench-sge train torch bench-step torch-train)
+all_steps=("${default_steps[@]}" tune bench-conv)
 here=$(cd "$(dirname "$0")" && pwd)
-results=$(mkdir -p "${1:-$here/results}" && cd "${1:-$here/results}" && pwd)
+results_arg=${1:-$here/results}
+[ $# -gt 0 ] && shift
+if [ $# -gt 0 ]; then steps=("$@"); else steps=("${default_steps[@]}"); fi
+for name in "${steps[@]}"; do
+  if [[ " ${all_steps[*]} " != *" $name "* ]]; then
+    echo "run.sh: unknown step '$name' (steps: ${all_steps[*]})" >&2
+    exit 2
+  fi
+done
+results=$(mkdir -p "$results_arg" && cd "$results_arg" && pwd)
 prefix="$here/prefix"
 
 if [ ! -f "$prefix/.unpacked" ]; then
@@ -41,38 +72,143 @@ fi
 if [ "${SGE_KIT_EXTRA_ICDS:-0}" = 1 ] && [ -d /etc/OpenCL/vendors ]; then cp /etc/OpenCL/vendors/*.icd "$vendors/" 2>/dev/null || true; fi
 export OCL_ICD_VENDORS="$vendors"
 export XDG_CACHE_HOME="$results/cache"
-sge="$here/sge"
+# What the steps (run in a child bash under `timeout`) need.
+export here results prefix
+export sge="$here/sge"
+export data="$prefix/usr/share/datasets/fashion-mnist"
 skip=",${SGE_KIT_SKIP:-},"
-status=0
-step() {  # step NAME OUTFILE COMMAND...
-  local name=$1 file=$2; shift 2
-  if [[ $skip == *",$name,"* ]]; then echo "== $name: skipped"; return; fi
-  echo "== $name: $*"
-  local start=$SECONDS
-  timeout "${SGE_KIT_STEP_TIMEOUT:-900}" "$@" > "$results/$file" 2> "$results/$name.stderr"
-  local rc=$?
-  echo "   exit $rc in $((SECONDS - start)) s -> $results/$file"
-  [ $rc -eq 0 ] || status=1
+limit=${SGE_KIT_STEP_TIMEOUT:-540}
+
+# run FILE STEP COMMAND...: COMMAND's stdout to RESULTS/FILE, its stderr appended to RESULTS/STEP.stderr.
+# Returns COMMAND's exit code; a step returns its first failing command's.
+run() {
+  local file=$1 name=$2; shift 2
+  echo "   $* > $file"
+  "$@" > "$results/$file" 2>> "$results/$name.stderr"
+}
+torch_probe() {  # exit 0: torch with CUDA; 1: torch without CUDA; 2: no torch
+  python3 -c 'import sys
+try:
+    import torch
+except Exception:
+    sys.exit(2)
+sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
 }
 
-step devices devices.txt "$sge" devices
-cat "$results/devices.txt"
-step validate validate.json "$sge" validate --cases "${SGE_KIT_VALIDATE_CASES:-50}" --json
-step golden check-golden.txt "$sge" check-golden "$here"/golden/*.safetensors
+step_devices() { run devices.txt devices "$sge" devices; local rc=$?; cat "$results/devices.txt"; return "$rc"; }
+step_validate() { run validate.json validate "$sge" validate --cases "${SGE_KIT_VALIDATE_CASES:-50}" --json; }
+step_golden() { run check-golden.txt golden "$sge" check-golden "$here"/golden/*.safetensors; }
 # shellcheck disable=SC2086
-step bench bench.json "$sge" bench --json ${SGE_KIT_BENCH_ARGS:-}
+step_bench() { run bench.json bench "$sge" bench --json ${SGE_KIT_BENCH_ARGS:-}; }
 # shellcheck disable=SC2086
-step bench-sge bench-sge.json "$sge" bench sge --json ${SGE_KIT_BENCH_SGE_ARGS:-}
-data="$prefix/usr/share/datasets/fashion-mnist"
+step_bench_sge() { run bench-sge.json bench-sge "$sge" bench sge --json ${SGE_KIT_BENCH_SGE_ARGS:-}; }
 # shellcheck disable=SC2086
-step train train.txt "$sge" train --data "$data" --out "$results/train" ${SGE_KIT_TRAIN_ARGS:---epochs 1}
-if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+step_train() { run train.txt train "$sge" train --data "$data" --out "$results/train" ${SGE_KIT_TRAIN_ARGS:---epochs 1}; }
+step_torch() {
   # shellcheck disable=SC2086
-  step torch torch-sge.txt python3 "$here/torch-sge-bench.py" --json "$results/torch-sge.json" ${SGE_KIT_TORCH_ARGS:-}
-  [ -s "$results/torch-sge.txt" ] && cat "$results/torch-sge.txt"
-else
-  echo "== torch: skipped (no python3 with PyTorch and a CUDA device)"
-fi
-for f in check-golden.txt train.stderr; do [ -s "$results/$f" ] && { echo "--- $f (end)"; tail -n 12 "$results/$f"; }; done
+  run torch-sge.txt torch python3 "$here/torch-sge-bench.py" --json "$results/torch-sge.json" ${SGE_KIT_TORCH_ARGS:-}
+  local rc=$?
+  cat "$results/torch-sge.txt"
+  return "$rc"
+}
+step_bench_step() {
+  local rc=0 r model
+  for model in small resnet20; do
+    # shellcheck disable=SC2086
+    run "bench-step-$model.txt" bench-step "$sge" bench step --model "$model" --batch-size 128 --kernels ${SGE_KIT_BENCH_STEP_ARGS:-}
+    r=$?; [ "$rc" -eq 0 ] && rc=$r
+    cat "$results/bench-step-$model.txt"
+    # shellcheck disable=SC2086
+    run "bench-step-$model.json" bench-step "$sge" bench step --model "$model" --batch-size 128 --json ${SGE_KIT_BENCH_STEP_ARGS:-}
+    r=$?; [ "$rc" -eq 0 ] && rc=$r
+  done
+  return "$rc"
+}
+step_torch_train() {
+  local device=()
+  [ "${SGE_KIT_TORCH_DEVICE:-}" = cpu ] && device=(--device cpu)
+  # shellcheck disable=SC2086
+  run torch-train.txt torch-train python3 "$here/torch-train-bench.py" "${device[@]}" --json "$results/torch-train.json" ${SGE_KIT_TORCH_TRAIN_ARGS:-}
+  local rc=$?
+  cat "$results/torch-train.txt"
+  return "$rc"
+}
+step_tune() {
+  # shellcheck disable=SC2086
+  run tune.txt tune "$sge" tune ${SGE_KIT_TUNE_ARGS:-}
+  local rc=$?
+  cat "$results/tune.txt"
+  if [ -d "$XDG_CACHE_HOME/sge/tuning" ]; then
+    mkdir -p "$results/tuning" && cp -r "$XDG_CACHE_HOME/sge/tuning/." "$results/tuning/"
+    echo "   stored tuning copied to $results/tuning: $(cd "$results/tuning" && echo *)"
+  else
+    echo "   no stored tuning in $XDG_CACHE_HOME/sge/tuning"
+  fi
+  return "$rc"
+}
+# shellcheck disable=SC2086
+step_bench_conv() { run bench-conv.txt bench-conv "$sge" bench conv ${SGE_KIT_BENCH_CONV_ARGS:-}; local rc=$?; cat "$results/bench-conv.txt"; return "$rc"; }
+export -f run step_devices step_validate step_golden step_bench step_bench_sge step_train step_torch step_bench_step \
+  step_torch_train step_tune step_bench_conv
+
+# Why a step does not run here (empty: it runs).
+skip_reason() {
+  if [[ $skip == *",$1,"* ]]; then echo "skipped (SGE_KIT_SKIP)"; return; fi
+  case $1 in
+    torch)
+      torch_probe || echo "skipped (no python3 with PyTorch and a CUDA device)" ;;
+    torch-train)
+      torch_probe; local probe=$?
+      if [ "${SGE_KIT_TORCH_DEVICE:-}" = cpu ]; then
+        [ $probe -eq 2 ] && echo "skipped (SGE_KIT_TORCH_DEVICE=cpu, but python3 has no PyTorch)"
+      elif [ $probe -ne 0 ]; then
+        echo "skipped (no PyTorch with CUDA)"
+      fi ;;
+  esac
+}
+
+status=0
+summary=()
+group=
+# Interrupted (Ctrl-C, or killed by whatever runs the kit): end the running step's processes too.
+trap 'echo "run.sh: interrupted"; [ -n "$group" ] && kill -TERM -- "-$group" 2>/dev/null; exit 130' INT TERM
+for name in "${steps[@]}"; do
+  reason=$(skip_reason "$name")
+  if [ -n "$reason" ]; then
+    echo "== $name: $reason"
+    summary+=("$(printf '%-12s %5s %6s s  %s' "$name" - 0 "$reason")")
+    continue
+  fi
+  echo "== $name (time limit ${limit} s)"
+  start=$SECONDS
+  : > "$results/$name.stderr"
+  # timeout runs the step in a process group of its own (its pid) and signals the whole group; what
+  # survives it (a process that ignores SIGTERM once the step's bash is gone) is killed afterwards.
+  timeout -k 10 "$limit" bash -c "step_${name//-/_}" &
+  group=$!
+  wait "$group"
+  rc=$?
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then kill -KILL -- "-$group" 2>/dev/null; fi
+  secs=$((SECONDS - start))
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    state="timed out"
+    echo "   $name: not finished (time limit $limit s), exit $rc after $secs s"
+    status=1
+  elif [ $rc -eq 0 ]; then
+    state=ok
+    echo "   $name: exit 0 in $secs s"
+  else
+    state=FAILED
+    echo "   $name: FAILED, exit $rc in $secs s (stderr: $results/$name.stderr)"
+    status=1
+  fi
+  summary+=("$(printf '%-12s %5s %6s s  %s' "$name" "$rc" "$secs" "$state")")
+done
+for pair in golden:check-golden.txt train:train.stderr; do
+  f=${pair#*:}
+  if [[ " ${steps[*]} " == *" ${pair%%:*} "* ]] && [ -s "$results/$f" ]; then echo "--- $f (end)"; tail -n 12 "$results/$f"; fi
+done
+echo "== summary (step, exit, seconds, result)"
+printf '%s\n' "${summary[@]}"
 echo "results in $results (exit $status)"
 exit $status
