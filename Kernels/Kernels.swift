@@ -6,13 +6,14 @@ public enum KernelSource {
     public static let sge = text(PackageResources.sge_cl)
     public static let conv = text(PackageResources.conv_cl)
     public static let batchnorm = text(PackageResources.batchnorm_cl)
+    public static let batchnormGPU = text(PackageResources.batchnorm_gpu_cl)
     public static let pool = text(PackageResources.pool_cl)
     public static let loss = text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

@@ -11,6 +11,9 @@ public final class OpenCLBackend: BackendBase {
     public var lastEvent: CLEvent?
     /// Cached im2col workspace and convolution settings (Ops/Conv.swift).
     public let convWorkspace = ConvWorkspace()
+    /// Which BatchNorm training kernels run; nil picks by device (GPUs `.gpu`, CPU drivers `.cpu`).
+    /// Tests set it to run both kinds on PoCL.
+    public var batchNormVariant: BatchNormVariant?
 
     public init(_ info: DeviceInfo) throws { device = try CLContext.shared(for: info) }
 

@@ -2,7 +2,8 @@ import Foundation
 
 /// Known-good CLBlast parameters shipped with sge, per device class (`ShippedTuning.json`,
 /// embedded in the binary). They apply whenever the device has no tuning of its own stored by
-/// `sge tune`, so a fresh machine's first run is tuned. Each entry records how it was measured.
+/// `sge tune`, so a fresh machine's first run is tuned. Each entry records how it was measured; an
+/// entry without kernel parameters records that CLBlast's defaults measured best for that class.
 public struct ShippedTuning: Codable, Sendable, Equatable {
     public struct Entry: Codable, Sendable, Equatable {
         /// The device class, e.g. "pocl-avx512".

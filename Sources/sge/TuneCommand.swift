@@ -63,8 +63,13 @@ struct Tune: ParsableCommand {
             var outcome = try tuner.tune(budget: budget, candidates: candidates)
             var shippedSeconds: [Double]?
             if let shipped {
-                try shipped.tuning(for: info).apply(to: context)
-                shippedSeconds = tuner.timeAll()
+                // An entry without parameters stands for CLBlast's defaults, measured as `before`.
+                if shipped.candidate == nil {
+                    shippedSeconds = outcome.before
+                } else {
+                    try shipped.tuning(for: info).apply(to: context)
+                    shippedSeconds = tuner.timeAll()
+                }
                 if let s = shippedSeconds, let _ = outcome.tuning, !(tuner.weighted(outcome.after) < 0.98 * tuner.weighted(s)) {
                     outcome.tuning = nil
                     if !json { print("the search found nothing more than 2% faster than the shipped parameters for \(shipped.name); nothing stored") }

@@ -30,10 +30,27 @@ final class OpsTests: XCTestCase {
 
     // MARK: BatchNorm
 
+    /// N·H·W = 91, 273 (more than one pass of a 256 work-group), 4 (H·W = 1), 3 (H·W = 1, C = 93); then
+    /// shapes for the CPU-driver kernels (Kernels/batchnorm.cl), slices per channel S as on a 2-compute-unit
+    /// PoCL: one work-item per channel with the 16-wide loop ([2, 9, 16, 16], S = 1), C = 1 with H·W = 1073
+    /// (not a multiple of 8) in S = 8 slices crossing plane boundaries, H·W = 1 in S = 2 slices, N = 1 in
+    /// S = 4 slices of one plane, and C = 5 larger than S = 2.
+    let bnShapes: [Shape] = [[1, 3, 7, 13], [3, 17, 7, 13], [4, 93, 1, 1], [3, 5, 1, 1],
+                             [2, 9, 16, 16], [3, 1, 37, 29], [700, 2, 1, 1], [1, 2, 33, 35], [2, 5, 15, 19]]
+
+    /// The CPU-driver batchnorm kernels split channels into slices for the awkward shapes above.
+    func testBatchNormCPUSlices() throws {
+        let device = try testDevice()
+        guard !device.device.info.isGPU else { throw XCTSkip("the sliced batchnorm kernels run on CPU drivers only") }
+        XCTAssertEqual(device.batchNormCPUSlices(n: 128, c: 64, hw: 784), 1)
+        XCTAssertEqual(device.batchNormCPUSlices(n: 1, c: 3, hw: 91), 1, "slices of at least 256 values")
+        XCTAssertGreaterThan(device.batchNormCPUSlices(n: 3, c: 1, hw: 1073), 1)
+        XCTAssertGreaterThan(device.batchNormCPUSlices(n: 1, c: 2, hw: 1155), 1)
+    }
+
     func testBatchNormMatchesReference() throws {
         let device = try testDevice()
-        // N·H·W = 91, 273 (more than one pass of a 256 work-group), 4 (H·W = 1), 3 (H·W = 1, C = 93).
-        for shape: Shape in [[1, 3, 7, 13], [3, 17, 7, 13], [4, 93, 1, 1], [3, 5, 1, 1]] {
+        for shape in bnShapes {
             let c = Shape([shape.c])
             let (xd, xr) = try pair(device, shape, std: 2, mean: 0.5, label: "x")
             let (gd, gr) = try pair(device, c, label: "gamma"), (bd, br) = try pair(device, c, label: "beta")
@@ -68,7 +85,7 @@ final class OpsTests: XCTestCase {
     /// against the unfused kernels followed by relu_forward / preceded by relu_backward.
     func testBatchNormReLUFusedMatchesReferenceAndUnfused() throws {
         let device = try testDevice()
-        for shape: Shape in [[1, 3, 7, 13], [3, 17, 7, 13], [4, 93, 1, 1], [3, 5, 1, 1]] {
+        for shape in bnShapes {
             let c = Shape([shape.c])
             let (xd, xr) = try pair(device, shape, std: 2, mean: 0.5, label: "x")
             let (gd, gr) = try pair(device, c, label: "gamma"), (bd, br) = try pair(device, c, label: "beta")

@@ -123,11 +123,14 @@ extension OpenCLBackend {
         return size
     }
 
-    /// The batchnorm kernels' LH: the largest power of two ≤ min(local, H·W) (see batchnorm.cl).
-    func planeLocalSize(local: Int, hw: Int) -> Int {
-        var lh = 1
-        while lh * 2 <= min(local, hw) { lh *= 2 }
-        return lh
+    /// Slices per channel for the CPU-driver batchnorm kernels (Kernels/batchnorm.cl): 1 (one work-item
+    /// per channel, one launch) when the C channels alone give every compute unit ~4 work-items, else
+    /// enough slices per channel for ~4 per compute unit, each of at least 256 values (then two
+    /// launches: partial sums, combine and write).
+    public func batchNormCPUSlices(n: Int, c: Int, hw: Int) -> Int {
+        let target = 4 * max(1, device.info.computeUnits)
+        guard c < target else { return 1 }
+        return max(1, min((target + c - 1) / c, n * hw / 256))
     }
 }
 
@@ -143,12 +146,26 @@ extension OpenCLBackend: BatchNormOps {
                                        .buffer(try invstd.deviceBufferForOverwrite())]
         let dims: [CLKernel.Arg] = [.int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w))]
         let inputs: [CLKernel.Arg] = [.buffer(try x.deviceBuffer()), .buffer(try gamma.deviceBuffer()), .buffer(try beta.deviceBuffer())]
-        if training {
-            let k = try kernel("batchnorm_forward", KernelSource.batchnorm, defines)
-            let local = reductionLocalSize(k, items: s.n * s.h * s.w)
-            try launch(k, inputs + [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
-                           + outputs + dims + [.int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .float(momentum), .float(eps), .local(local * 4)],
-                       global: [s.c * local], local: [local])
+        if training && effectiveBatchNormVariant == .cpu {
+            // CPU drivers: one work-item per channel slice, float8 loops (Kernels/batchnorm.cl).
+            let slices = batchNormCPUSlices(n: s.n, c: s.c, hw: s.h * s.w)
+            let stats: [CLKernel.Arg] = [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
+            if slices == 1 {
+                let k = try kernel("batchnorm_forward_cpu", KernelSource.batchnorm, defines)
+                try launch(k, inputs + stats + outputs + dims + [.float(momentum), .float(eps)], global: [s.c], local: [1])
+            } else {
+                let part = try output(Shape([2 * s.c * slices]), label: "bn partials")
+                let k1 = try kernel("batchnorm_forward_cpu_partial", KernelSource.batchnorm, defines)
+                try launch(k1, [.buffer(try x.deviceBuffer()), .buffer(try part.deviceBufferForOverwrite())] + dims + [.int(Int32(slices))],
+                           global: [s.c * slices], local: [1])
+                let k2 = try kernel("batchnorm_forward_cpu_apply", KernelSource.batchnorm, defines)
+                try launch(k2, inputs + stats + outputs + [.buffer(try part.deviceBuffer())] + dims + [.int(Int32(slices)), .float(momentum), .float(eps)],
+                           global: [s.c * slices], local: [1])
+            }
+        } else if training {
+            // GPUs: several work-groups per channel (Kernels/batchnorm_gpu.cl).
+            try batchNormForwardGPU(x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar, momentum: momentum,
+                                    eps: eps, relu: relu, out: out, mean: mean, invstd: invstd)
         } else {
             let k = try kernel("batchnorm_forward_eval", KernelSource.batchnorm, defines)
             lastEvent = try k.enqueue(inputs + [.buffer(try runningMean.deviceBuffer()), .buffer(try runningVar.deviceBuffer())]
@@ -162,15 +179,34 @@ extension OpenCLBackend: BatchNormOps {
         try checkBatchNormBackward(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta, reluOutput: reluOutput)
         let s = x.shape
         let gx = try output(s, label: "batchnorm grad")
-        let k = try kernel("batchnorm_backward", KernelSource.batchnorm, ["BN_RELU": reluOutput != nil ? "1" : "0"])
-        let local = reductionLocalSize(k, items: s.n * s.h * s.w)
-        let g = try gradOut.deviceBuffer()
-        try launch(k, [.buffer(g), .buffer(try reluOutput?.deviceBuffer() ?? g), .buffer(x.deviceBuffer()), .buffer(gamma.deviceBuffer()),
-                       .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer()),
-                       .buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()), .buffer(gradBeta.deviceBufferForUpdate()),
-                       .int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w)),
-                       .int(Int32(planeLocalSize(local: local, hw: s.h * s.w))), .int(saved.training ? 1 : 0), .local(local * 4)],
-                   global: [s.c * local], local: [local])
+        let defines = ["BN_RELU": reluOutput != nil ? "1" : "0"]
+        if effectiveBatchNormVariant == .cpu {
+            // CPU drivers: one work-item per channel slice, float8 loops (Kernels/batchnorm.cl).
+            let slices = batchNormCPUSlices(n: s.n, c: s.c, hw: s.h * s.w)
+            let g = try gradOut.deviceBuffer()
+            let reads: [CLKernel.Arg] = try [.buffer(g), .buffer(try reluOutput?.deviceBuffer() ?? g), .buffer(x.deviceBuffer())]
+            let dims: [CLKernel.Arg] = [.int(Int32(s.n)), .int(Int32(s.c)), .int(Int32(s.h * s.w))]
+            let writes: [CLKernel.Arg] = try [.buffer(gx.deviceBufferForOverwrite()), .buffer(gradGamma.deviceBufferForUpdate()),
+                                          .buffer(gradBeta.deviceBufferForUpdate())]
+            let params: [CLKernel.Arg] = try [.buffer(gamma.deviceBuffer()), .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer())]
+            let training: CLKernel.Arg = .int(saved.training ? 1 : 0)
+            if slices == 1 {
+                let k = try kernel("batchnorm_backward_cpu", KernelSource.batchnorm, defines)
+                try launch(k, reads + params + writes + dims + [training], global: [s.c], local: [1])
+            } else {
+                let part = try output(Shape([2 * s.c * slices]), label: "bn partials")
+                let k1 = try kernel("batchnorm_backward_cpu_partial", KernelSource.batchnorm, defines)
+                try launch(k1, reads + [.buffer(saved.mean.deviceBuffer()), .buffer(try part.deviceBufferForOverwrite())] + dims + [.int(Int32(slices))],
+                           global: [s.c * slices], local: [1])
+                let k2 = try kernel("batchnorm_backward_cpu_apply", KernelSource.batchnorm, defines)
+                try launch(k2, reads + params + writes + [.buffer(try part.deviceBuffer())] + dims + [.int(Int32(slices)), training],
+                           global: [s.c * slices], local: [1])
+            }
+            return gx
+        }
+        // GPUs: several work-groups per channel (Kernels/batchnorm_gpu.cl).
+        try batchNormBackwardGPU(gradOut, x: x, gamma: gamma, saved: saved, gradGamma: gradGamma, gradBeta: gradBeta,
+                                 reluOutput: reluOutput, gradX: gx)
         return gx
     }
 }
