@@ -5,15 +5,17 @@ public enum KernelSource {
     public static let bandwidth = text(PackageResources.bandwidth_cl)
     public static let sge = text(PackageResources.sge_cl)
     public static let conv = text(PackageResources.conv_cl)
-    public static let batchnorm = text(PackageResources.batchnorm_cl)
-    public static let batchnormGPU = text(PackageResources.batchnorm_gpu_cl)
+    /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
+    public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
+    public static let batchnormCPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cpu_cl)
+    public static let batchnormGPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_gpu_cl)
     public static let pool = text(PackageResources.pool_cl)
     public static let loss = text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_gpu.cl", batchnormGPU),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

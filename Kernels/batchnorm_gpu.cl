@@ -1,8 +1,7 @@
 // batchnorm_gpu.cl: BatchNorm2d training forward and backward for GPUs, with several work-groups per
 // channel (batchnorm.cl's one work-group per channel leaves most of a GPU idle: 16 channels are 16
 // work-groups, and on an H200 BatchNorm was ~60% of a small-model training step).
-// Maths as in batchnorm.cl / SGEReference/BatchNorm.swift; BN_RELU fuses the following ReLU the same
-// way (forward writes max(y, 0), backward masks grad_out where y_relu <= 0).
+// Maths and BN_RELU (the fused ReLU) in batchnorm_prelude.cl, which is prepended to this file.
 // Layout: x, y, grads [N, C, H, W]; per channel the M = N*HW values are indexed e = n*HW + i, at
 //   (n*C + c)*HW + i. Channel c is split into P contiguous parts of ceil(M/P) values.
 // Mapping: work-group g = c*P + j owns part j of channel c; its L work-items (a power of two) stride
@@ -14,16 +13,6 @@
 // Forward statistics merge each part's (count, mean, centred sum of squares) with Chan et al.'s
 // pairwise formula, so the variance never suffers E[x^2] - E[x]^2 cancellation.
 
-#ifndef BN_RELU
-#define BN_RELU 0
-#endif
-#if BN_RELU
-#define BN_OUT(v) fmax((v), 0.0f)
-#define BN_GRAD(j) (y_relu[j] > 0.0f ? grad_out[j] : 0.0f)
-#else
-#define BN_OUT(v) (v)
-#define BN_GRAD(j) grad_out[j]
-#endif
 
 // Tree reduction of scratch[0..L) (L a power of two); returns the sum to every work-item.
 inline float bng_reduce(__local float *scratch, float v) {

@@ -151,14 +151,14 @@ extension OpenCLBackend: BatchNormOps {
             let slices = batchNormCPUSlices(n: s.n, c: s.c, hw: s.h * s.w)
             let stats: [CLKernel.Arg] = [.buffer(try runningMean.deviceBufferForUpdate()), .buffer(try runningVar.deviceBufferForUpdate())]
             if slices == 1 {
-                let k = try kernel("batchnorm_forward_cpu", KernelSource.batchnorm, defines)
+                let k = try kernel("batchnorm_forward_cpu", KernelSource.batchnormCPU, defines)
                 try launch(k, inputs + stats + outputs + dims + [.float(momentum), .float(eps)], global: [s.c], local: [1])
             } else {
                 let part = try output(Shape([2 * s.c * slices]), label: "bn partials")
-                let k1 = try kernel("batchnorm_forward_cpu_partial", KernelSource.batchnorm, defines)
+                let k1 = try kernel("batchnorm_forward_cpu_partial", KernelSource.batchnormCPU, defines)
                 try launch(k1, [.buffer(try x.deviceBuffer()), .buffer(try part.deviceBufferForOverwrite())] + dims + [.int(Int32(slices))],
                            global: [s.c * slices], local: [1])
-                let k2 = try kernel("batchnorm_forward_cpu_apply", KernelSource.batchnorm, defines)
+                let k2 = try kernel("batchnorm_forward_cpu_apply", KernelSource.batchnormCPU, defines)
                 try launch(k2, inputs + stats + outputs + [.buffer(try part.deviceBuffer())] + dims + [.int(Int32(slices)), .float(momentum), .float(eps)],
                            global: [s.c * slices], local: [1])
             }
@@ -191,14 +191,14 @@ extension OpenCLBackend: BatchNormOps {
             let params: [CLKernel.Arg] = try [.buffer(gamma.deviceBuffer()), .buffer(saved.mean.deviceBuffer()), .buffer(saved.invstd.deviceBuffer())]
             let training: CLKernel.Arg = .int(saved.training ? 1 : 0)
             if slices == 1 {
-                let k = try kernel("batchnorm_backward_cpu", KernelSource.batchnorm, defines)
+                let k = try kernel("batchnorm_backward_cpu", KernelSource.batchnormCPU, defines)
                 try launch(k, reads + params + writes + dims + [training], global: [s.c], local: [1])
             } else {
                 let part = try output(Shape([2 * s.c * slices]), label: "bn partials")
-                let k1 = try kernel("batchnorm_backward_cpu_partial", KernelSource.batchnorm, defines)
+                let k1 = try kernel("batchnorm_backward_cpu_partial", KernelSource.batchnormCPU, defines)
                 try launch(k1, reads + [.buffer(saved.mean.deviceBuffer()), .buffer(try part.deviceBufferForOverwrite())] + dims + [.int(Int32(slices))],
                            global: [s.c * slices], local: [1])
-                let k2 = try kernel("batchnorm_backward_cpu_apply", KernelSource.batchnorm, defines)
+                let k2 = try kernel("batchnorm_backward_cpu_apply", KernelSource.batchnormCPU, defines)
                 try launch(k2, reads + params + writes + [.buffer(try part.deviceBuffer())] + dims + [.int(Int32(slices)), training],
                            global: [s.c * slices], local: [1])
             }
