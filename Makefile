@@ -3,7 +3,8 @@
 #   make test    install what is missing, run the test suite
 # Other targets: build, deps, bench, validate, kit, kit-test, clean. TRAIN_ARGS passes options to
 # `sge train`. `make train` first runs `sge tune`, which tunes CLBlast's GEMM for the device once
-# (stored per device and driver; skipped when a tuning exists; ~3 min the first time on PoCL).
+# (stored per device and driver; skipped when a tuning exists or sge ships parameters for the device
+# class, as for PoCL on AVX-512 and NVIDIA GPUs; otherwise a few minutes the first time).
 
 SHELL := /bin/bash
 APT_PACKAGES := ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd dataset-fashion-mnist libpng-dev zlib1g-dev

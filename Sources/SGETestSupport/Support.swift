@@ -4,15 +4,30 @@ import SGEOpenCL
 import SGETensor
 import XCTest
 
-/// The OpenCL backend for device tests: `SGE_TEST_DEVICE` or the default device; nil (and the test
-/// skips) when no OpenCL device exists.
+/// The OpenCL backend for device tests: `SGE_TEST_DEVICE` or the default device. Where none exists
+/// the test skips, or fails when `SGE_REQUIRE_DEVICE=1` (see `missingDevice`).
 public func testDevice() throws -> OpenCLBackend {
     let devices = (try? Devices.all()) ?? []
-    guard !devices.isEmpty else { throw XCTSkip("no OpenCL device on this machine") }
+    guard !devices.isEmpty else { throw missingDevice("no OpenCL device on this machine") }
     let spec = ProcessInfo.processInfo.environment["SGE_TEST_DEVICE"].map { ($0, "SGE_TEST_DEVICE=\($0)") }
     let (info, _) = try DeviceSelection.resolve(spec, devices: devices)
-    guard let info else { throw XCTSkip("SGE_TEST_DEVICE selects the reference backend") }
+    guard let info else { throw missingDevice("SGE_TEST_DEVICE selects the reference backend") }
     return try OpenCLBackend(info)
+}
+
+/// Whether device tests must run: `SGE_REQUIRE_DEVICE=1`, which .ci/run sets after installing PoCL,
+/// so a broken OpenCL install fails CI instead of turning every device test into a skip.
+public var deviceRequired: Bool { ProcessInfo.processInfo.environment["SGE_REQUIRE_DEVICE"] == "1" }
+
+/// The error a test throws when what it needs (a device, the sge binary, test data) is missing: a
+/// skip, or a failure naming `reason` when `deviceRequired`.
+public func missingDevice(_ reason: String) -> Error {
+    deviceRequired ? RequiredButMissing(description: "SGE_REQUIRE_DEVICE=1 but \(reason)") : XCTSkip(reason)
+}
+
+/// A test failure: something `SGE_REQUIRE_DEVICE=1` requires is missing.
+public struct RequiredButMissing: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// Compares element-wise with the shared rule (`Closeness.compare` in SGETensor): passes where both

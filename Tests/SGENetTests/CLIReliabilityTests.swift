@@ -65,7 +65,7 @@ final class CLIReliabilityTests: XCTestCase {
 
     /// Finding 3: program-cache files truncated by one byte are detected, rebuilt and replaced.
     func testTruncatedProgramCacheIsRebuiltNotCrashedOn() throws {
-        guard (try? DeviceSelection.choose())?.info != nil else { throw XCTSkip("no OpenCL device: no program cache to damage") }
+        guard (try? DeviceSelection.choose())?.info != nil else { throw missingDevice("no OpenCL device: no program cache to damage") }
         let cache = path("cache")
         let env = ["XDG_CACHE_HOME": cache, "SGE_VERBOSE": "1"]
         let golden = fixturesDirectory().appendingPathComponent("golden/small_3x3.safetensors").path

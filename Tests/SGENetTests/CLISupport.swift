@@ -1,4 +1,5 @@
 import Foundation
+import SGETestSupport
 import XCTest
 
 /// Running the built `sge` binary as a subprocess, for findings that crash, abort or exhaust memory
@@ -24,7 +25,7 @@ enum CLI {
         candidates.append(root.appendingPathComponent(".build/debug/sge"))
         candidates.append(root.appendingPathComponent(".build/release/sge"))
         for c in candidates where FileManager.default.isExecutableFile(atPath: c.path) { return c.path }
-        throw XCTSkip("the sge binary was not found (looked in \(candidates.map(\.path))); build it with `swift build`")
+        throw missingDevice("the sge binary was not found (looked in \(candidates.map(\.path))); build it with `swift build`")
     }
 
     struct Result {

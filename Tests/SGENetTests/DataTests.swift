@@ -1,6 +1,7 @@
 import Foundation
 import SGENet
 import SGETensor
+import SGETestSupport
 import XCTest
 
 /// Readers, datasets, the batch loader, PNG output and the metrics plot.
@@ -381,7 +382,7 @@ final class DataTests: XCTestCase {
 
     func testRealFashionMNISTLoads() throws {
         guard FileManager.default.fileExists(atPath: Dataset.fashionMNISTDirectory) else {
-            throw XCTSkip("\(Dataset.fashionMNISTDirectory) not installed")
+            throw missingDevice("\(Dataset.fashionMNISTDirectory) not installed")
         }
         let start = Date()
         let train = try Dataset.fashionMNIST(train: true)
