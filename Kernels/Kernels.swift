@@ -8,9 +8,10 @@ public enum KernelSource {
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
     public static let batchnormCPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cpu_cl)
-    public static let batchnormGPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_gpu_cl)
+    public static let batchnormGPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.reduce_prelude_cl)
+        + text(PackageResources.batchnorm_gpu_cl)
     public static let pool = text(PackageResources.pool_cl)
-    public static let loss = text(PackageResources.loss_cl)
+    public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)
 
     /// Every source by file name, for listing and validation.

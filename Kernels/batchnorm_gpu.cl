@@ -9,24 +9,10 @@
 //   (partial statistics per part) then (every work-group merges its channel's P partials, in the same
 //   order everywhere, and writes its part): two launches per op, two reads of x in the forward
 //   (the second of a part the work-group just read, mostly from cache) and two in the backward.
-// Local memory: L floats for the tree reductions.
+// Local memory: L floats for tree_sum (reduce_prelude.cl, prepended like batchnorm_prelude.cl).
 // Forward statistics merge each part's (count, mean, centred sum of squares) with Chan et al.'s
 // pairwise formula, so the variance never suffers E[x^2] - E[x]^2 cancellation.
 
-
-// Tree reduction of scratch[0..L) (L a power of two); returns the sum to every work-item.
-inline float bng_reduce(__local float *scratch, float v) {
-    const int l = get_local_id(0), L = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = L / 2; s > 0; s >>= 1) {
-        if (l < s) scratch[l] += scratch[l + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
 
 // The address of element e of channel c.
 #define BNG_AT(e) ((size_t)((e) / HW * C + c) * HW + (e) % HW)
@@ -46,14 +32,14 @@ __kernel void batchnorm_gpu_stats(__global const float *x, __global float *part,
     float s = 0.0f;
     for (int e = start + l; e < end; e += L) s += x[BNG_AT(e)];
     const int count = end - start;
-    const float total = bng_reduce(scratch, s);
+    const float total = tree_sum(scratch, s);
     const float mean = count > 0 ? total / (float)count : 0.0f;
     float q = 0.0f;
     for (int e = start + l; e < end; e += L) {
         const float d = x[BNG_AT(e)] - mean;
         q += d * d;
     }
-    q = bng_reduce(scratch, q);
+    q = tree_sum(scratch, q);
     if (l == 0) {
         part[(c * P + j) * 2] = mean;
         part[(c * P + j) * 2 + 1] = q;
@@ -113,8 +99,8 @@ __kernel void batchnorm_gpu_backward_sums(__global const float *grad_out, __glob
         sg += g;
         sgx += g * (x[at] - mean);
     }
-    sg = bng_reduce(scratch, sg);
-    sgx = bng_reduce(scratch, sgx);
+    sg = tree_sum(scratch, sg);
+    sgx = tree_sum(scratch, sgx);
     if (l == 0) {
         part[(c * P + j) * 2] = sg;
         part[(c * P + j) * 2 + 1] = sgx;

@@ -10,20 +10,7 @@
 // Mapping: ONE WORK-GROUP of power-of-two size L for the whole batch (launched with global = local = L),
 //   so the batch sums need no second kernel and no atomics; work-item l handles rows l, l + L, ...
 //   and walks its row three times (max/argmax, sum of exp, gradient).
-// Local memory: L floats, a tree reduction for the loss sum and then for the correct count.
-
-inline float ce_reduce(__local float *scratch, float v) {
-    const int l = get_local_id(0), L = get_local_size(0);
-    scratch[l] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = L / 2; s > 0; s >>= 1) {
-        if (l < s) scratch[l] += scratch[l + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+// Local memory: L floats, tree_sum (reduce_prelude.cl) for the loss sum and then the correct count.
 
 __kernel void softmax_cross_entropy(__global const float *logits, __global const float *labels,
                                     __global float *loss, __global float *correct, __global float *grad,
@@ -48,8 +35,8 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         loss_sum += valid ? lse - z[label] : NAN;
         correct_sum += (valid && best == label) ? 1.0f : 0.0f;
     }
-    loss_sum = ce_reduce(scratch, loss_sum);
-    correct_sum = ce_reduce(scratch, correct_sum);
+    loss_sum = tree_sum(scratch, loss_sum);
+    correct_sum = tree_sum(scratch, correct_sum);
     if (l == 0) {
         loss[0] = loss_sum * inv_n;
         correct[0] = correct_sum;

@@ -24,8 +24,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
     /// image larger than the cap still runs). Tests lower it to force chunking.
     public var columnLimitBytes: Int = 64 << 20
-    /// The algorithm for convolutions that are not 1×1/stride 1/pad 0. Default
-    /// `.im2colBatchedGemm`; see Ops/Conv.swift for the measurements behind it.
+    /// The convolution algorithm. Default `.wide` (`SGE_CONV_ALGORITHM` overrides it); the
+    /// measurements behind the choice are in docs/performance/pocl.md.
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
         ?? .wide
 

@@ -249,11 +249,11 @@ public struct ValidationRow: Encodable, Sendable {
             maxRel = max(maxRel, c.maxRel)
             if c.worstIndex >= 0, c.worstRatio > caseRatio || caseWorst.isEmpty {
                 caseRatio = max(caseRatio, c.worstRatio)
-                caseWorst = "\(t.name)[\(indexString(c.worstIndex, t.shape))]"
+                caseWorst = "\(t.name)[\(Closeness.index(c.worstIndex, t.shape))]"
             }
             if let f = c.firstFailures.first, problem == nil {
                 let diff = abs(Double(f.actual) - Double(f.expected))
-                problem = "\(t.name)[\(indexString(f.index, t.shape))] = \(f.actual), reference \(f.expected) "
+                problem = "\(t.name)[\(Closeness.index(f.index, t.shape))] = \(f.actual), reference \(f.expected) "
                     + (f.actual.isFinite && f.expected.isFinite
                         ? "(|diff| \(String(format: "%.3e", diff)) > tolerance \(String(format: "%.3e", f.allowed)))"
                         : "(non-finite value)")
@@ -296,16 +296,4 @@ public struct ValidationReport: Encodable, Sendable {
     public var rows: [ValidationRow]
     public var passed: Bool { rows.allSatisfy(\.passed) }
     public var failed: [ValidationRow] { rows.filter { !$0.passed } }
-}
-
-/// NCHW-style index of flat element `i` of `shape` ("0,2,3,1").
-func indexString(_ i: Int, _ shape: Shape) -> String {
-    guard shape.rank > 0 else { return "\(i)" }
-    var rest = i
-    var idx = [Int](repeating: 0, count: shape.rank)
-    for d in stride(from: shape.rank - 1, through: 0, by: -1) {
-        idx[d] = rest % max(shape[d], 1)
-        rest /= max(shape[d], 1)
-    }
-    return idx.map(String.init).joined(separator: ",")
 }

@@ -144,32 +144,11 @@ extension ReferenceBackend: ConvOps {
 
 // MARK: OpenCL backend
 
-/// Algorithm choice, by measurement with `sge conv` (release build, PoCL on the 2-core Xeon dev
-/// box, batch 8, 56×56, interleaved medians of 7; the box was shared with other builds, so absolute
-/// numbers varied up to 2× between runs, but the ranking below held in every run):
-/// - 3×3 64→64 pad 1 forward: CLBlast im2col per image + GEMM 187 ms (9.8 GFLOP/s, 53% of a plain
-///   SGEMM of the same size, 99 ms); CLBlast `convgemm` 431 ms, 2.3–2.5× slower in every run
-///   (CLBlast 1.5.3's convgemm is untuned on PoCL). Of the 187 ms: im2col 31 ms, the 8 per-image
-///   GEMMs 143–149 ms (one GEMM with N = 8·3136 would take 99 ms), bias ~8 ms. Strided-batched GEMM
-///   (A stride 0: shared weights) and one GEMM per image measured the same (149 vs 143 ms; 219 vs
-///   228 ms in a loaded run); batched is the default because it is one enqueue per chunk, which
-///   matters on GPUs where each call costs more. `convWorkspace.algorithm` switches; the bench
-///   times each. Backward (gx + gw + gb) 445 ms, gw alone 249 ms.
-/// - 1×1 256→64: forward 38 ms (56% of SGEMM), backward 78 ms.
-/// - Tried and dropped (commit 39b9bd2 has it, tested): a "wide" layout putting a chunk's columns
-///   side by side so ONE GEMM covers the chunk (N = B·OH·OW), with our own im2col_wide / permute /
-///   gather-col2im kernels. The forward GEMM alone gains ~10% (195 vs 219 ms) but our im2col kernel
-///   cost 220–300 ms on PoCL (CLBlast's: 40 ms), and the grad-weight GEMM with one long reduction
-///   (K = 25088) was slower than 8 per-image GEMMs (517 vs 346 ms): forward 386 vs 187 ms,
-///   backward 1064 vs 467 ms. Worth re-measuring on a GPU.
-/// - 1×1, stride 1, pad 0: the image already is the column matrix, so forward, grad input and grad
-///   weight are plain GEMMs on the tensors (no im2col, no workspace).
-/// - The im2col column buffer holds a chunk of images under `convWorkspace.columnLimitBytes` and is
-///   cached in the backend (grown only when a bigger chunk needs it).
-/// - Grad weight: im2col per image, then one GEMM per image with beta = 1 (accumulating into
-///   gradWeight; a batched GEMM cannot accumulate into a shared C).
-/// - Grad input: one strided-batched GEMM Wᵀ·gradOut per chunk into the column buffer, then col2im
-///   per image into the zeroed grad input (col2im adds).
+/// The convolution algorithms (`ConvWorkspace.algorithm`; the default is `.wide`, see wideForward
+/// and wideBackward below). 1×1/stride-1/pad-0 convolutions are plain GEMMs on the tensors in the
+/// per-image algorithms; `.wide` runs them through its column layout like any other shape. Grad
+/// weight accumulates (beta = 1); grad input is computed into columns and gathered back with col2im.
+/// The measurements that chose these are in docs/performance/pocl.md ("Convolution algorithm notes").
 extension OpenCLBackend: ConvOps {
     private func geometry(_ s: Reference.Conv2dShape) -> CLContext.ConvGeometry {
         CLContext.ConvGeometry(channels: s.c, height: s.h, width: s.w, kernelH: s.kh, kernelW: s.kw, padH: s.padH, padW: s.padW,
