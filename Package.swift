@@ -19,7 +19,12 @@ let package = Package(
             name: "COpenCL",
             path: "Sources/COpenCL",
             cSettings: [.define("CL_TARGET_OPENCL_VERSION", to: "120")],
-            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("clblast"), .linkedLibrary("png"), .linkedLibrary("z")]
+            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("clblast")]
+        ),
+        .target(
+            name: "CImage",
+            path: "Sources/CImage",
+            linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("png"), .linkedLibrary("z")]
         ),
         .target(
             name: "SGEKernels",
@@ -31,7 +36,7 @@ let package = Package(
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "COpenCL"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "CImage"]),
         .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
         .executableTarget(
             name: "sge",

@@ -1,9 +1,6 @@
-// Status-code names for OpenCL and CLBlast, and PNG read/write through libpng.
+// Status-code names for OpenCL and CLBlast.
 #include "COpenCL.h"
-#include <setjmp.h>
-#include <stdio.h>
-#include <string.h>
-#include <errno.h>
+#include <stddef.h>
 
 const char *sge_cl_status_name(cl_int status) {
     switch (status) {
@@ -137,63 +134,4 @@ const char *sge_clblast_status_name(int status) {
     case -2039: return "CLBlastUnexpectedError";
     default: return NULL;
     }
-}
-
-struct sge_png_error { jmp_buf jump; char *message; int length; };
-
-static void sge_png_on_error(png_structp png, png_const_charp message) {
-    struct sge_png_error *state = (struct sge_png_error *)png_get_error_ptr(png);
-    snprintf(state->message, (size_t)state->length, "%s", message);
-    longjmp(state->jump, 1);
-}
-
-static void sge_png_on_warning(png_structp png, png_const_charp message) { (void)png; (void)message; }
-
-int sge_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels,
-                  char *error, int error_len) {
-    if (channels != 3 && channels != 4) { snprintf(error, (size_t)error_len, "channels must be 3 or 4"); return -1; }
-    FILE *file = fopen(path, "wb");
-    if (!file) { snprintf(error, (size_t)error_len, "cannot open for writing: %s", strerror(errno)); return -2; }
-    struct sge_png_error state = { .message = error, .length = error_len };
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, sge_png_on_error, sge_png_on_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info) { fclose(file); snprintf(error, (size_t)error_len, "libpng: out of memory"); return -3; }
-    if (setjmp(state.jump)) { png_destroy_write_struct(&png, &info); fclose(file); return -4; }
-    png_init_io(png, file);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
-                 channels == 4 ? PNG_COLOR_TYPE_RGBA : PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < height; y++) png_write_row(png, pixels + (size_t)y * (size_t)width * (size_t)channels);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    if (fclose(file) != 0) { snprintf(error, (size_t)error_len, "close failed: %s", strerror(errno)); return -5; }
-    return 0;
-}
-
-int sge_png_read(const char *path, int *width, int *height, int *channels, unsigned char *pixels,
-                 char *error, int error_len) {
-    FILE *file = fopen(path, "rb");
-    if (!file) { snprintf(error, (size_t)error_len, "cannot open: %s", strerror(errno)); return -2; }
-    struct sge_png_error state = { .message = error, .length = error_len };
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, sge_png_on_error, sge_png_on_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info) { fclose(file); snprintf(error, (size_t)error_len, "libpng: out of memory"); return -3; }
-    if (setjmp(state.jump)) { png_destroy_read_struct(&png, &info, NULL); fclose(file); return -4; }
-    png_init_io(png, file);
-    png_read_info(png, info);
-    png_set_expand(png);
-    png_set_strip_16(png);
-    png_read_update_info(png, info);
-    *width = (int)png_get_image_width(png, info);
-    *height = (int)png_get_image_height(png, info);
-    *channels = (int)png_get_channels(png, info);
-    if (pixels) {
-        size_t row = (size_t)(*width) * (size_t)(*channels);
-        for (int y = 0; y < *height; y++) png_read_row(png, pixels + (size_t)y * row, NULL);
-        png_read_end(png, NULL);
-    }
-    png_destroy_read_struct(&png, &info, NULL);
-    fclose(file);
-    return 0;
 }

@@ -1,4 +1,4 @@
-// C shim over OpenCL 1.2, CLBlast and libpng. No Swift names here: only the C APIs and a few helpers
+// C shim over OpenCL 1.2 and CLBlast. No Swift names here: only the C APIs and a few helpers
 // that Swift cannot express directly (status-code names).
 #ifndef SGE_COPENCL_H
 #define SGE_COPENCL_H
@@ -9,8 +9,6 @@
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
 #include <clblast_c.h>
-#include <png.h>
-#include <zlib.h>
 
 /// The symbolic name of an OpenCL status code ("CL_INVALID_WORK_GROUP_SIZE"), or NULL if unknown.
 const char *sge_cl_status_name(cl_int status);
@@ -18,15 +16,5 @@ const char *sge_cl_status_name(cl_int status);
 /// The symbolic name of a CLBlast status code ("CLBlastInvalidLocalMemUsage"), or NULL if unknown.
 /// CLBlast reuses OpenCL's codes for OpenCL failures; those get the CLBlast spelling here.
 const char *sge_clblast_status_name(int status);
-
-/// Writes an 8-bit RGB or RGBA image to `path` with libpng. Returns 0 on success, otherwise a
-/// negative code and a message in `error` (up to `error_len` bytes).
-int sge_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels,
-                  char *error, int error_len);
-
-/// Reads a PNG's size and channel count (after expansion to 8-bit) with libpng; if `pixels` is not
-/// NULL it must hold width*height*channels bytes and receives the image. Returns 0 on success.
-int sge_png_read(const char *path, int *width, int *height, int *channels, unsigned char *pixels,
-                 char *error, int error_len);
 
 #endif

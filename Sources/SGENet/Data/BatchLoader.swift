@@ -100,7 +100,7 @@ public final class BatchLoader {
         pending?.group.wait()
         pending = nil
         self.epoch = epoch
-        order = shuffle ? BatchLoader.permutation(count: dataset.count, seed: seed, epoch: epoch) : Array(0..<dataset.count)
+        order = BatchLoader.epochOrder(count: dataset.count, shuffle: shuffle, seed: seed, epoch: epoch)
         cursor = min(max(0, skipBatches), batchesPerEpoch)
         schedule(cursor)
     }
@@ -137,6 +137,12 @@ public final class BatchLoader {
     private func makeBatch(_ index: Int) -> Batch {
         BatchLoader.assemble(dataset: dataset, order: order, epoch: epoch, index: index,
                              batchSize: batchSize, seed: seed, augmentation: augmentation)
+    }
+
+    /// The examples epoch `epoch` visits, in order: `permutation` when shuffling, else 0..<count.
+    /// Every loader (in-memory and image folders) takes its order from here.
+    public static func epochOrder(count: Int, shuffle: Bool, seed: UInt64, epoch: Int) -> [Int] {
+        shuffle ? permutation(count: count, seed: seed, epoch: epoch) : Array(0..<count)
     }
 
     /// The example order of `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch) only.

@@ -6,7 +6,7 @@
 //   data     u8 × prod(dims)        (row-major)
 // so a valid file is exactly 4 + 4·NN + prod(dims) bytes after decompression. A file whose first two
 // bytes are 1f 8b is a gzip stream and is inflated with zlib first (the stream must end cleanly).
-import COpenCL
+import CImage
 import Foundation
 import SGETensor
 
@@ -117,7 +117,7 @@ public enum FileBytes {
     }
 }
 
-/// gzip through zlib (via the C shim).
+/// gzip through zlib (via the CImage shim).
 public enum Gzip {
     /// Inflates a gzip stream (one or more members); errors name `path` and what zlib reported.
     public static func decompress(_ input: [UInt8], path: String) throws -> [UInt8] {

@@ -1,5 +1,5 @@
 // PNG files through libpng (the C shim's sge_png_write / sge_png_read), and the viridis colour map.
-import COpenCL
+import CImage
 import Foundation
 import SGETensor
 
