@@ -55,7 +55,7 @@ extension ResNetConfig {
 public enum ResumeCheck {
     /// Throws unless the checkpoint in `file` was written by a run of the same model, options and
     /// data; the error lists every difference as "what: checkpoint vs this run".
-    public static func verify(file: SafeTensors, path: String, config: ResNetConfig, options: TrainOptions, train: Dataset) throws {
+    public static func verify(file: SafeTensors, path: String, config: ResNetConfig, options: TrainOptions, train: any LabelledImages) throws {
         let stored = try Checkpoint.config(of: file, path: path)
         var differences = stored.differences(from: config).map { "model \($0)" }
         if let text = file.metadata["train_options"], let old = try? JSONDecoder().decode(TrainOptions.self, from: Data(text.utf8)) {

@@ -50,6 +50,13 @@ public struct Evaluation: Sendable {
     /// confusion[true][predicted]
     public var confusion: [[Int]]
     public var count: Int
+    /// k of the top-k accuracy: min(5, classes).
+    public var topK = 1
+    /// Fraction of images whose label is among the k largest logits (ties: lower class first, as
+    /// for top-1).
+    public var topKAccuracy = 0.0
+    /// Images skipped as corrupt or unreadable (image folders; each replaced by the next readable).
+    public var skipped = SkippedImages()
     public var perClassAccuracy: [Double] {
         confusion.enumerated().map { i, row in
             let total = row.reduce(0, +)
@@ -87,9 +94,9 @@ public final class Trainer {
     public let model: SGEResNet
     public let options: TrainOptions
     public let optimizer: SGD
-    public let train: Dataset
-    public let test: Dataset?
-    public let loader: BatchLoader
+    public let train: any LabelledImages
+    public let test: (any LabelledImages)?
+    public let loader: any BatchSource
     public var checkpointPath: String?
     public var metricsPath: String?
     public weak var observer: (any TrainingObserver)?
@@ -103,7 +110,7 @@ public final class Trainer {
     public private(set) var resumedFrom: String?
     public private(set) var lastSaved: (epoch: Int, step: Int)?
 
-    public init(backend: any Backend, model: SGEResNet, train: Dataset, test: Dataset?, options: TrainOptions) throws {
+    public init(backend: any Backend, model: SGEResNet, train: any LabelledImages, test: (any LabelledImages)?, options: TrainOptions) throws {
         try options.validate()
         guard train.count >= options.batchSize else {
             throw SGEError.invalidArgument("train: --batch-size \(options.batchSize) is larger than the \(train.count) training images "
@@ -125,9 +132,9 @@ public final class Trainer {
         self.test = test
         optimizer = try SGD(backend, parameters: model.namedParameters, momentum: options.momentum, weightDecay: options.weightDecay,
                             nesterov: options.nesterov, noDecayNormAndGate: options.noDecayNormAndGate)
-        loader = try BatchLoader(dataset: train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                             augmentation: Augmentation(cropPadding: options.cropPadding, horizontalFlip: options.horizontalFlip),
-                             dropLast: true, prefetch: true)
+        loader = try train.makeBatches(batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                                       augmentation: Augmentation(cropPadding: options.cropPadding, horizontalFlip: options.horizontalFlip),
+                                       dropLast: true, training: true)
     }
 
     public var stepsPerEpoch: Int { min(loader.batchesPerEpoch, options.stepsPerEpochLimit ?? Int.max) }
@@ -159,7 +166,8 @@ public final class Trainer {
         let optionsJSON = String(decoding: try JSONEncoder().encode(self.options), as: UTF8.self)
         try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
                                                       extra: ["train_options": optionsJSON, "dataset": train.source,
-                                                              "train_count": String(train.count)]),
+                                                              "train_count": String(train.count),
+                                                              "class_names": Checkpoint.encodeClassNames(train.classNames)]),
                             path: checkpointPath)
         lastSaved = (epoch, step)
     }
@@ -257,6 +265,7 @@ public final class Trainer {
                                        imagesPerSecond: Double(seen) / seconds, seconds: seconds,
                                        dataWaitSeconds: dataWait, hostSeconds: hostTime, deviceWaitSeconds: deviceWait)
             epoch += 1
+            if let warning = loader.skipped.warning("epoch \(epoch)") { observer?.message(warning) }
             if let test {
                 do {
                     let e = try evaluate(test)
@@ -284,7 +293,7 @@ public final class Trainer {
 
     /// Loss, accuracy and confusion matrix of the model (eval mode: BatchNorm running statistics).
     /// Stops between batches on SIGINT (`EvaluationInterrupted`).
-    public func evaluate(_ data: Dataset, batchSize: Int? = nil) throws -> Evaluation {
+    public func evaluate(_ data: any LabelledImages, batchSize: Int? = nil) throws -> Evaluation {
         try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
             self?.observer?.evaluationProgress(done: done, total: total)
         }
@@ -292,35 +301,9 @@ public final class Trainer {
 
     /// Evaluates in batches; `progress(done, total)` after each batch. Checks `trainingStopRequested`
     /// before every batch and throws `EvaluationInterrupted` when it is set.
-    public static func evaluate(model: SGEResNet, backend: any Backend, data: Dataset, batchSize: Int,
+    public static func evaluate(model: SGEResNet, backend: any Backend, data: any LabelledImages, batchSize: Int,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
-        guard batchSize > 0 else { throw SGEError.invalidArgument("evaluate: --batch-size \(batchSize) must be at least 1") }
-        let k = model.config.classes
-        var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
-        var lossSum = 0.0
-        let size = data.imageSize
-        var start = 0
-        while start < data.count {
-            if trainingStopRequested != 0 { throw EvaluationInterrupted(done: start, total: data.count) }
-            let n = min(batchSize, data.count - start)
-            let images = Array(data.images[(start * size)..<((start + n) * size)])
-            let labels = Array(data.labels[start..<(start + n)])
-            let x = try backend.tensor(images, [n, data.channels, data.height, data.width], label: "images")
-            let logits = try model.forward(x, training: false)
-            let (loss, _, _) = try backend.softmaxCrossEntropy(logits, labels: try backend.tensor(labels.map(Float.init), [n], label: "labels"))
-            lossSum += Double(try loss.read()[0]) * Double(n)
-            let values = try logits.read()
-            for i in 0..<n {
-                var best = 0
-                for j in 1..<k where values[i * k + j] > values[i * k + best] { best = j }
-                confusion[Int(labels[i])][best] += 1
-            }
-            start += n
-            progress?(start, data.count)
-        }
-        let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
-        return Evaluation(loss: lossSum / Double(max(data.count, 1)), accuracy: Double(correct) / Double(max(data.count, 1)),
-                          confusion: confusion, count: data.count)
+        try evaluateBatches(model: model, backend: backend, data: data, batchSize: batchSize, progress: progress)
     }
 
     func appendMetrics(_ object: [String: Any]) throws {

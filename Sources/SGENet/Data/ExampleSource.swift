@@ -51,6 +51,10 @@ extension BatchSource {
     public var skipped: SkippedImages { SkippedImages() }
 }
 
+extension LabelledImages {
+    public var classes: Int { classNames.count }
+}
+
 extension BatchLoader: BatchSource {}
 
 extension Dataset: LabelledImages {

@@ -1,0 +1,67 @@
+// Evaluation in batches: loss, top-1 and top-k accuracy, confusion matrix.
+//
+// An image counts as top-k correct when its label's rank r = #{j : z_j > z_label} +
+// #{j < label : z_j = z_label} is below k (k = min(5, classes)); with k = 1 this is the argmax
+// with ties going to the lower class, as the confusion matrix counts it.
+import Foundation
+import SGEEngine
+import SGETensor
+
+extension Trainer {
+    /// Evaluates `data` in order (no augmentation; image folders use their centre crop); checks
+    /// `trainingStopRequested` before every batch and throws `EvaluationInterrupted` when it is set.
+    static func evaluateBatches(model: SGEResNet, backend: any Backend, data: any LabelledImages, batchSize: Int,
+                                progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+        guard batchSize > 0 else { throw SGEError.invalidArgument("evaluate: --batch-size \(batchSize) must be at least 1") }
+        let k = model.config.classes
+        let topK = min(5, k)
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
+        var lossSum = 0.0
+        var topKCorrect = 0
+        var done = 0
+        guard data.count > 0 else {
+            return Evaluation(loss: 0, accuracy: 0, confusion: confusion, count: 0, topK: topK, topKAccuracy: 0)
+        }
+        let batches = try data.makeBatches(batchSize: batchSize, shuffle: false, seed: 0, augmentation: .none,
+                                           dropLast: false, training: false)
+        while true {
+            if trainingStopRequested != 0 { throw EvaluationInterrupted(done: done, total: data.count) }
+            guard let batch = batches.next() else { break }
+            let n = batch.count
+            let x = try backend.tensor(batch.images, batch.shape, label: "images")
+            let logits = try model.forward(x, training: false)
+            let labels = try backend.tensor(batch.labels.map(Float.init), [n], label: "labels")
+            let (loss, _, _) = try backend.softmaxCrossEntropy(logits, labels: labels)
+            lossSum += Double(try loss.read()[0]) * Double(n)
+            let values = try logits.read()
+            for i in 0..<n {
+                let row = i * k, label = Int(batch.labels[i])
+                var best = 0
+                for j in 1..<k where values[row + j] > values[row + best] { best = j }
+                confusion[label][best] += 1
+                let z = values[row + label]
+                var rank = 0
+                for j in 0..<k where values[row + j] > z || (j < label && values[row + j] == z) { rank += 1 }
+                if rank < topK { topKCorrect += 1 }
+            }
+            done += n
+            progress?(done, data.count)
+        }
+        let correct = (0..<k).reduce(0) { $0 + confusion[$1][$1] }
+        return Evaluation(loss: lossSum / Double(max(done, 1)), accuracy: Double(correct) / Double(max(done, 1)),
+                          confusion: confusion, count: done, topK: topK, topKAccuracy: Double(topKCorrect) / Double(max(done, 1)),
+                          skipped: batches.skipped)
+    }
+}
+
+extension Checkpoint {
+    /// The class names as a JSON list (the `class_names` metadata entry).
+    public static func encodeClassNames(_ names: [String]) -> String {
+        (try? JSONEncoder().encode(names)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+
+    /// The class names stored in a checkpoint's metadata, or nil (older checkpoints).
+    public static func classNames(of file: SafeTensors) -> [String]? {
+        file.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+    }
+}
