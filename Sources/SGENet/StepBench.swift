@@ -40,18 +40,23 @@ public struct StepBenchmark {
     public let width: Int
 
     /// `model` is a preset name (`ResNetConfig.preset`); `imageSize` defaults to the preset's
-    /// (28 for small, 32 for resnet20).
-    public init(backend: any Backend, model: String, batch: Int, imageSize: Int? = nil, channels: Int? = nil, classes: Int = 10) throws {
+    /// (28 for small, 32 for resnet20, 224 for the ImageNet presets); `width` is the ImageNet
+    /// presets' base width.
+    public init(backend: any Backend, model: String, batch: Int, imageSize: Int? = nil, channels: Int? = nil, classes: Int = 10,
+                width: Int? = nil, groups: [Int]? = nil) throws {
         guard batch >= 1 else { throw SGEError.invalidArgument("bench step: --batch-size must be ≥ 1, got \(batch)") }
-        let size = imageSize ?? (model == "small" ? 28 : 32)
+        let imagenet = ResNetConfig.imagenetPresets[model] != nil
+        let size = imageSize ?? (model == "small" ? 28 : imagenet ? 224 : 32)
         guard size >= 4 else { throw SGEError.invalidArgument("bench step: --image-size must be ≥ 4, got \(size)") }
         let c = channels ?? (model == "small" ? 1 : 3)
-        config = try ResNetConfig.preset(model, channels: c, height: size, classes: classes)
+        var config = try ResNetConfig.preset(model, channels: c, height: size, classes: classes, width: width)
+        if let groups { config.groups = groups.count == 1 ? [Int](repeating: groups[0], count: config.widths.count) : groups }
+        self.config = config
         try config.validate()
         self.backend = backend
         self.model = model
         self.batch = batch
-        (height, width) = (size, size)
+        (self.height, self.width) = (size, size)
     }
 
     /// Runs `warmup` untimed steps, then `steps` timed ones.

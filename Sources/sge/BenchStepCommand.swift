@@ -19,9 +19,12 @@ struct BenchStep: ParsableCommand {
             """)
 
     @OptionGroup var options: DeviceOptions
-    @Option(help: "Model preset: small or resnet20.") var model = "small"
+    @Option(help: "Model preset: small, resnet20, resnet18, resnet34, resnet50 or resnet101.") var model = "small"
+    @Option(help: "Base width of the ImageNet presets (default 64).") var width: Int?
+    @Option(help: "SGE groups: one number for every stage or one per stage (default: the preset's).") var groups: String?
+    @Option(help: "Classes of the synthetic task (the fc layer's outputs).") var classes = 10
     @Option(help: "Images per step.") var batchSize = 128
-    @Option(help: "Image height and width (default: 28 for small, 32 for resnet20).") var imageSize: Int?
+    @Option(help: "Image height and width (default: 28 for small, 32 for resnet20, 224 for the ImageNet presets).") var imageSize: Int?
     @Option(help: "Input channels (default: 1 for small, 3 otherwise).") var channels: Int?
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Untimed warm-up steps (the first builds kernels).") var warmup = 3
@@ -31,7 +34,8 @@ struct BenchStep: ParsableCommand {
     func run() throws {
         try runCLI {
             let choice = try options.choose(quiet: json)
-            let bench = try StepBenchmark(backend: choice.backend, model: model, batch: batchSize, imageSize: imageSize, channels: channels)
+            let bench = try StepBenchmark(backend: choice.backend, model: model, batch: batchSize, imageSize: imageSize, channels: channels,
+                                         classes: classes, width: width, groups: try groups.map { try parseInts($0, "--groups") })
             let r = try bench.run(warmup: warmup, steps: steps)
             let stats = BenchTiming.Stats(r.wallMs)
             var row = BenchRow(op: "train_step", direction: "step", shape: r.shapeLabel, ms: stats.median, msMin: stats.min, msMax: stats.max,

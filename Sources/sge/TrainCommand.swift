@@ -39,8 +39,9 @@ struct Train: ParsableCommand {
     @OptionGroup var device: DeviceOptions
     @OptionGroup var data: DataOptions
 
-    @Option(help: "Model preset: small (28×28 inputs) or resnet20 (32×32, CIFAR).")
+    @Option(help: "Model preset: small (28×28 inputs), resnet20 (32×32, CIFAR), or the ImageNet layouts resnet18, resnet34, resnet50, resnet101 (SGE G = 64).")
     var model: String?
+    @Option(help: "Base width of the ImageNet presets (stages w, 2w, 4w, 8w; default 64).") var width: Int?
     @Option(help: "Epochs.") var epochs = 2
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
     @Option(help: "Peak learning rate.") var lr: Float = 0.1
@@ -154,7 +155,7 @@ struct Train: ParsableCommand {
     }
 
     func modelConfig(train: Dataset, sgeInit initValues: (Float, Float)) throws -> ResNetConfig {
-        var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes)
+        var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes, width: width)
         config.useSGE = !noSGE
         config.sgeNormalize = !sgeNoNorm
         if let groups {
