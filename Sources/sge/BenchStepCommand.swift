@@ -43,6 +43,8 @@ struct BenchStep: ParsableCommand {
             row.launches = r.launches
             row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
+            row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
+            row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
             if json {
                 let info = choice.info
                 let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
@@ -56,6 +58,9 @@ struct BenchStep: ParsableCommand {
                 print(String(format: "per step: %d launches (+%d transfers), host %.2f ms issuing, device %.2f ms (kernel events): %@",
                              launches, r.transfers ?? 0, host, device, (host > device ? "host-bound" : "device-bound") as NSString))
             }
+            let mib = { (b: Int) in String(format: "%.0f MiB", Double(b) / 1_048_576) }
+            print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]
+                .compactMap { $0 }.joined(separator: ", "))
             if kernels {
                 let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
                 func padded(_ s: String) -> String { s + String(repeating: " ", count: max(width - s.count, 0)) }

@@ -121,4 +121,25 @@ final class WeightsTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.output.contains("no tensor named 'input'"), r.output)
     }
+
+    /// `sge train --weights` starts from a checkpoint's weights (not its position), and
+    /// `sge eval --weights` gives what `sge eval CKPT` gives.
+    func testTrainAndEvalTakeWeights() throws {
+        let dir = NSTemporaryDirectory() + "sge-weights-train-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try CLI.writeDataset(dir: dir + "/data", train: 128, test: 64, size: 28)
+        let common = ["--data", dir + "/data", "--batch-size", "64", "--epochs", "1", "--steps-per-epoch", "2"]
+        var r = try CLI.run(["train"] + common + ["--out", dir + "/a"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let ckpt = dir + "/a/checkpoint.safetensors"
+        r = try CLI.run(["train"] + common + ["--out", dir + "/b", "--weights", ckpt])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("starting from the weights in \(ckpt)"), r.output)
+        r = try CLI.run(["train"] + common + ["--out", dir + "/c", "--weights", ckpt, "--resume", ckpt])
+        XCTAssertEqual(r.status, 2, r.output)
+        let a = try CLI.run(["eval", ckpt, "--json", "--data", dir + "/data"])
+        let b = try CLI.run(["eval", "--weights", ckpt, "--json", "--data", dir + "/data"])
+        XCTAssertEqual(a.status, 0, a.output)
+        XCTAssertEqual(a.stdout, b.stdout)
+    }
 }
