@@ -27,6 +27,9 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var launches: Int?
     public var hostMs: Double?
     public var deviceMs: Double?
+    /// Training-step rows: peak device buffers and peak host resident memory, in MiB.
+    public var peakDeviceMiB: Double?
+    public var peakHostMiB: Double?
 
     public init(op: String, direction: String, shape: String, ms: Double, msMin: Double, msMax: Double, gbps: Double? = nil,
                 gflops: Double? = nil, imagesPerSecond: Double? = nil, fraction: Double? = nil, unit: String, timer: String) {
@@ -50,6 +53,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case op, direction, shape, ms, unit, timer, gbps, gflops, fraction, launches
         case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s", hostMs = "host_ms", deviceMs = "device_ms"
+        case peakDeviceMiB = "peak_device_mib", peakHostMiB = "peak_host_mib"
     }
 }
 

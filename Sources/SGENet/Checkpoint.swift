@@ -85,19 +85,32 @@ public enum Checkpoint {
             optional.insert(momentumPrefix + name)
         }
         for (name, t) in model.namedBuffers { targets[name] = t.shape }
-        for name in file.tensors.keys.sorted() where targets[name] == nil && !name.hasSuffix("num_batches_tracked") {
-            throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' is not part of this model (\(model.config.describe)): "
-                + "a checkpoint of another model?")
+        // Every offending key is named at once, so a mismatched file is fixed in one go.
+        let unexpected = file.tensors.keys.sorted().filter { targets[$0] == nil && !$0.hasSuffix("num_batches_tracked") }
+        let missing = targets.keys.sorted().filter { file.tensors[$0] == nil && !optional.contains($0) }
+        var wrongShape: [String] = []
+        for name in targets.keys.sorted() {
+            guard let h = file.tensors[name] else { continue }
+            let shape = targets[name]!
+            if !(h.shape == storedShape(name, shape) || h.shape == shape) {
+                wrongShape.append("'\(name)' has shape \(h.shape), the model expects \(storedShape(name, shape))")
+            }
+        }
+        if !unexpected.isEmpty || !missing.isEmpty || !wrongShape.isEmpty {
+            var problems: [String] = []
+            if !missing.isEmpty { problems.append("missing tensor\(missing.count == 1 ? "" : "s") " + missing.map { "'\($0)'" }.joined(separator: ", ")) }
+            if !unexpected.isEmpty {
+                problems.append("unexpected tensor\(unexpected.count == 1 ? "" : "s") (not part of this model) "
+                    + unexpected.map { "'\($0)' \(file.tensors[$0]!.shape)" }.joined(separator: ", "))
+            }
+            if !wrongShape.isEmpty { problems.append("wrong shape: " + wrongShape.joined(separator: "; ")) }
+            let reason = "does not fit the model \(model.config.describe): " + problems.joined(separator: "; ")
+                + " (a checkpoint of another model, or other --model/--width/--groups?)"
+            if unexpected.isEmpty && missing.isEmpty { throw SGEError.shape("checkpoint \(path) \(reason)") }
+            throw SGEError.corruptFile(path: path, reason: reason)
         }
         for name in targets.keys.sorted() {
-            guard let h = file.tensors[name] else {
-                if optional.contains(name) { continue }
-                throw SGEError.corruptFile(path: path, reason: "missing tensor '\(name)' (the model \(model.config.describe) needs it)")
-            }
-            let shape = targets[name]!
-            guard h.shape.count == shape.count, h.shape == storedShape(name, shape) || h.shape == shape else {
-                throw SGEError.shape("checkpoint \(path): '\(name)' has shape \(h.shape), the model expects \(shape)")
-            }
+            guard let h = file.tensors[name] else { continue }
             if let bad = h.data.firstIndex(where: { !$0.isFinite }) {
                 let count = h.data.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
                 throw SGEError.corruptFile(path: path, reason: "tensor '\(name)' holds \(h.data[bad]) at index \(bad) "

@@ -53,16 +53,47 @@ public struct ResNetConfig: Codable, Sendable, Equatable {
                      blocks: [3, 3, 3], groups: [4, 8, 8])
     }
 
-    /// The preset `name` ("small" or "resnet20"; nil picks by image size: resnet20 from 32×32) for
-    /// a dataset's channels and classes.
-    public static func preset(_ name: String?, channels: Int, height: Int, classes: Int) throws -> ResNetConfig {
-        switch name ?? (height >= 32 ? "resnet20" : "small") {
+    /// The ImageNet-layout presets (torchvision's v1.5 ResNets with SGE after the last BatchNorm of
+    /// every block, as PytorchInsight's `sge_resnet*`), by name: blocks per stage and block kind.
+    public static let imagenetPresets: [String: (blocks: [Int], block: Block)] = [
+        "resnet18": ([2, 2, 2, 2], .basic), "resnet34": ([3, 4, 6, 3], .basic),
+        "resnet50": ([3, 4, 6, 3], .bottleneck), "resnet101": ([3, 4, 23, 3], .bottleneck),
+    ]
+
+    /// Every preset name `--model` accepts.
+    public static let presetNames = ["small", "resnet20", "resnet18", "resnet34", "resnet50", "resnet101"]
+
+    /// An ImageNet-layout SGE-ResNet: 7×7 stride-2 stem and 3×3 stride-2 max pool, four stages of
+    /// widths w, 2w, 4w, 8w (bottleneck outputs ×4), stride 2 on the first block of stages 2–4 (on
+    /// the 3×3 conv in a bottleneck), SGE with `groups` groups in every block (the paper: 64).
+    public static func imagenet(_ name: String, classes: Int = 1000, inputChannels: Int = 3, width: Int = 64, groups: Int = 64) throws -> ResNetConfig {
+        guard let preset = imagenetPresets[name] else {
+            throw SGEError.invalidArgument("--model \(name): expected one of \(presetNames.joined(separator: ", "))")
+        }
+        return ResNetConfig(inputChannels: inputChannels, classes: classes, stem: .imagenet, stemWidth: width,
+                            widths: [width, 2 * width, 4 * width, 8 * width], blocks: preset.blocks,
+                            groups: [Int](repeating: groups, count: 4), block: preset.block)
+    }
+
+    /// The preset `name` (one of `presetNames`; nil picks by image size: resnet20 from 32×32, small
+    /// below) for a dataset's channels and classes. `width` is the ImageNet presets' base width
+    /// (default 64); the small presets have fixed widths.
+    public static func preset(_ name: String?, channels: Int, height: Int, classes: Int, width: Int? = nil) throws -> ResNetConfig {
+        let name = name ?? (height >= 32 ? "resnet20" : "small")
+        if let width {
+            guard imagenetPresets[name] != nil else {
+                throw SGEError.invalidArgument("--width applies to the ImageNet presets (resnet18/34/50/101), not --model \(name)")
+            }
+            guard width >= 1 else { throw SGEError.invalidArgument("--width \(width): must be at least 1") }
+        }
+        switch name {
         case "small": return .small(classes: max(classes, 2), inputChannels: channels)
         case "resnet20":
             var config = ResNetConfig.resnet20(classes: max(classes, 2))
             config.inputChannels = channels
             return config
-        case let other: throw SGEError.invalidArgument("--model \(other): expected small or resnet20")
+        default:
+            return try imagenet(name, classes: max(classes, 2), inputChannels: channels, width: width ?? 64)
         }
     }
 
@@ -73,7 +104,8 @@ public struct ResNetConfig: Codable, Sendable, Equatable {
         let expansion = block == .bottleneck ? 4 : 1
         for (i, (w, g)) in zip(widths, groups).enumerated() where useSGE {
             guard g > 0, (w * expansion) % g == 0 else {
-                throw SGEError.invalidArgument("model: stage \(i + 1) has \(w * expansion) channels, not divisible by \(g) SGE groups (--groups)")
+                throw SGEError.invalidArgument("model: stage \(i + 1) has \(w * expansion) channels, not divisible by \(g) SGE groups; "
+                    + "pass --groups with a divisor of each stage's channels (one number, or one per stage)")
             }
         }
         guard blocks.allSatisfy({ $0 > 0 }), widths.allSatisfy({ $0 > 0 }), stemWidth > 0, classes > 1, inputChannels > 0 else {

@@ -25,6 +25,10 @@ public struct StepBenchmark {
         public var deviceMs: [Double]
         public var launches: Int?
         public var transfers: Int?
+        /// Device buffers at their peak during the run (OpenCL backends; nil on the reference), and
+        /// the process's peak resident host memory, in bytes.
+        public var peakDeviceBytes: Int?
+        public var peakHostBytes: Int?
         /// Launches and device milliseconds of one step per kernel name (largest device time first).
         public var perKernel: [(name: String, launches: Int, deviceMs: Double)]
         public var imagesPerSecond: Double { Double(batch) / median(wallMs) * 1e3 }
@@ -40,22 +44,28 @@ public struct StepBenchmark {
     public let width: Int
 
     /// `model` is a preset name (`ResNetConfig.preset`); `imageSize` defaults to the preset's
-    /// (28 for small, 32 for resnet20).
-    public init(backend: any Backend, model: String, batch: Int, imageSize: Int? = nil, channels: Int? = nil, classes: Int = 10) throws {
+    /// (28 for small, 32 for resnet20, 224 for the ImageNet presets); `width` is the ImageNet
+    /// presets' base width.
+    public init(backend: any Backend, model: String, batch: Int, imageSize: Int? = nil, channels: Int? = nil, classes: Int = 10,
+                width: Int? = nil, groups: [Int]? = nil) throws {
         guard batch >= 1 else { throw SGEError.invalidArgument("bench step: --batch-size must be ≥ 1, got \(batch)") }
-        let size = imageSize ?? (model == "small" ? 28 : 32)
+        let imagenet = ResNetConfig.imagenetPresets[model] != nil
+        let size = imageSize ?? (model == "small" ? 28 : imagenet ? 224 : 32)
         guard size >= 4 else { throw SGEError.invalidArgument("bench step: --image-size must be ≥ 4, got \(size)") }
         let c = channels ?? (model == "small" ? 1 : 3)
-        config = try ResNetConfig.preset(model, channels: c, height: size, classes: classes)
+        var config = try ResNetConfig.preset(model, channels: c, height: size, classes: classes, width: width)
+        if let groups { config.groups = groups.count == 1 ? [Int](repeating: groups[0], count: config.widths.count) : groups }
+        self.config = config
         try config.validate()
         self.backend = backend
         self.model = model
         self.batch = batch
-        (height, width) = (size, size)
+        (self.height, self.width) = (size, size)
     }
 
     /// Runs `warmup` untimed steps, then `steps` timed ones.
     public func run(warmup: Int, steps: Int, seed: UInt64 = 1) throws -> Result {
+        (backend as? OpenCLBackend)?.device.resetPeakBytes()
         guard steps >= 1, warmup >= 0 else { throw SGEError.invalidArgument("bench step: --steps must be ≥ 1 and --warmup ≥ 0") }
         let net = try SGEResNet(backend, config: config, seed: seed)
         let sgd = try SGD(backend, parameters: net.namedParameters)
@@ -65,7 +75,7 @@ public struct StepBenchmark {
         let labels = (0..<batch).map { Float($0 % config.classes) }
         let context = (backend as? OpenCLBackend)?.device
         var result = Result(model: model, batch: batch, inputShape: [config.inputChannels, height, width], wallMs: [], hostMs: [],
-                            deviceMs: [], launches: nil, transfers: nil, perKernel: [])
+                            deviceMs: [], launches: nil, transfers: nil, peakDeviceBytes: nil, peakHostBytes: nil, perKernel: [])
         defer { context?.recorder = nil }
         for i in 0..<(warmup + steps) {
             try backend.synchronize()
@@ -95,6 +105,8 @@ public struct StepBenchmark {
                     .sorted { $0.deviceMs > $1.deviceMs }
             }
         }
+        result.peakDeviceBytes = context?.deviceBytes.peak
+        result.peakHostBytes = peakResidentBytes()
         return result
     }
 }
@@ -103,4 +115,16 @@ public struct StepBenchmark {
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.isEmpty ? .nan : s[s.count / 2]
+}
+
+/// The process's peak resident memory in bytes (getrusage; Linux reports KiB, macOS bytes).
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    #if os(macOS)
+    guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
+    return Int(usage.ru_maxrss)
+    #else
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    return Int(usage.ru_maxrss) * 1024
+    #endif
 }

@@ -81,8 +81,16 @@ public final class CLContext: @unchecked Sendable {
             }
             throw OpenCLError.api(call: "clCreateBuffer(\(size) bytes)", code: status, name: OpenCLError.name(of: status))
         }
+        pool.created(bytes: size)
         return CLBuffer(mem: mem, bytes: size, pool: pool)
     }
+
+    /// Bytes of device buffers that exist now (in use or kept by the pool for reuse), and the most
+    /// that existed at once since the context was made or `resetPeakBytes` was called.
+    public var deviceBytes: (current: Int, peak: Int) { pool.liveBytes }
+
+    /// Starts a new peak measurement from the current size.
+    public func resetPeakBytes() { pool.resetPeak() }
 
     /// Copies `bytes` bytes from host memory to `buffer`. When `blocking` is false the host memory
     /// must stay alive and unchanged until the returned event completes.
@@ -143,6 +151,7 @@ public final class CLBuffer: @unchecked Sendable {
     }
     deinit {
         if let pool, pool.give(mem, bytes: bytes) { return }
+        pool?.released(bytes: bytes)
         clReleaseMemObject(mem)
     }
 }
@@ -152,7 +161,34 @@ final class BufferPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [Int: [cl_mem]] = [:]
     private var heldBytes = 0
+    private var live = 0, peak = 0
     var capacityBytes = 1 << 30
+
+    /// Device bytes allocated and not yet released (pooled ones included), and their peak.
+    var liveBytes: (current: Int, peak: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (live, peak)
+    }
+
+    func created(bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        live += bytes
+        peak = max(peak, live)
+    }
+
+    func released(bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        live -= bytes
+    }
+
+    func resetPeak() {
+        lock.lock()
+        defer { lock.unlock() }
+        peak = live
+    }
 
     func take(bytes: Int) -> cl_mem? {
         lock.lock()

@@ -2,8 +2,9 @@ import Foundation
 
 /// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header
 /// mapping names to `{dtype, shape, data_offsets}` (plus an optional `__metadata__` object of strings),
-/// then the raw little-endian tensor bytes. Only F32 is written; F32 and F64 are read (F64 is
-/// converted to Float). Every field is validated against the file size, so a truncated or corrupt
+/// then the raw little-endian tensor bytes. Only F32 is written; F32, F64, F16, BF16, I64 and I32 are
+/// read and converted to Float (PyTorch `state_dict`s hold int64 `num_batches_tracked` counters and
+/// may be saved in half precision). Every field is validated against the file size, so a truncated or corrupt
 /// file is rejected with a message that names the file and the problem.
 public struct SafeTensors: Sendable {
     public var tensors: [String: HostTensor]
@@ -90,9 +91,10 @@ public struct SafeTensors: Sendable {
             guard offsets.count == 2, offsets[0] <= offsets[1] else { throw corrupt("tensor '\(name)' has bad data_offsets \(offsets)") }
             let elementSize: Int
             switch dtype {
-            case "F32": elementSize = 4
-            case "F64": elementSize = 8
-            default: throw corrupt("tensor '\(name)' has dtype \(dtype); sge reads F32 and F64")
+            case "F32", "I32": elementSize = 4
+            case "F64", "I64": elementSize = 8
+            case "F16", "BF16": elementSize = 2
+            default: throw corrupt("tensor '\(name)' has dtype \(dtype); sge reads F32, F64, F16, BF16, I64 and I32")
             }
             let count = shape.reduce(1, *)
             guard offsets[1] - offsets[0] == count * elementSize else {
@@ -105,10 +107,21 @@ public struct SafeTensors: Sendable {
             var values = [Float](repeating: 0, count: count)
             let start = dataStart + offsets[0]
             bytes[start..<(start + count * elementSize)].withUnsafeBytes { raw in
-                if elementSize == 4 {
+                switch dtype {
+                case "F32":
                     for i in 0..<count { values[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-                } else {
+                case "I32":
+                    for i in 0..<count { values[i] = Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+                case "F64":
                     for i in 0..<count { values[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+                case "I64":
+                    for i in 0..<count { values[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+                case "BF16":
+                    for i in 0..<count {
+                        values[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                    }
+                default:  // F16
+                    for i in 0..<count { values[i] = halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
                 }
             }
             result.tensors[name] = HostTensor(shape: Shape(shape), data: values)
@@ -265,5 +278,17 @@ public enum Integrity {
             }
         }
         return "fnv1a64:" + hex(h)
+    }
+}
+
+/// IEEE 754 binary16 bits to Float (exact: every half value is a float).
+func halfToFloat(_ h: UInt16) -> Float {
+    let sign: Float = h & 0x8000 != 0 ? -1 : 1
+    let exponent = Int((h >> 10) & 0x1F)
+    let mantissa = Float(h & 0x3FF)
+    switch exponent {
+    case 0: return sign * mantissa * 0x1p-24
+    case 31: return mantissa == 0 ? sign * .infinity : .nan
+    default: return sign * (1 + mantissa / 1024) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
     }
 }

@@ -19,9 +19,12 @@ struct BenchStep: ParsableCommand {
             """)
 
     @OptionGroup var options: DeviceOptions
-    @Option(help: "Model preset: small or resnet20.") var model = "small"
+    @Option(help: "Model preset: small, resnet20, resnet18, resnet34, resnet50 or resnet101.") var model = "small"
+    @Option(help: "Base width of the ImageNet presets (default 64).") var width: Int?
+    @Option(help: "SGE groups: one number for every stage or one per stage (default: the preset's).") var groups: String?
+    @Option(help: "Classes of the synthetic task (the fc layer's outputs).") var classes = 10
     @Option(help: "Images per step.") var batchSize = 128
-    @Option(help: "Image height and width (default: 28 for small, 32 for resnet20).") var imageSize: Int?
+    @Option(help: "Image height and width (default: 28 for small, 32 for resnet20, 224 for the ImageNet presets).") var imageSize: Int?
     @Option(help: "Input channels (default: 1 for small, 3 otherwise).") var channels: Int?
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Untimed warm-up steps (the first builds kernels).") var warmup = 3
@@ -31,7 +34,8 @@ struct BenchStep: ParsableCommand {
     func run() throws {
         try runCLI {
             let choice = try options.choose(quiet: json)
-            let bench = try StepBenchmark(backend: choice.backend, model: model, batch: batchSize, imageSize: imageSize, channels: channels)
+            let bench = try StepBenchmark(backend: choice.backend, model: model, batch: batchSize, imageSize: imageSize, channels: channels,
+                                         classes: classes, width: width, groups: try groups.map { try parseInts($0, "--groups") })
             let r = try bench.run(warmup: warmup, steps: steps)
             let stats = BenchTiming.Stats(r.wallMs)
             var row = BenchRow(op: "train_step", direction: "step", shape: r.shapeLabel, ms: stats.median, msMin: stats.min, msMax: stats.max,
@@ -39,6 +43,8 @@ struct BenchStep: ParsableCommand {
             row.launches = r.launches
             row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
+            row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
+            row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
             if json {
                 let info = choice.info
                 let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
@@ -52,6 +58,9 @@ struct BenchStep: ParsableCommand {
                 print(String(format: "per step: %d launches (+%d transfers), host %.2f ms issuing, device %.2f ms (kernel events): %@",
                              launches, r.transfers ?? 0, host, device, (host > device ? "host-bound" : "device-bound") as NSString))
             }
+            let mib = { (b: Int) in String(format: "%.0f MiB", Double(b) / 1_048_576) }
+            print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]
+                .compactMap { $0 }.joined(separator: ", "))
             if kernels {
                 let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
                 func padded(_ s: String) -> String { s + String(repeating: " ", count: max(width - s.count, 0)) }

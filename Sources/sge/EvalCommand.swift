@@ -10,17 +10,22 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var device: DeviceOptions
     @OptionGroup var data: DataOptions
-    @Argument(help: "A checkpoint written by `sge train` (safetensors).") var checkpoint: String
+    @Argument(help: "A checkpoint written by `sge train` (safetensors); or give --weights (and --model for a PyTorch state_dict).")
+    var checkpoint: String?
+    @OptionGroup var source: WeightsOptions
     @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize = 256
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         try runCLI {
             let choice = try device.choose(quiet: json)
-            let file = try SafeTensors.read(path: checkpoint)
-            let config = try Checkpoint.config(of: file, path: checkpoint)
-            let model = try SGEResNet(choice.backend, config: config, seed: 0)
-            try Checkpoint.load(into: model, from: file, path: checkpoint)
+            guard (self.checkpoint == nil) != (source.weights == nil) else {
+                throw SGEError.invalidArgument("give a checkpoint, or --weights FILE (with --model for a PyTorch state_dict), not both")
+            }
+            let checkpoint = self.checkpoint ?? source.weights!
+            let weights = try Weights(path: checkpoint, model: source.model)
+            let config = weights.config
+            let model = try weights.model(on: choice.backend)
             let test = try data.load(train: false)
             guard test.channels == config.inputChannels else {
                 throw SGEError.invalidArgument("\(checkpoint) expects \(config.inputChannels)-channel images; --dataset \(data.dataset) has \(test.channels)")

@@ -17,7 +17,7 @@ struct SGECommand: ParsableCommand {
             """,
         version: sgeVersion,
         subcommands: [Devices.self, Train.self, Eval.self, CheckGolden.self, Validate.self, Bench.self, Tune.self, PlotCommand.self,
-                      VisualizeCommand.self, StudyCommand.self]
+                      VisualizeCommand.self, StudyCommand.self, Infer.self, Import.self]
     )
 }
 

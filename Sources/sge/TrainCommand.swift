@@ -39,8 +39,9 @@ struct Train: ParsableCommand {
     @OptionGroup var device: DeviceOptions
     @OptionGroup var data: DataOptions
 
-    @Option(help: "Model preset: small (28×28 inputs) or resnet20 (32×32, CIFAR).")
+    @Option(help: "Model preset: small (28×28 inputs), resnet20 (32×32, CIFAR), or the ImageNet layouts resnet18, resnet34, resnet50, resnet101 (SGE G = 64).")
     var model: String?
+    @Option(help: "Base width of the ImageNet presets (stages w, 2w, 4w, 8w; default 64).") var width: Int?
     @Option(help: "Epochs.") var epochs = 2
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
     @Option(help: "Peak learning rate.") var lr: Float = 0.1
@@ -59,6 +60,8 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("sge-no-norm"), help: "Ablation: SGE without the mean/std normalisation step.") var sgeNoNorm = false
     @Option(name: .customLong("sge-init"), help: "SGE initial weight,bias (paper default 0,1).") var sgeInit = "0,1"
     @Option(help: "Output directory for the checkpoint and metrics.") var out: String?
+    @Option(help: "Start from these weights (an sge checkpoint, or a PyTorch state_dict as safetensors of --model): parameters and BatchNorm statistics; the training position and momentum start afresh.")
+    var weights: String?
     @Option(help: "Continue from this checkpoint (same model, options, data and --seed).") var resume: String?
     @Flag(help: "Allow --out to name a folder that holds another run: its checkpoint and metrics are replaced.") var overwrite = false
     @Option(name: .customLong("steps-per-epoch"), help: "Limit each epoch to this many steps (quick runs).") var stepsPerEpoch: Int?
@@ -108,7 +111,20 @@ struct Train: ParsableCommand {
                                      backend: choice.backend)
             try MemoryEstimate.check(config, batch: max(batchSize, 256), channels: train.channels, height: train.height, width: train.width,
                                      backend: choice.backend, training: false)
-            let net = try SGEResNet(choice.backend, config: config, seed: seed)
+            let net: SGEResNet
+            if let weights {
+                guard resume == nil else { throw SGEError.invalidArgument("--weights and --resume exclude each other: --resume restores the weights too") }
+                let source = try Weights(path: weights, model: model)
+                guard source.config.classes == config.classes, source.config.inputChannels == config.inputChannels else {
+                    throw SGEError.invalidArgument("--weights \(weights) has \(source.config.classes) classes and \(source.config.inputChannels) input channels "
+                        + "(fc.weight, conv1.weight); the data has \(config.classes) and \(config.inputChannels)")
+                }
+                net = try source.model(on: choice.backend)
+                for (_, p) in net.namedParameters { p.momentum = nil }
+                log("starting from the weights in \(weights) (\(source.config.describe))")
+            } else {
+                net = try SGEResNet(choice.backend, config: config, seed: seed)
+            }
             let trainer = try Trainer(backend: choice.backend, model: net, train: train, test: test, options: options)
             if let resume {
                 try trainer.resume(from: resume)
@@ -154,7 +170,7 @@ struct Train: ParsableCommand {
     }
 
     func modelConfig(train: Dataset, sgeInit initValues: (Float, Float)) throws -> ResNetConfig {
-        var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes)
+        var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes, width: width)
         config.useSGE = !noSGE
         config.sgeNormalize = !sgeNoNorm
         if let groups {

@@ -110,3 +110,29 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertTrue(u.allSatisfy { $0 >= 0 && $0 < 1 })
     }
 }
+
+/// PyTorch state_dicts hold int64 counters and may be saved in half precision: F16, BF16, I64 and
+/// I32 are read exactly (every value here is representable in Float).
+final class SafeTensorsDTypeTests: XCTestCase {
+    func testReadsHalfBFloatAndIntegers() throws {
+        func file(_ dtype: String, _ bytes: [UInt8], count: Int) -> Data {
+            let header = #"{"t":{"dtype":"\#(dtype)","shape":[\#(count)],"data_offsets":[0,\#(bytes.count)]}}"#
+            var data = Data()
+            var n = UInt64(header.utf8.count).littleEndian
+            withUnsafeBytes(of: &n) { data.append(contentsOf: $0) }
+            data.append(contentsOf: Array(header.utf8))
+            data.append(contentsOf: bytes)
+            return data
+        }
+        // F16: 1.0 = 0x3C00, -2.5 = 0xC100, 2^-24 (smallest subnormal) = 0x0001, 65504 = 0x7BFF.
+        let f16 = try SafeTensors.decode(file("F16", [0x00, 0x3C, 0x00, 0xC1, 0x01, 0x00, 0xFF, 0x7B], count: 4), path: "f16")
+        XCTAssertEqual(f16.tensors["t"]!.data, [1, -2.5, 0x1p-24, 65504])
+        // BF16: the top 16 bits of a float: 1.0 = 0x3F80, -3.0 = 0xC040.
+        let bf16 = try SafeTensors.decode(file("BF16", [0x80, 0x3F, 0x40, 0xC0], count: 2), path: "bf16")
+        XCTAssertEqual(bf16.tensors["t"]!.data, [1, -3])
+        let i64 = try SafeTensors.decode(file("I64", [0xE8, 0x03, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], count: 2), path: "i64")
+        XCTAssertEqual(i64.tensors["t"]!.data, [1000, -1])
+        let i32 = try SafeTensors.decode(file("I32", [0x07, 0, 0, 0, 0xFE, 0xFF, 0xFF, 0xFF], count: 2), path: "i32")
+        XCTAssertEqual(i32.tensors["t"]!.data, [7, -2])
+    }
+}
