@@ -59,9 +59,4 @@ extension Checkpoint {
     public static func encodeClassNames(_ names: [String]) -> String {
         (try? JSONEncoder().encode(names)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
-
-    /// The class names stored in a checkpoint's metadata, or nil (older checkpoints).
-    public static func classNames(of file: SafeTensors) -> [String]? {
-        file.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
-    }
 }

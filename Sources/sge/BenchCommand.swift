@@ -5,6 +5,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark kernels with OpenCL profiling events (ms, GB/s, fraction of the measured copy bandwidth).",
-        subcommands: [BenchSuite.self, BenchSGE.self, BenchConv.self, BenchGemm.self, BenchStep.self],
+        subcommands: [BenchSuite.self, BenchSGE.self, BenchConv.self, BenchGemm.self, BenchStep.self, BenchData.self],
         defaultSubcommand: BenchSuite.self)
 }

@@ -6,7 +6,8 @@ import SGETensor
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Test accuracy, loss and per-class accuracy (with the confusion matrix) of a checkpoint.")
+        abstract: "Top-1 and top-5 accuracy, loss and per-class accuracy (with the confusion matrix) of a checkpoint.",
+        discussion: "With --dataset imagefolder --data DIR the val/ images are resized to --image-size·256/224 on the shorter side and centre-cropped.")
 
     @OptionGroup var device: DeviceOptions
     @OptionGroup var data: DataOptions
@@ -26,7 +27,11 @@ struct Eval: ParsableCommand {
             let weights = try Weights(path: checkpoint, model: source.model)
             let config = weights.config
             let model = try weights.model(on: choice.backend)
-            let test = try data.load(train: false)
+            let test = try data.loadImages(train: false)
+            if let stored = weights.classNames, stored != test.classNames {
+                log("warning: \(checkpoint) was trained on classes \(stored.prefix(20).joined(separator: ", ")); the data's are \(test.classNames.prefix(20).joined(separator: ", "))")
+            }
+            let classNames = weights.classNames ?? test.classNames
             guard test.channels == config.inputChannels else {
                 throw SGEError.invalidArgument("\(checkpoint) expects \(config.inputChannels)-channel images; --dataset \(data.dataset) has \(test.channels)")
             }
@@ -47,6 +52,7 @@ struct Eval: ParsableCommand {
                 log("\(stop); no result")
                 throw ExitCode(130)
             }
+            if let warning = e.skipped.warning("evaluation") { log(warning) }
             if !e.loss.isFinite {
                 log("warning: the loss is \(e.loss) (the model's outputs overflow on these images)\(json ? "; written as null in the JSON" : "")")
             }
@@ -54,13 +60,18 @@ struct Eval: ParsableCommand {
                 // JSON has no NaN or Inf: a non-finite loss is written as null.
                 let object: [String: Any] = ["checkpoint": checkpoint, "count": e.count, "loss": e.loss.isFinite ? e.loss as Any : NSNull(),
                                              "accuracy": e.accuracy, "per_class_accuracy": e.perClassAccuracy, "confusion": e.confusion,
-                                             "classes": test.classNames]
+                                             "classes": classNames, "top1": e.accuracy, "top5": e.topKAccuracy, "top_k": e.topK,
+                                             "skipped": e.skipped.count]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             print(String(format: "%@: %d test images, accuracy %.2f%%, loss %.4f", checkpoint, e.count, 100 * e.accuracy, e.loss))
+            print(String(format: "top-1 %.2f%%  top-%d %.2f%%", 100 * e.accuracy, e.topK, 100 * e.topKAccuracy)
+                + (e.topK < 5 ? " (top-5 is top-\(e.topK) with \(e.topK) classes)" : ""))
+            print("classes: " + classNames.prefix(20).joined(separator: ", ") + (classNames.count > 20 ? ", ... (\(classNames.count))" : ""))
+            guard e.confusion.count <= 20 else { return }
             print("\nper-class accuracy:")
-            for (i, name) in test.classNames.enumerated() where i < e.perClassAccuracy.count {
+            for (i, name) in classNames.enumerated() where i < e.perClassAccuracy.count {
                 print("  " + name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%6.2f%%", 100 * e.perClassAccuracy[i]))
             }
             print("\nconfusion matrix (rows: true class, columns: predicted):")

@@ -6,14 +6,34 @@ import SGETensor
 
 /// Dataset and model choices shared by train, eval and visualize.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Dataset: fashion-mnist, mnist or cifar10.")
+    @Option(help: "Dataset: fashion-mnist, mnist, cifar10, or imagefolder (--data DIR with train/ and val/, one folder per class, JPEG/PNG).")
     var dataset: String = "fashion-mnist"
 
     @Option(help: "Directory holding the dataset files (default: /usr/share/datasets/<dataset>).")
     var data: String?
 
+    @Option(name: .customLong("image-size"), help: "imagefolder: training crop and evaluation size (default 224).")
+    var imageSize = 224
+
+    @Option(name: .customLong("loader-threads"), help: "imagefolder: decoding threads (default: cores - 1, at least 1).")
+    var loaderThreads: Int?
+
+    var isImageFolder: Bool { ["imagefolder", "image-folder"].contains(dataset.lowercased()) }
+
+    /// The training (train/) or evaluation (val/) images: an in-memory dataset, or an image folder
+    /// streamed from disk (val/ must have train/'s classes).
+    func loadImages(train: Bool) throws -> any LabelledImages {
+        guard isImageFolder else { return try load(train: train) }
+        guard let data else { throw SGEError.invalidArgument("--dataset imagefolder needs --data DIR (with train/ and val/)") }
+        let threads = loaderThreads ?? ImageFolder.defaultThreads
+        let classes = try ImageFolder(dir: data, split: "train", imageSize: imageSize, threads: threads).classNames
+        return try ImageFolder(dir: data, split: train ? "train" : "val", imageSize: imageSize, classes: classes, threads: threads)
+    }
+
     func load(train: Bool) throws -> Dataset {
         switch dataset.lowercased() {
+        case "imagefolder", "image-folder":
+            throw SGEError.invalidArgument("--dataset imagefolder is streamed from disk; this command needs an in-memory dataset (fashion-mnist, mnist or cifar10)")
         case "fashion-mnist", "fashion_mnist", "fmnist": return try Dataset.fashionMNIST(dir: data ?? Dataset.fashionMNISTDirectory, train: train)
         case "mnist": return try Dataset.mnist(dir: data ?? Dataset.mnistDirectory, train: train)
         case "cifar10", "cifar-10": return try Dataset.cifar10(dir: data ?? Dataset.cifar10Directory, train: train)
@@ -95,17 +115,21 @@ struct Train: ParsableCommand {
                 throw SGEError.io(path: resume, reason: "--resume: no such checkpoint")
             }
             let choice = try device.choose()
-            var train = try data.load(train: true)
-            if let n = trainSubset { train = train.prefix(n) }
-            let test = try data.load(train: false)
+            var train = try data.loadImages(train: true)
+            if let n = trainSubset {
+                if let d = train as? Dataset { train = d.prefix(n) } else if let f = train as? ImageFolder { train = f.prefix(n) }
+            }
+            let test = try data.loadImages(train: false)
             guard batchSize <= train.count else {
                 throw SGEError.invalidArgument("--batch-size \(batchSize) is larger than the \(train.count) training images: "
                     + "an epoch would have no full batch; use --batch-size \(train.count) or less")
             }
             let config = try modelConfig(train: train, sgeInit: sgeInitValues)
             let wantAugment = !noAugment && (augment || data.dataset.lowercased().hasPrefix("cifar"))
-            options.cropPadding = wantAugment ? (train.height >= 32 ? 4 : 2) : 0
-            options.horizontalFlip = wantAugment
+            // Image folders: RandomResizedCrop + flip unless --no-augment (crop padding unused).
+            let folderAugment = data.isImageFolder && !noAugment
+            options.cropPadding = wantAugment && !data.isImageFolder ? (train.height >= 32 ? 4 : 2) : 0
+            options.horizontalFlip = wantAugment || folderAugment
             // Memory: the training step, and the end-of-epoch evaluation's batch, before any allocation.
             try MemoryEstimate.check(config, batch: batchSize, channels: train.channels, height: train.height, width: train.width,
                                      backend: choice.backend)
@@ -141,7 +165,8 @@ struct Train: ParsableCommand {
                 + (config.useSGE ? " SGE groups \(config.groups)\(config.sgeNormalize ? "" : " (no norm)")" : "")
                 + ", \(parameterCount) parameters")
             log("data: \(train.source): \(train.count) train / \(test.count) test images, \(train.channels)×\(train.height)×\(train.width)"
-                + (wantAugment ? ", augmentation crop±\(options.cropPadding) + flip" : ""))
+                + (folderAugment ? ", augmentation RandomResizedCrop + flip, \((train as? ImageFolder)?.threads ?? 1) loader threads"
+                    : wantAugment ? ", augmentation crop±\(options.cropPadding) + flip" : ""))
             log("training \(epochs) epochs × \(trainer.stepsPerEpoch) steps of \(batchSize); writing \(outDir)/")
             let progress = ProgressPrinter(epochs: epochs)
             trainer.observer = progress
@@ -169,7 +194,7 @@ struct Train: ParsableCommand {
         return (w, b)
     }
 
-    func modelConfig(train: Dataset, sgeInit initValues: (Float, Float)) throws -> ResNetConfig {
+    func modelConfig(train: any LabelledImages, sgeInit initValues: (Float, Float)) throws -> ResNetConfig {
         var config = try ResNetConfig.preset(model, channels: train.channels, height: train.height, classes: train.classes, width: width)
         config.useSGE = !noSGE
         config.sgeNormalize = !sgeNoNorm
