@@ -22,7 +22,10 @@
 #   tune         sge tune (+ SGE_KIT_TUNE_ARGS, e.g. --budget 300) -> tune.txt; the stored tuning is copied to
 #                tuning/ (it lives in RESULTS_DIR/cache/sge/tuning, so later steps of the same run use it)
 #   bench-conv   sge bench conv (+ SGE_KIT_BENCH_CONV_ARGS) -> bench-conv.txt
-# tune and bench-conv run only when named. Each step's stderr goes to STEP.stderr.
+#   bench-data   sge bench data on a generated image folder (RESULTS_DIR/imagefolder, 400 JPEGs of 500x375;
+#                SGE_KIT_BENCH_DATA_ARGS replaces --generate 400 --image-size 224): JPEG decode + augmentation
+#                images/s per thread and in total -> bench-data.json
+# tune, bench-conv and bench-data run only when named. Each step's stderr goes to STEP.stderr.
 # Environment: SGE_KIT_EXTRA_ICDS=1 also uses the system's ICD files (/etc/OpenCL/vendors), e.g.
 # PoCL for testing the kit on a machine without a GPU; SGE_DEVICE selects the device as usual;
 # SGE_KIT_SKIP lists steps to skip (comma-separated); SGE_KIT_STEP_TIMEOUT bounds each step in seconds
@@ -34,7 +37,7 @@
 # shellcheck disable=SC2317
 set -uo pipefail
 default_steps=(devices validate golden bench bench-sge train torch bench-step torch-train)
-all_steps=("${default_steps[@]}" tune bench-conv)
+all_steps=("${default_steps[@]}" tune bench-conv bench-data)
 here=$(cd "$(dirname "$0")" && pwd)
 results_arg=${1:-$here/results}
 [ $# -gt 0 ] && shift
@@ -148,8 +151,14 @@ step_tune() {
 }
 # shellcheck disable=SC2086
 step_bench_conv() { run bench-conv.txt bench-conv "$sge" bench conv ${SGE_KIT_BENCH_CONV_ARGS:-}; local rc=$?; cat "$results/bench-conv.txt"; return "$rc"; }
+# shellcheck disable=SC2086
+step_bench_data() {
+  rm -rf "$results/imagefolder"
+  run bench-data.json bench-data "$sge" bench data --data "$results/imagefolder" --json ${SGE_KIT_BENCH_DATA_ARGS:---generate 400 --image-size 224}
+  local rc=$?; cat "$results/bench-data.json"; echo; return "$rc"
+}
 export -f run step_devices step_validate step_golden step_bench step_bench_sge step_train step_torch step_bench_step \
-  step_torch_train step_tune step_bench_conv
+  step_torch_train step_tune step_bench_conv step_bench_data
 
 # Why a step does not run here (empty: it runs).
 skip_reason() {
