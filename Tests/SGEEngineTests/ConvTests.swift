@@ -1,7 +1,7 @@
 import SGEEngine
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// OpenCL Conv2d and Linear (CLBlast im2col/col2im/GEMM + conv.cl) against the reference backend.

@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGEReference
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 final class SGETests: XCTestCase {
