@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// The OpenCL kernels, embedded into the binary so an installed `sge` needs no source tree.
-let kernelFiles = ["reduce_prelude.cl", "elementwise.cl", "bandwidth.cl", "sge.cl", "conv.cl", "batchnorm_prelude.cl", "batchnorm.cl", "batchnorm_cpu.cl", "batchnorm_gpu.cl", "pool.cl", "loss.cl", "optim.cl"]
+let kernelFiles = ["reduce_prelude.cl", "elementwise.cl", "bandwidth.cl", "sge_common.cl", "sge_gpu.cl", "sge_cpu_hints.cl", "sge_cpu.cl", "conv.cl", "batchnorm_prelude.cl", "batchnorm.cl", "batchnorm_cpu.cl", "batchnorm_gpu.cl", "pool.cl", "loss.cl", "optim.cl"]
 
 let package = Package(
     name: "sge",
@@ -37,16 +37,20 @@ let package = Package(
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
         .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "CImage"]),
-        .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
+        // Test helpers: SGETestSupport (comparison rule, finite differences, fixtures) needs no OpenCL;
+        // SGEDeviceTestSupport adds the test device.
+        .target(name: "SGETestSupport", dependencies: ["SGETensor"], path: "Sources/SGETestSupport"),
+        .target(name: "SGEDeviceTestSupport", dependencies: ["SGETestSupport", "SGEEngine", "SGEOpenCL", "SGETensor"],
+                path: "Sources/SGEDeviceTestSupport"),
         .executableTarget(
             name: "sge",
             dependencies: ["SGENet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
-        .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETestSupport"]),
-        .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETestSupport"]),
-        .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGETestSupport"]),
-        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGETestSupport"]),
+        .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETensor", "SGETestSupport"]),
+        .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETensor", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGEReference", "SGETensor", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGETensor", "SGEDeviceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,7 +3,11 @@
 public enum KernelSource {
     public static let elementwise = text(PackageResources.elementwise_cl)
     public static let bandwidth = text(PackageResources.bandwidth_cl)
-    public static let sge = text(PackageResources.sge_cl)
+    /// SGE by variant: sge_common.cl (layout, defines, the parameter gradient) before the wide GPU
+    /// kernels (WG > 1), or before the CPU memory hints and the narrow float8 kernels (WG == 1).
+    public static let sgeGPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_gpu_cl)
+    public static let sgeCPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_cpu_hints_cl)
+        + text(PackageResources.sge_cpu_cl)
     public static let conv = text(PackageResources.conv_cl)
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
@@ -16,7 +20,7 @@ public enum KernelSource {
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge.cl", sge), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

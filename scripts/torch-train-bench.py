@@ -9,6 +9,10 @@ Layers.swift), with sge's state_dict names:
             add; downsample = conv1x1 stride s (no bias) + BN where the shape changes; global average
             pool; fc 64->10 (with bias). 77,794 parameters.
   resnet20  the same with input 3x32x32 and 3 basic blocks per stage. 272,594 parameters.
+  resnet18, resnet34, resnet50, resnet101
+            the ImageNet presets (scripts/sge_resnet.py, torchvision v1.5 layout with SGE G = 64 in every
+            block), input 3x224x224 (--image-size), 1000 classes, as `sge bench step --model M --classes 1000`.
+            SGE-ResNet-50: 25,559,080 parameters.
 The SGE module is PytorchInsight's SpatialGroupEnhance (the paper's reference code, as in
 torch-sge-bench.py). Conv weights: kaiming_normal_(fan_out, relu) as sge; BN 1/0; SGE weight 0, bias 1
 (sge's defaults); fc PyTorch's default.
@@ -53,7 +57,9 @@ CONFIGS = {
     "resnet20": (3, 32, 16, [16, 32, 64], [3, 3, 3], [4, 8, 8], 10),
 }
 # Parameter counts of sge's models (sge train prints them): a mismatch means the model differs.
-EXPECTED_PARAMS = {"small": 77794, "resnet20": 272594}
+EXPECTED_PARAMS = {"small": 77794, "resnet20": 272594, "resnet18": 11690536, "resnet34": 21799720, "resnet50": 25559080,
+                   "resnet101": 44553384}
+IMAGENET = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def sge_median(values):
@@ -64,7 +70,7 @@ def sge_median(values):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
-    parser.add_argument("--models", default="small,resnet20", help="comma-separated: small, resnet20 (none: skip)")
+    parser.add_argument("--models", default="small,resnet20", help="comma-separated: small, resnet20, resnet18, resnet34, resnet50, resnet101 (none: skip)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, help="default: 28 for small, 32 for resnet20")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -85,7 +91,7 @@ def parse_args():
     args.modes = [m for m in args.modes.split(",") if m]
     args.precision = [p for p in args.precision.split(",") if p]
     for m in args.models:
-        if m not in CONFIGS:
+        if m not in CONFIGS and m not in IMAGENET:
             parser.error(f"--models: unknown model {m!r} (small, resnet20)")
     for m in args.modes:
         if m not in ("eager", "compile"):
@@ -99,6 +105,16 @@ def parse_args():
 
 
 def build_model(torch, nn, name, image_size):
+    if name in IMAGENET:
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from sge_resnet import SGEResNet as ImageNetSGEResNet
+        model = ImageNetSGEResNet.preset(name, classes=1000, width=64, groups=64)
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        size = image_size or 224
+        return model, (3, size, size), 1000
     channels, default_size, stem_width, widths, blocks, groups, classes = CONFIGS[name]
 
     class SpatialGroupEnhance(nn.Module):  # PytorchInsight, classification/models/imagenet/resnet_sge.py

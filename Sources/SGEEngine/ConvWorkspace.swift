@@ -1,12 +1,10 @@
 import Foundation
 import SGEOpenCL
 
-/// How the OpenCL backend runs a convolution that is not 1×1/stride 1/pad 0 (those are plain
-/// GEMMs on the tensors).
+/// How the OpenCL backend runs a convolution. Under `.wide` (the default) every convolution goes
+/// through the wide layout, 1×1 ones included; under the per-image algorithms a 1×1, stride-1,
+/// unpadded convolution is one strided-batched GEMM on the tensors.
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// CLBlast `convgemm`: one batched kernel, no im2col buffer of ours (forward only; backward
-    /// runs as `.im2colBatchedGemm`).
-    case convgemm
     /// CLBlast im2col per image into a chunk of column matrices, then one strided-batched GEMM
     /// (grad weight: one accumulating GEMM per image; grad input: CLBlast col2im per image).
     case im2colBatchedGemm

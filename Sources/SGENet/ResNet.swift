@@ -76,25 +76,26 @@ public struct ResNetConfig: Codable, Sendable, Equatable {
     }
 
     /// The preset `name` (one of `presetNames`; nil picks by image size: resnet20 from 32×32, small
-    /// below) for a dataset's channels and classes. `width` is the ImageNet presets' base width
-    /// (default 64); the small presets have fixed widths.
+    /// below) for a dataset's channels and classes. `width` is the base width: stages w, 2w, 4w, 8w
+    /// for the ImageNet presets (default 64), w, 2w, 4w with a stem of w for small and resnet20
+    /// (default 16).
     public static func preset(_ name: String?, channels: Int, height: Int, classes: Int, width: Int? = nil) throws -> ResNetConfig {
         let name = name ?? (height >= 32 ? "resnet20" : "small")
-        if let width {
-            guard imagenetPresets[name] != nil else {
-                throw SGEError.invalidArgument("--width applies to the ImageNet presets (resnet18/34/50/101), not --model \(name)")
-            }
-            guard width >= 1 else { throw SGEError.invalidArgument("--width \(width): must be at least 1") }
-        }
+        if let width, width < 1 { throw SGEError.invalidArgument("--width \(width): must be at least 1") }
+        var config: ResNetConfig
         switch name {
-        case "small": return .small(classes: max(classes, 2), inputChannels: channels)
+        case "small": config = .small(classes: max(classes, 2), inputChannels: channels)
         case "resnet20":
-            var config = ResNetConfig.resnet20(classes: max(classes, 2))
+            config = ResNetConfig.resnet20(classes: max(classes, 2))
             config.inputChannels = channels
-            return config
         default:
             return try imagenet(name, classes: max(classes, 2), inputChannels: channels, width: width ?? 64)
         }
+        if let width {
+            config.stemWidth = width
+            config.widths = [width, 2 * width, 4 * width]
+        }
+        return config
     }
 
     public func validate() throws {

@@ -57,7 +57,9 @@ public struct StudySettings: Codable, Sendable, Equatable {
     public var batchSize = 128
     public var lr: Float = 0.1
     /// Train on the first N training images (nil: all).
-    public var trainSubset: Int? = 10000
+    public var trainSubset: Int?
+    /// Augment as `sge train --augment`: random crop (padding 2 below 32×32, else 4) and flips.
+    public var augment = false
     /// Evaluate on the first N test images (nil: all).
     public var testSubset: Int?
     public init() {}
@@ -155,7 +157,7 @@ public final class Study {
     /// The study.jsonl key of one run.
     public func key(_ variant: StudyVariant, seed: UInt64) -> String {
         "\(variant.key) seed=\(seed) epochs=\(settings.epochs) train=\(train.count) test=\(test.count) batch=\(settings.batchSize) "
-            + "lr=\(settings.lr) data=\(train.source)"
+            + "lr=\(settings.lr) data=\(train.source)" + (settings.augment ? " augment" : "")
     }
 
     /// Runs already in study.jsonl (any grid); unreadable lines (a run cut off mid-write) are skipped.
@@ -217,6 +219,10 @@ public final class Study {
         options.batchSize = settings.batchSize
         options.lr = settings.lr
         options.seed = seed
+        if settings.augment {
+            options.cropPadding = train.height >= 32 ? 4 : 2
+            options.horizontalFlip = true
+        }
         let trainer = try Trainer(backend: backend, model: model, train: train, test: test, options: options)
         let metrics = try trainer.run()
         guard metrics.count == settings.epochs, let last = metrics.last, let acc = last.testAccuracy, let loss = last.testLoss else { return nil }
@@ -248,7 +254,8 @@ public final class Study {
     /// Writes study.md and study.png from this grid's recorded runs.
     public func writeReports() throws {
         let summaries = Study.summarize(try gridRuns(), order: variants)
-        let title = "SGE study: \(settings.epochs) epoch\(settings.epochs == 1 ? "" : "s") on \(train.count) training images, "
+        let title = "SGE study: \(settings.epochs) epoch\(settings.epochs == 1 ? "" : "s") on \(train.count) training images"
+            + (settings.augment ? " (augmented)" : "") + ", "
             + "test on \(test.count); batch \(settings.batchSize), lr \(settings.lr), seeds \(seeds.map(String.init).joined(separator: ","))"
         try Study.markdown(summaries, title: title, device: deviceName).write(toFile: markdownPath, atomically: true, encoding: .utf8)
         if !summaries.isEmpty { try Study.chart(summaries, title: title).writePNG(path: pngPath) }

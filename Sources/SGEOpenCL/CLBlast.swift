@@ -68,17 +68,6 @@ extension CLContext {
                                       col.mem, colOffset, im.mem, imOffset, &q, &event), "CLBlastScol2im")
     }
 
-    /// Batched forward convolution as one GEMM-like kernel (weights [K, C, KH, KW]).
-    public func enqueueConvgemm(_ g: ConvGeometry, kernels: Int, batch: Int, im: CLBuffer, imOffset: Int,
-                                weights: CLBuffer, result: CLBuffer, resultOffset: Int) throws {
-        var q: cl_command_queue? = queue
-        var event: cl_event?
-        defer { recordBlast("clblast:convgemm", event) }
-        try checkBlast(CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
-                                        g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW, kernels, batch,
-                                        im.mem, imOffset, weights.mem, 0, result.mem, resultOffset, &q, &event), "CLBlastSconvgemm")
-    }
-
     /// Replaces CLBlast's tuning parameters for `kernel` (e.g. "Xgemm") in single precision on this device.
     public func overrideCLBlastParameters(kernel: String, _ parameters: [String: Int]) throws {
         let names = parameters.keys.sorted()

@@ -1,7 +1,7 @@
 import Foundation
 import SGETensor
 
-/// Spatial Group-wise Enhance (kernels in `Kernels/sge.cl`), after PytorchInsight's
+/// Spatial Group-wise Enhance (kernels in `Kernels/sge_*.cl`), after PytorchInsight's
 /// `SpatialGroupEnhance`.
 ///
 /// x is (N, C, H, W) with G groups, K = C/G channels per group and M = H*W positions. Each

@@ -1,19 +1,6 @@
 import Foundation
-import SGEEngine
-import SGEOpenCL
 import SGETensor
 import XCTest
-
-/// The OpenCL backend for device tests: `SGE_TEST_DEVICE` or the default device. Where none exists
-/// the test skips, or fails when `SGE_REQUIRE_DEVICE=1` (see `missingDevice`).
-public func testDevice() throws -> OpenCLBackend {
-    let devices = (try? Devices.all()) ?? []
-    guard !devices.isEmpty else { throw missingDevice("no OpenCL device on this machine") }
-    let spec = ProcessInfo.processInfo.environment["SGE_TEST_DEVICE"].map { ($0, "SGE_TEST_DEVICE=\($0)") }
-    let (info, _) = try DeviceSelection.resolve(spec, devices: devices)
-    guard let info else { throw missingDevice("SGE_TEST_DEVICE selects the reference backend") }
-    return try OpenCLBackend(info)
-}
 
 /// Whether device tests must run: `SGE_REQUIRE_DEVICE=1`, which .ci/run sets after installing PoCL,
 /// so a broken OpenCL install fails CI instead of turning every device test into a skip.
@@ -45,12 +32,6 @@ public func assertClose(_ actual: [Float], _ reference: [Float], shape: Shape? =
                         _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) {
     let c = compare(actual, reference, shape: shape, atol: atol, rtol: rtol, matchingNonFinite: matchingNonFinite)
     if !c.passed { XCTFail("\(message()): \(c)", file: file, line: line) }
-}
-
-public func assertClose(_ actual: Tensor, _ reference: Tensor, atol: Double, rtol: Double,
-                        _ message: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line) throws {
-    XCTAssertEqual(actual.shape, reference.shape, "\(message()): shape", file: file, line: line)
-    assertClose(try actual.read(), try reference.read(), shape: actual.shape, atol: atol, rtol: rtol, message(), file: file, line: line)
 }
 
 /// Central finite differences of a scalar function in Double: d f / d x_i ≈ (f(x+h e_i) - f(x-h e_i)) / 2h.

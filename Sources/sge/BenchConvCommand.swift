@@ -106,15 +106,15 @@ struct BenchConv: ParsableCommand {
         var list: [Measurement] = []
         let saved = device.convWorkspace.algorithm
         defer { device.convWorkspace.algorithm = saved }
-        // Every algorithm for the 3×3 case (the 1×1 case is a plain GEMM whatever the setting).
+        // Every algorithm for the 3×3 case; the 1×1 case with the configured one (`.wide` by default).
         let algorithms: [ConvAlgorithm] = k == 1 ? [saved] : ConvAlgorithm.allCases
         for a in algorithms {
-            let tag = k == 1 ? "(1x1 GEMM)" : a.rawValue
+            let tag = a.rawValue
             list.append(Measurement(what: "forward \(tag)", flops: flops) {
                 device.convWorkspace.algorithm = a
                 _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
             })
-            if a == .convgemm || a == .im2colGemm { continue }  // their backward is im2colBatchedGemm's
+            if a == .im2colGemm { continue }  // their backward is im2colBatchedGemm's
             list.append(Measurement(what: "backward \(tag) (gx + gw + gb)", flops: 2 * flops) {
                 device.convWorkspace.algorithm = a
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)

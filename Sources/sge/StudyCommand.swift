@@ -11,8 +11,8 @@ struct StudyCommand: ParsableCommand {
         discussion: """
             Grid (default): no SGE; SGE with G = 1, 2, 4, 8, 16 in every stage (the small model's first stage has 16 \
             channels, so G ≤ 16), with normalisation; the same G without normalisation — 11 variants × 3 seeds = 33 runs, \
-            each 1 epoch on the first 10000 training images (batch 128, SGD lr 0.1, cosine schedule), tested on the \
-            whole test set. Runs go seed by seed through the library Trainer. Each finished run appends a line to \
+            each 1 epoch on the whole training set (--train-subset N: the first N images; batch 128, SGD lr 0.1, \
+            cosine schedule; --augment: random crop and flips as `sge train --augment`), tested on the whole test set. Runs go seed by seed through the library Trainer. Each finished run appends a line to \
             OUT/study.jsonl; runs already there are skipped, so rerunning continues an interrupted study (Ctrl-C or \
             --budget). At the end OUT/study.md (mean ± std test accuracy, images/s per variant) and OUT/study.png \
             (bar chart with error bars) are written from every finished run of the grid.
@@ -22,13 +22,14 @@ struct StudyCommand: ParsableCommand {
     @OptionGroup var data: DataOptions
     @Option(help: "Output directory.") var out = "runs/study"
     @Option(help: "Epochs per run.") var epochs = 1
-    @Option(name: .customLong("train-subset"), help: "Train on the first N training images (0: all).") var trainSubset = 10000
+    @Option(name: .customLong("train-subset"), help: "Train on the first N training images (default: all).") var trainSubset: Int?
     @Option(name: .customLong("test-subset"), help: "Test on the first N test images (0: all).") var testSubset = 0
     @Option(help: "Number of seeds (1...S).") var seeds = 3
     @Option(help: "SGE group counts (with normalisation), e.g. 1,2,4,8,16.") var groups = "1,2,4,8,16"
     @Option(name: .customLong("no-norm-groups"), help: "Group counts for the no-normalisation variants ('none' for none).") var noNormGroups = "1,2,4,8,16"
     @Flag(name: .customLong("no-baseline"), help: "Leave out the no-SGE baseline.") var noBaseline = false
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
+    @Flag(help: "Augment: random crop (padding 2 for 28×28, 4 for 32×32) and horizontal flip.") var augment = false
     @Option(help: "Peak learning rate.") var lr: Float = 0.1
     @Option(help: "Model preset: small (28×28) or resnet20 (32×32). Default by image size.") var model: String?
     @Option(help: "Time budget, e.g. 900, 90s, 30m, 2h: no new run starts once the next would exceed it; rerun to continue.")
@@ -46,7 +47,9 @@ struct StudyCommand: ParsableCommand {
             settings.epochs = epochs
             settings.batchSize = batchSize
             settings.lr = lr
-            settings.trainSubset = trainSubset > 0 ? trainSubset : nil
+            if let n = trainSubset, n <= 0 { throw SGEError.invalidArgument("--train-subset \(n): must be at least 1 (leave it out for all)") }
+            settings.trainSubset = trainSubset
+            settings.augment = augment
             settings.testSubset = testSubset > 0 ? testSubset : nil
             let g = try parseInts(groups, "--groups")
             let nn = noNormGroups.lowercased() == "none" ? [] : try parseInts(noNormGroups, "--no-norm-groups")

@@ -61,7 +61,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Model preset: small (28×28 inputs), resnet20 (32×32, CIFAR), or the ImageNet layouts resnet18, resnet34, resnet50, resnet101 (SGE G = 64).")
     var model: String?
-    @Option(help: "Base width of the ImageNet presets (stages w, 2w, 4w, 8w; default 64).") var width: Int?
+    @Option(help: "Base width: stages w, 2w, 4w, 8w of the ImageNet presets (default 64); stem and stages w, 2w, 4w of small and resnet20 (default 16).") var width: Int?
     @Option(help: "Epochs.") var epochs = 2
     @Option(name: .customLong("batch-size"), help: "Batch size.") var batchSize = 128
     @Option(help: "Peak learning rate.") var lr: Float = 0.1

@@ -1,6 +1,6 @@
 import SGEEngine
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// The GPU BatchNorm kernels (Kernels/batchnorm_gpu.cl: several work-groups per channel, partial

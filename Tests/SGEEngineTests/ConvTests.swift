@@ -1,7 +1,7 @@
 import SGEEngine
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// OpenCL Conv2d and Linear (CLBlast im2col/col2im/GEMM + conv.cl) against the reference backend.
@@ -65,7 +65,7 @@ final class ConvTests: XCTestCase {
 
     func testConvAwkwardShapes() throws {
         let device = try testDevice()
-        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm] {
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .im2colGemm] {
             device.convWorkspace.algorithm = algorithm
             try awkwardShapes(device, "\(algorithm)")
         }
@@ -124,7 +124,7 @@ final class ConvTests: XCTestCase {
         }
         // A cap below one image still runs (one image per chunk).
         device.convWorkspace.columnLimitBytes = 1
-        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .convgemm, .wide] {
+        for algorithm in [ConvAlgorithm.im2colBatchedGemm, .im2colGemm, .wide] {
             device.convWorkspace.algorithm = algorithm
             try checkConv(device, x: [3, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
                           what: "cap 1 byte, \(algorithm)")

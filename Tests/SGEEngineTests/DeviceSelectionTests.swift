@@ -1,7 +1,7 @@
 import SGEEngine
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 final class DeviceSelectionTests: XCTestCase {

@@ -2,7 +2,7 @@ import SGEEngine
 import SGEKernels
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Device vs reference for the elementwise kernels. These are single float operations per element

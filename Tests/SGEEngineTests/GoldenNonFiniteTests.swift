@@ -1,7 +1,7 @@
 import Foundation
 import SGEEngine
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Finding 2: golden files holding NaN or Inf, or a non-finite tolerance, must not pass.

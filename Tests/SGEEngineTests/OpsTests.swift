@@ -1,6 +1,6 @@
 import SGEEngine
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// BatchNorm, pooling, cross-entropy and SGD: the OpenCL backend against the reference backend on

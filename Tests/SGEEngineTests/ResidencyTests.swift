@@ -1,6 +1,6 @@
 import SGEEngine
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 final class ResidencyTests: XCTestCase {

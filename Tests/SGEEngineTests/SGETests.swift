@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGEReference
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 final class SGETests: XCTestCase {
@@ -119,7 +119,7 @@ final class SGETests: XCTestCase {
             Case(shape: [2, 128, 9, 9], groups: 4),                                     // K = 32
             Case(shape: [1, 256, 3, 5], groups: 2),                                     // K = 128 > WG: rows per work-item
             Case(shape: [1, 256, 14, 14], groups: 64),                                  // G = 64, K = 4
-            // The narrow kernels' streaming stores on CPU drivers (Kernels/sge.cl): a small-plane slab of
+            // The narrow kernels' streaming stores on CPU drivers (Kernels/sge_*.cl): a small-plane slab of
             // K*M = 660 floats, so slabs after the first start off a 64-byte line (scalar head and tail);
             // M = 20, where almost every 16-float line wraps past a row end, without the normalisation;
             // M = 320 > 256 with K = 8, whole lines per row; M = 300, forward rows off line boundaries

@@ -1,7 +1,7 @@
 import SGEEngine
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// The validator behind `sge validate`: it passes the OpenCL backend, and it catches a kernel that is

@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// The seven findings of issue 20 through the `sge` binary: each must end with a clear message and

@@ -1,5 +1,5 @@
 import Foundation
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Running the built `sge` binary as a subprocess, for findings that crash, abort or exhaust memory

@@ -1,7 +1,7 @@
 import Foundation
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Readers, datasets, the batch loader, PNG output and the metrics plot.

@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Image folders: decoding, the crop/resize maths against hand-computed cases, layout errors,

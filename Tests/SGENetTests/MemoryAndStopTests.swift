@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Finding 4 at the API level (before any allocation) and Ctrl-C during evaluation.

@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// A tiny SGE-ResNet and data set small enough for the reference backend in a debug build.

@@ -3,7 +3,7 @@ import Foundation
 import SGEEngine
 import SGEReference
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Gate maps and statistics of `sge visualize`, and the `sge study` bookkeeping, on the tiny model.

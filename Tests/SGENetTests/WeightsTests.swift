@@ -2,7 +2,7 @@ import Foundation
 import SGEEngine
 import SGENet
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// PyTorch weights in: the fixtures under Tests/Fixtures/weights were written by

@@ -1,7 +1,7 @@
 import Foundation
 import SGEOpenCL
 import SGETensor
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 final class RuntimeTests: XCTestCase {

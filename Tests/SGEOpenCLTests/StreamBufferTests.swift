@@ -1,4 +1,4 @@
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 @testable import SGEOpenCL
 

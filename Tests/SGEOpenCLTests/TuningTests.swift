@@ -1,6 +1,6 @@
 import Foundation
 @testable import SGEOpenCL
-import SGETestSupport
+import SGEDeviceTestSupport
 import XCTest
 
 /// Stored CLBlast tuning (round trip, hook on context creation, corrupt files), candidate

@@ -22,10 +22,21 @@
 #   tune         sge tune (+ SGE_KIT_TUNE_ARGS, e.g. --budget 300) -> tune.txt; the stored tuning is copied to
 #                tuning/ (it lives in RESULTS_DIR/cache/sge/tuning, so later steps of the same run use it)
 #   bench-conv   sge bench conv (+ SGE_KIT_BENCH_CONV_ARGS) -> bench-conv.txt
+#   bench-step-r50   sge bench step --model resnet50 --classes 1000 --image-size 224 --batch-size 64
+#                (+ SGE_KIT_R50_ARGS, appended) -> bench-step-resnet50.txt/.json
+#   torch-train-r50  torch-train-bench.py --models resnet50 --batch-size 64 (+ SGE_KIT_TORCH_R50_ARGS; PyTorch
+#                with CUDA, or SGE_KIT_TORCH_DEVICE=cpu) -> torch-train-r50.txt/.json
+#   study        sge study --augment --epochs 15 --seeds 3 --groups 8 --no-norm-groups none on the full
+#                Fashion-MNIST training set (SGE G=8 against none; SGE_KIT_STUDY_ARGS appended, e.g.
+#                --groups 4,8,16); resumable: rerunning with the same RESULTS_DIR continues -> study/, study.txt
+#   torch-study  torch-study.py: the same recipe trained by PyTorch, seeds 1,2,3, SGE G=8 and none
+#                (+ SGE_KIT_TORCH_STUDY_ARGS; PyTorch with CUDA, or SGE_KIT_TORCH_DEVICE=cpu) -> torch-study.txt/.json
+#   train-best   the >= 94.5% recipe: sge train --model resnet20 --width 32 --augment --epochs 30 on
+#                Fashion-MNIST (SGE_KIT_BEST_ARGS replaces the options after --data) -> train-best.txt, train-best/
 #   bench-data   sge bench data on a generated image folder (RESULTS_DIR/imagefolder, 400 JPEGs of 500x375;
 #                SGE_KIT_BENCH_DATA_ARGS replaces --generate 400 --image-size 224): JPEG decode + augmentation
 #                images/s per thread and in total -> bench-data.json
-# tune, bench-conv and bench-data run only when named. Each step's stderr goes to STEP.stderr.
+# tune, bench-conv and the steps after them run only when named. Each step's stderr goes to STEP.stderr.
 # Environment: SGE_KIT_EXTRA_ICDS=1 also uses the system's ICD files (/etc/OpenCL/vendors), e.g.
 # PoCL for testing the kit on a machine without a GPU; SGE_DEVICE selects the device as usual;
 # SGE_KIT_SKIP lists steps to skip (comma-separated); SGE_KIT_STEP_TIMEOUT bounds each step in seconds
@@ -37,7 +48,7 @@
 # shellcheck disable=SC2317
 set -uo pipefail
 default_steps=(devices validate golden bench bench-sge train torch bench-step torch-train)
-all_steps=("${default_steps[@]}" tune bench-conv bench-data)
+all_steps=("${default_steps[@]}" tune bench-conv bench-step-r50 torch-train-r50 study torch-study train-best bench-data)
 here=$(cd "$(dirname "$0")" && pwd)
 results_arg=${1:-$here/results}
 [ $# -gt 0 ] && shift
@@ -151,6 +162,55 @@ step_tune() {
 }
 # shellcheck disable=SC2086
 step_bench_conv() { run bench-conv.txt bench-conv "$sge" bench conv ${SGE_KIT_BENCH_CONV_ARGS:-}; local rc=$?; cat "$results/bench-conv.txt"; return "$rc"; }
+step_bench_step_r50() {
+  local rc=0 r
+  # shellcheck disable=SC2086
+  run bench-step-resnet50.txt bench-step-r50 "$sge" bench step --model resnet50 --classes 1000 --image-size 224 --batch-size 64 \
+    --steps 5 --warmup 2 --kernels ${SGE_KIT_R50_ARGS:-}
+  rc=$?
+  cat "$results/bench-step-resnet50.txt"
+  # shellcheck disable=SC2086
+  run bench-step-resnet50.json bench-step-r50 "$sge" bench step --model resnet50 --classes 1000 --image-size 224 --batch-size 64 \
+    --steps 5 --warmup 2 --json ${SGE_KIT_R50_ARGS:-}
+  r=$?; [ "$rc" -eq 0 ] && rc=$r
+  return "$rc"
+}
+step_torch_train_r50() {
+  local device=()
+  [ "${SGE_KIT_TORCH_DEVICE:-}" = cpu ] && device=(--device cpu)
+  # shellcheck disable=SC2086
+  run torch-train-r50.txt torch-train-r50 python3 "$here/torch-train-bench.py" "${device[@]}" --models resnet50 --batch-size 64 \
+    --steps 10 --warmup 3 --json "$results/torch-train-r50.json" ${SGE_KIT_TORCH_R50_ARGS:-}
+  local rc=$?
+  cat "$results/torch-train-r50.txt"
+  return "$rc"
+}
+step_study() {
+  # shellcheck disable=SC2086
+  run study.txt study "$sge" study --data "$data" --out "$results/study" --augment --epochs 15 --seeds 3 --groups 8 \
+    --no-norm-groups none ${SGE_KIT_STUDY_ARGS:-}
+  local rc=$?
+  tail -n 20 "$results/study.txt"
+  return "$rc"
+}
+step_torch_study() {
+  local device=()
+  [ "${SGE_KIT_TORCH_DEVICE:-}" = cpu ] && device=(--device cpu)
+  # shellcheck disable=SC2086
+  run torch-study.txt torch-study python3 "$here/torch-study.py" "${device[@]}" --data "$data" --epochs 15 --seeds 1,2,3 \
+    --variants sge,none --augment --json "$results/torch-study.json" ${SGE_KIT_TORCH_STUDY_ARGS:-}
+  local rc=$?
+  cat "$results/torch-study.txt"
+  return "$rc"
+}
+# shellcheck disable=SC2086
+step_train_best() {
+  run train-best.txt train-best "$sge" train --data "$data" --out "$results/train-best" --overwrite \
+    ${SGE_KIT_BEST_ARGS:---model resnet20 --width 32 --augment --epochs 30}
+  local rc=$?
+  tail -n 5 "$results/train-best.stderr"
+  return "$rc"
+}
 # shellcheck disable=SC2086
 step_bench_data() {
   rm -rf "$results/imagefolder"
@@ -158,7 +218,8 @@ step_bench_data() {
   local rc=$?; cat "$results/bench-data.json"; echo; return "$rc"
 }
 export -f run step_devices step_validate step_golden step_bench step_bench_sge step_train step_torch step_bench_step \
-  step_torch_train step_tune step_bench_conv step_bench_data
+  step_torch_train step_tune step_bench_conv step_bench_step_r50 step_torch_train_r50 step_study step_torch_study step_train_best \
+  step_bench_data
 
 # Why a step does not run here (empty: it runs).
 skip_reason() {
@@ -166,7 +227,7 @@ skip_reason() {
   case $1 in
     torch)
       torch_probe || echo "skipped (no python3 with PyTorch and a CUDA device)" ;;
-    torch-train)
+    torch-train|torch-train-r50|torch-study)
       torch_probe; local probe=$?
       if [ "${SGE_KIT_TORCH_DEVICE:-}" = cpu ]; then
         [ $probe -eq 2 ] && echo "skipped (SGE_KIT_TORCH_DEVICE=cpu, but python3 has no PyTorch)"

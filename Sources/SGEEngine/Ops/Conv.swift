@@ -199,8 +199,6 @@ extension OpenCLBackend: ConvOps {
             // out[n] (K×P) = W (K×C) · x[n] (C×P) for every n.
             try device.enqueueSgemmStridedBatched(.no, .no, m: s.k, n: p, k: s.c, a: wb, lda: s.c, strideA: 0,
                                                   b: xb, ldb: p, strideB: s.c * p, c: ob, ldc: p, strideC: s.k * p, batch: s.n)
-        } else if convWorkspace.algorithm == .convgemm {
-            try device.enqueueConvgemm(geometry(s), kernels: s.k, batch: s.n, im: xb, imOffset: 0, weights: wb, result: ob, resultOffset: 0)
         } else {
             let g = geometry(s)
             let chunk = imagesPerChunk(s)

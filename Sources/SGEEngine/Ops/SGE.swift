@@ -25,7 +25,7 @@ public enum SGEPath: String, Sendable, CaseIterable {
     case streaming
 }
 
-/// Spatial Group-wise Enhance (maths in SGEReference/SGE.swift; kernels in Kernels/sge.cl).
+/// Spatial Group-wise Enhance (maths in SGEReference/SGE.swift; kernels in Kernels/sge_*.cl).
 public protocol SGEOps {
     /// out = x * sigmoid(w[g] t + b[g]) per (sample, group) slab; t is the normalised (or, with
     /// `normalize == false`, raw) similarity of each position to the group's channel means.
@@ -115,8 +115,10 @@ struct SGEPlan {
     let workGroupSize: Int
     let slabLocal: Bool
     /// Software prefetch of the next slab and streaming stores of the outputs (narrow variant;
-    /// CPU drivers only; where each applies is in Kernels/sge.cl).
+    /// CPU drivers only; where each applies is in Kernels/sge_*.cl).
     var cpuMemoryHints = false
+    /// The wide GPU kernels for work-groups of more than one work-item, else the narrow CPU ones.
+    var source: String { workGroupSize > 1 ? KernelSource.sgeGPU : KernelSource.sgeCPU }
     var defines: [String: String] {
         ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": cpuMemoryHints ? "1" : "0",
          "SGE_STREAM_STORES": cpuMemoryHints ? "1" : "0"]
@@ -136,7 +138,7 @@ extension OpenCLBackend: SGEOps {
         return k * m <= (backward ? 2048 : 4096) ? 128 : 256
     }
 
-    /// Local-memory floats a work-group needs (see the layout in Kernels/sge.cl).
+    /// Local-memory floats a work-group needs (see the layout in Kernels/sge_*.cl).
     func sgeLocalFloats(_ d: SGEDims, backward: Bool, slabLocal: Bool, wg: Int) -> Int {
         let scratch = 2 * max(d.k, wg)
         if backward { return (slabLocal ? 2 * d.k * d.m : 2) + 2 * d.m + sgeBackwardKV(d, wg: wg) + scratch }
@@ -144,7 +146,7 @@ extension OpenCLBackend: SGEOps {
     }
 
     /// Forward's (and the gate's) `c` local array: c_i for the M positions, plus 16 floats in the
-    /// narrow variant, whose streaming-store loop repeats c_0..c_15 there (Kernels/sge.cl).
+    /// narrow variant, whose streaming-store loop repeats c_0..c_15 there (Kernels/sge_*.cl).
     func sgeForwardCFloats(_ d: SGEDims, wg: Int) -> Int { d.m + (wg == 1 ? 16 : 0) }
 
     /// Backward's `kv` local array: m and R (K each); the narrow variant keeps m and the gate s (M).
@@ -199,7 +201,7 @@ extension OpenCLBackend: SGEOps {
     /// The kernel for a plan, shrinking the work-group size if this kernel cannot run that wide.
     func sgeKernel(_ name: String, _ plan: inout SGEPlan) throws -> CLKernel {
         while true {
-            let k = try kernel(name, KernelSource.sge, plan.defines)
+            let k = try kernel(name, plan.source, plan.defines)
             let max = k.maxWorkGroupSize
             if max == 0 || plan.workGroupSize <= max || plan.workGroupSize == 1 { return k }
             plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal, cpuMemoryHints: plan.cpuMemoryHints)
@@ -265,7 +267,7 @@ extension OpenCLBackend: SGEOps {
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
                        .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(sgeBackwardKV(d, wg: wg) * 4), .local(2 * max(d.k, wg) * 4)],
                    global: [d.slabs * wg], local: [wg])
-        let param = try launch(kernel("sge_param_grad", KernelSource.sge, plan.defines),
+        let param = try launch(kernel("sge_param_grad", plan.source, plan.defines),
                    [.buffer(gsum.deviceBuffer()), .buffer(gradWeight.deviceBufferForUpdate()), .buffer(gradBias.deviceBufferForUpdate()),
                     .int(Int32(d.n)), .int(Int32(d.g))], count: d.g)
         return (gx, [main, param])
