@@ -19,6 +19,9 @@ extension Trainer {
         var lossSum = 0.0
         var topKCorrect = 0
         var done = 0
+        guard data.classes <= k else {
+            throw SGEError.invalidArgument("evaluate: \(data.source) has \(data.classes) classes, the model only \(k)")
+        }
         guard data.count > 0 else {
             return Evaluation(loss: 0, accuracy: 0, confusion: confusion, count: 0, topK: topK, topKAccuracy: 0)
         }

@@ -108,6 +108,11 @@ final class ImageFolderTests: XCTestCase {
         for i in 0..<(w * h) { rgba += rgb[(3 * i)..<(3 * i + 3)] + [255] }
         try PNG.write(path: path("c.png"), width: w, height: h, rgb: rgba, channels: 4)
         XCTAssertEqual(try ImageCodec.read(path: path("c.png")).pixels, rgb)
+        // DCT-scaled decoding: ⌈13/2⌉ × ⌈7/2⌉, within 24 levels of the full decode's 2×2 means.
+        let halfSize = try ImageCodec.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: path("a.jpg")))), path: "a.jpg", denominator: 2)
+        XCTAssertEqual(halfSize.width, 7)
+        XCTAssertEqual(halfSize.height, 4)
+        XCTAssertLessThanOrEqual(abs(Int(halfSize.pixels[0]) - (Int(jpeg.pixels[0]) + Int(jpeg.pixels[3]) + Int(jpeg.pixels[3 * w]) + Int(jpeg.pixels[3 * w + 3])) / 4), 24)
         try Data("GIF89a not really".utf8).write(to: URL(fileURLWithPath: path("d.jpg")))
         XCTAssertThrowsError(try ImageCodec.read(path: path("d.jpg"))) { error in
             guard case SGEError.corruptFile(let p, _) = error else { return XCTFail("\(error)") }

@@ -117,10 +117,24 @@ public struct ImageFolder: LabelledImages, Sendable {
 
     /// Decodes image `i` and writes its 3×size×size normalised tensor into `dst`: RandomResizedCrop
     /// and a random flip drawn from `rng` when `augment`, else the evaluation centre crop.
+    /// The crop is chosen from the header's size; a JPEG is then decoded at 1/2, 1/4 or 1/8 scale
+    /// (libjpeg-turbo's DCT scaling) when the crop still spans at least size×size pixels at that
+    /// scale, so only shrinking is ever left to the resampler.
     public func fill(_ i: Int, augment: Bool, rng: inout SeededRNG, into dst: UnsafeMutableBufferPointer<Float>) throws {
-        let image = try ImageCodec.read(path: paths[i])
-        let rect = augment ? ImageTransform.randomResizedCrop(width: image.width, height: image.height, rng: &rng)
-                           : ImageTransform.centreCrop(width: image.width, height: image.height, size: imageSize)
+        guard let data = FileManager.default.contents(atPath: paths[i]) else {
+            throw SGEError.io(path: paths[i], reason: "cannot read the image file")
+        }
+        let bytes = [UInt8](data)
+        let (w, h, isJPEG) = try ImageCodec.header(bytes, path: paths[i])
+        var rect = augment ? ImageTransform.randomResizedCrop(width: w, height: h, rng: &rng)
+                           : ImageTransform.centreCrop(width: w, height: h, size: imageSize)
+        var d = 1
+        while isJPEG && d < 8 && min(rect.width, rect.height) / Double(2 * d) >= Double(imageSize) { d *= 2 }
+        let image = try ImageCodec.decode(bytes, path: paths[i], denominator: d)
+        if d > 1 {
+            let (sx, sy) = (Double(image.width) / Double(w), Double(image.height) / Double(h))
+            rect = CropRect(x: rect.x * sx, y: rect.y * sy, width: rect.width * sx, height: rect.height * sy)
+        }
         let flip = augment && rng.next() & 1 == 1
         ImageTransform.resample(image, rect: rect, outWidth: imageSize, outHeight: imageSize, flip: flip,
                                 mean: mean, std: std, into: dst)
