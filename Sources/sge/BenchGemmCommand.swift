@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGEEngine
 import SGEOpenCL
 import SGETensor
