@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SGEEngine
+import SGEBench
 import SGENet
 import SGEOpenCL
 import SGETuning
@@ -91,17 +92,14 @@ struct Tune: ParsableCommand {
             let flops = shapes.reduce(0) { $0 + $1.flops * Double($1.count) }
             let total = { (t: [Double]) in zip(shapes, t).reduce(0) { $0 + Double($1.0.count) * $1.1 } }
             if json {
-                let object: [String: Any] = [
-                    "device": info.name, "stored": stored?.path ?? NSNull(), "threshold": outcome.threshold,
-                    "xgemm": outcome.tuning?.xgemm ?? NSNull(), "xgemmDirect": outcome.tuning?.xgemmDirect ?? NSNull(),
-                    "candidatesTried": outcome.tried, "afterRemeasured": outcome.remeasured, "candidatesRejected": outcome.rejected,
-                    "totalGflopsBefore": flops / total(outcome.before) / 1e9, "totalGflopsAfter": flops / total(outcome.after) / 1e9,
-                    "shipped": shipped?.name ?? NSNull(),
-                    "totalGflopsShipped": shippedSeconds.map { flops / total($0) / 1e9 } ?? NSNull(),
-                    "shapes": zip(shapes, zip(before, after)).map { ["shape": $0.0.description, "before": $0.1.0, "after": $0.1.1] },
-                ]
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                let report = TuneReport(
+                    device: info.name, stored: stored?.path, threshold: outcome.threshold, xgemm: outcome.tuning?.xgemm,
+                    xgemmDirect: outcome.tuning?.xgemmDirect, candidatesTried: outcome.tried, afterRemeasured: outcome.remeasured,
+                    candidatesRejected: outcome.rejected, totalGflopsBefore: flops / total(outcome.before) / 1e9,
+                    totalGflopsAfter: flops / total(outcome.after) / 1e9, shipped: shipped?.name,
+                    totalGflopsShipped: shippedSeconds.map { flops / total($0) / 1e9 },
+                    shapes: zip(shapes, zip(before, after)).map { .init(shape: $0.0.description, before: $0.1.0, after: $0.1.1) })
+                print(try jsonText(report))
                 return
             }
             print("")
