@@ -167,15 +167,8 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
     float pga = 0.0f, pgat = 0.0f;
     for (int i = lid; i < M; i += WG) {
-        float ci = 0.0f, gs = 0.0f;
-        for (int k = 0; k < K; ++k) {
-            const float xv = xs[k * M + i];
-            ci += m[k] * xv;
-            gs += gos[k * M + i] * xv;
-        }
-        const float t = normalize ? (ci - mu) * inv : ci;
-        const float sg = sge_sigmoid(w * t + b);
-        const float gai = gs * sg * (1.0f - sg);
+        float ci, t, sg;
+        const float gai = sge_position_ga(xs, gos, m, K, M, i, mu, inv, w, b, normalize, &ci, &t, &sg);
         c[i] = ci;
         ga[i] = gai;
         pga += gai;
