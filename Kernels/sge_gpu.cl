@@ -1,22 +1,16 @@
 // sge_gpu.cl: the wide SGE variant (WG > 1, GPUs): one work-group of WG work-items per slab, positions
 // strided over the work-items (coalesced), per-channel sums split into WG/K interleaved segments
 // combined in local memory, scalar sums by a tree reduction (WG a power of two). Follows
-// sge_common.cl (layout, defines, LOAD_SLAB).
+// sge_common.cl (layout, defines, LOAD_SLAB) and reduce_prelude.cl (tree_sum).
 #if WG < 2
 #error "sge_gpu.cl is the wide variant: WG must be a power of two above 1 (sge_cpu.cl is WG = 1)"
 #endif
 
-// Sum of v over the work-group (all work-items must call it; scratch holds WG floats).
+// Sum of v over the work-group (all work-items must call it; scratch holds WG floats): the shared
+// tree_sum (reduce_prelude.cl), after a barrier so scratch may still be in use by the caller.
 inline float group_sum(float v, __local float *scratch) {
-    const int lid = get_local_id(0);
     barrier(CLK_LOCAL_MEM_FENCE);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = WG / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return scratch[0];
+    return tree_sum(scratch, v);
 }
 
 // Two sums at once (scratch holds 2*WG floats).
