@@ -37,6 +37,12 @@ let package = Package(
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
         .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "CImage"]),
+        // Pictures, plots and studies: gate maps, loss curves, the ablation grid (PNG through SGENet).
+        // The GEMM tuning search (the stored and shipped parameters are applied by SGEOpenCL).
+        .target(name: "SGETuning", dependencies: ["SGENet", "SGEOpenCL", "COpenCL"]),
+        // Benchmarks: timing helpers, probes, the training-step benchmark, Codable bench reports.
+        .target(name: "SGEBench", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGEKernels", "SGETensor"]),
+        .target(name: "SGEViz", dependencies: ["SGENet", "SGEEngine", "SGETensor"]),
         // Test helpers: SGETestSupport (comparison rule, finite differences, fixtures) needs no OpenCL;
         // SGEDeviceTestSupport adds the test device.
         .target(name: "SGETestSupport", dependencies: ["SGETensor"], path: "Sources/SGETestSupport"),
@@ -44,12 +50,15 @@ let package = Package(
                 path: "Sources/SGEDeviceTestSupport"),
         .executableTarget(
             name: "sge",
-            dependencies: ["SGENet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SGENet", "SGEViz", "SGEBench", "SGETuning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETensor", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGEReference", "SGETensor", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGETuningTests", dependencies: ["SGETuning", "SGENet", "SGEOpenCL", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGEBenchTests", dependencies: ["SGEBench", "SGETensor", "SGETestSupport"]),
+        .testTarget(name: "SGEVizTests", dependencies: ["SGEViz", "SGENet", "SGEEngine", "SGETensor", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGETensor", "SGEDeviceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

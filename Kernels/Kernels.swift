@@ -5,7 +5,8 @@ public enum KernelSource {
     public static let bandwidth = text(PackageResources.bandwidth_cl)
     /// SGE by variant: sge_common.cl (layout, defines, the parameter gradient) before the wide GPU
     /// kernels (WG > 1), or before the CPU memory hints and the narrow float8 kernels (WG == 1).
-    public static let sgeGPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_gpu_cl)
+    public static let sgeGPU = text(PackageResources.sge_common_cl) + text(PackageResources.reduce_prelude_cl)
+        + text(PackageResources.sge_gpu_cl)
     public static let sgeCPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_cpu_hints_cl)
         + text(PackageResources.sge_cpu_cl)
     public static let conv = text(PackageResources.conv_cl)

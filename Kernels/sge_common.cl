@@ -52,6 +52,26 @@
 
 inline float sge_sigmoid(const float a) { return 1.0f / (1.0f + exp(-a)); }
 
+// Backward at position i of a slab: c_i = sum_k m_k x_k,i, the normalised t_i and the gate
+// s_i = sigmoid(w t_i + b) (written to *c_out, *t_out, *s_out), and the return value
+// ga_i = (sum_k go_k,i x_k,i) s_i (1 - s_i). The scalar step of both variants (the narrow one's tail).
+inline float sge_position_ga(SLAB const float *xs, SLAB const float *gos, __local const float *m, const int K, const int M,
+                             const int i, const float mu, const float inv, const float w, const float b, const int normalize,
+                             float *c_out, float *t_out, float *s_out) {
+    float ci = 0.0f, gs = 0.0f;
+    for (int k = 0; k < K; ++k) {
+        const float xv = xs[k * M + i];
+        ci += m[k] * xv;
+        gs += gos[k * M + i] * xv;
+    }
+    const float t = normalize ? (ci - mu) * inv : ci;
+    const float sv = sge_sigmoid(w * t + b);
+    *c_out = ci;
+    *t_out = t;
+    *s_out = sv;
+    return gs * sv * (1.0f - sv);
+}
+
 // Loads the slab into local memory (local path) or points at it in global memory (streaming path).
 #if SLAB_LOCAL
 #define LOAD_SLAB(name, src, local_buf)                                             \

@@ -321,15 +321,8 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
         at8 += gav * t;
     }
     for (; i < M; ++i) {
-        float ci = 0.0f, gs = 0.0f;
-        for (int k = 0; k < K; ++k) {
-            const float xv = xs[k * M + i];
-            ci += m[k] * xv;
-            gs += gos[k * M + i] * xv;
-        }
-        const float t = normalize ? (ci - mu) * inv : ci;
-        const float sv = sge_sigmoid(w * t + b);
-        const float gav = gs * sv * (1.0f - sv);
+        float ci, t, sv;
+        const float gav = sge_position_ga(xs, gos, m, K, M, i, mu, inv, w, b, normalize, &ci, &t, &sv);
         c[i] = ci;
         sg[i] = sv;
         ga[i] = gav;

@@ -1,22 +1,16 @@
 // sge_gpu.cl: the wide SGE variant (WG > 1, GPUs): one work-group of WG work-items per slab, positions
 // strided over the work-items (coalesced), per-channel sums split into WG/K interleaved segments
 // combined in local memory, scalar sums by a tree reduction (WG a power of two). Follows
-// sge_common.cl (layout, defines, LOAD_SLAB).
+// sge_common.cl (layout, defines, LOAD_SLAB) and reduce_prelude.cl (tree_sum).
 #if WG < 2
 #error "sge_gpu.cl is the wide variant: WG must be a power of two above 1 (sge_cpu.cl is WG = 1)"
 #endif
 
-// Sum of v over the work-group (all work-items must call it; scratch holds WG floats).
+// Sum of v over the work-group (all work-items must call it; scratch holds WG floats): the shared
+// tree_sum (reduce_prelude.cl), after a barrier so scratch may still be in use by the caller.
 inline float group_sum(float v, __local float *scratch) {
-    const int lid = get_local_id(0);
     barrier(CLK_LOCAL_MEM_FENCE);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = WG / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return scratch[0];
+    return tree_sum(scratch, v);
 }
 
 // Two sums at once (scratch holds 2*WG floats).
@@ -167,15 +161,8 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     const float w = weight[g], b = bias[g], inv = 1.0f / (sigma + SGE_EPS);
     float pga = 0.0f, pgat = 0.0f;
     for (int i = lid; i < M; i += WG) {
-        float ci = 0.0f, gs = 0.0f;
-        for (int k = 0; k < K; ++k) {
-            const float xv = xs[k * M + i];
-            ci += m[k] * xv;
-            gs += gos[k * M + i] * xv;
-        }
-        const float t = normalize ? (ci - mu) * inv : ci;
-        const float sg = sge_sigmoid(w * t + b);
-        const float gai = gs * sg * (1.0f - sg);
+        float ci, t, sg;
+        const float gai = sge_position_ga(xs, gos, m, K, M, i, mu, inv, w, b, normalize, &ci, &t, &sg);
         c[i] = ci;
         ga[i] = gai;
         pga += gai;

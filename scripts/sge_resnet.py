@@ -19,25 +19,32 @@ PRESETS = {
 
 
 class SpatialGroupEnhance(nn.Module):
-    """x (N, C, H, W) in G groups: gate every position of a group by
+    """PytorchInsight's SpatialGroupEnhance (classification/models/imagenet/resnet_sge.py), the
+    paper's reference: x (N, C, H, W) in G groups; every position of a group is gated by
     sigmoid(weight * norm(sum_c mean_hw(x_c) * x_c) + bias), norm = (t - mean) / (std_unbiased + 1e-5)."""
 
     def __init__(self, groups):
         super().__init__()
         self.groups = groups
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
         self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
+        self.sig = nn.Sigmoid()
 
     def forward(self, x):
-        n, c, h, w = x.shape
-        x = x.reshape(n * self.groups, c // self.groups, h, w)
-        similarity = (x * x.mean(dim=(2, 3), keepdim=True)).sum(dim=1, keepdim=True)
-        t = similarity.reshape(n * self.groups, h * w)
+        b, c, h, w = x.size()
+        x = x.view(b * self.groups, -1, h, w)
+        xn = x * self.avg_pool(x)
+        xn = xn.sum(dim=1, keepdim=True)
+        t = xn.view(b * self.groups, -1)
         t = t - t.mean(dim=1, keepdim=True)
-        t = t / (t.std(dim=1, keepdim=True) + 1e-5)
-        t = t.reshape(n, self.groups, h, w) * self.weight + self.bias
-        x = x * torch.sigmoid(t.reshape(n * self.groups, 1, h, w))
-        return x.reshape(n, c, h, w)
+        std = t.std(dim=1, keepdim=True) + 1e-5
+        t = t / std
+        t = t.view(b, self.groups, h, w)
+        t = t * self.weight + self.bias
+        t = t.view(b * self.groups, 1, h, w)
+        x = x * self.sig(t)
+        return x.view(b, c, h, w)
 
 
 class BasicBlock(nn.Module):

@@ -116,77 +116,16 @@ def build_model(torch, nn, name, image_size):
         size = image_size or 224
         return model, (3, size, size), 1000
     channels, default_size, stem_width, widths, blocks, groups, classes = CONFIGS[name]
-
-    class SpatialGroupEnhance(nn.Module):  # PytorchInsight, classification/models/imagenet/resnet_sge.py
-        def __init__(self, groups):
-            super().__init__()
-            self.groups = groups
-            self.avg_pool = nn.AdaptiveAvgPool2d(1)
-            self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
-            self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
-            self.sig = nn.Sigmoid()
-
-        def forward(self, x):
-            b, c, h, w = x.size()
-            x = x.view(b * self.groups, -1, h, w)
-            xn = x * self.avg_pool(x)
-            xn = xn.sum(dim=1, keepdim=True)
-            t = xn.view(b * self.groups, -1)
-            t = t - t.mean(dim=1, keepdim=True)
-            std = t.std(dim=1, keepdim=True) + 1e-5
-            t = t / std
-            t = t.view(b, self.groups, h, w)
-            t = t * self.weight + self.bias
-            t = t.view(b * self.groups, 1, h, w)
-            x = x * self.sig(t)
-            return x.view(b, c, h, w)
-
-    class BasicBlock(nn.Module):  # sge's ResidualBlock(.basic): conv-BN-ReLU-conv-BN-SGE (+ shortcut) -> ReLU
-        def __init__(self, cin, width, stride, sge_groups):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, width, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            self.relu1 = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(width, width, 3, stride=1, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.sge = SpatialGroupEnhance(sge_groups)
-            self.downsample = None
-            if stride != 1 or cin != width:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
-            self.relu = nn.ReLU(inplace=True)
-
-        def forward(self, x):
-            h = self.sge(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
-            shortcut = x if self.downsample is None else self.downsample(x)
-            return self.relu(h + shortcut)
-
-    class SGEResNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(channels, stem_width, 3, stride=1, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(stem_width)
-            self.relu = nn.ReLU(inplace=True)
-            cin = stem_width
-            for i, (width, count, g) in enumerate(zip(widths, blocks, groups)):
-                stage = []
-                for b in range(count):
-                    stage.append(BasicBlock(cin, width, 2 if (b == 0 and i > 0) else 1, g))
-                    cin = width
-                setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
-            self.stages = len(widths)
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(cin, classes)
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-        def forward(self, x):
-            x = self.relu(self.bn1(self.conv1(x)))
-            for i in range(self.stages):
-                x = getattr(self, f"layer{i + 1}")(x)
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return SGEResNet(), (channels, image_size or default_size, image_size or default_size), classes
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from sge_resnet import SGEResNet  # sge's layout, PytorchInsight's SGE module
+    model = SGEResNet(widths, blocks, groups, block="basic", stem="small", stem_width=stem_width, classes=classes,
+                      in_channels=channels)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    size = image_size or default_size
+    return model, (channels, size, size), classes
 
 
 def main():

@@ -1,4 +1,3 @@
-import SGEOpenCL
 import SGETensor
 
 /// A compute backend: where tensors live and how ops run. Two implementations: `OpenCLBackend`
@@ -7,16 +6,35 @@ import SGETensor
 public protocol BackendBase: AnyObject {
     /// Human-readable name ("reference" or the device's name).
     var name: String { get }
-    /// The device context (nil for the reference backend).
-    var context: CLContext? { get }
+    /// The device's memory (nil for the reference backend, which lives in host memory).
+    var memory: DeviceMemory? { get }
     /// Waits for all enqueued work.
     func synchronize() throws
+    /// A new tensor of `shape` holding `values` (count checked by the caller), where this backend
+    /// keeps its tensors; `values` nil: zeros.
+    func makeTensor(_ values: [Float]?, _ shape: Shape) -> Tensor
+    /// A tensor a kernel will overwrite entirely (device-only for OpenCL, zeros for the reference).
+    func makeOutput(_ shape: Shape) throws -> Tensor
+}
+
+/// What a backend says about its memory, for the memory check before training (no OpenCL type, so
+/// code above the engine needs none).
+public struct DeviceMemory: Sendable, Equatable {
+    public var name: String
+    /// Global memory and the largest single allocation, in bytes.
+    public var globalBytes: UInt64
+    public var maxAllocationBytes: UInt64
+    /// A GPU has its own memory; other devices (CPU drivers) allocate from host memory.
+    public var isGPU: Bool
+    public init(name: String, globalBytes: UInt64, maxAllocationBytes: UInt64, isGPU: Bool) {
+        (self.name, self.globalBytes, self.maxAllocationBytes, self.isGPU) = (name, globalBytes, maxAllocationBytes, isGPU)
+    }
 }
 
 extension BackendBase {
     /// A zero tensor of `shape` on this backend.
     public func zeros(_ shape: Shape, label: String = "tensor") -> Tensor {
-        let t = Tensor(zeros: shape, context: context)
+        let t = makeTensor(nil, shape)
         t.label = label
         return t
     }
@@ -26,7 +44,7 @@ extension BackendBase {
         guard values.count == shape.count else {
             throw SGEError.shape("\(label): \(values.count) values for shape \(shape)")
         }
-        let t = Tensor(values, shape: shape, context: context)
+        let t = makeTensor(values, shape)
         t.label = label
         return t
     }
@@ -37,12 +55,9 @@ extension BackendBase {
 
     /// A tensor a kernel will overwrite entirely (device-only for OpenCL, zeros for the reference).
     public func output(_ shape: Shape, label: String = "output") throws -> Tensor {
-        if let context {
-            let t = try Tensor(uninitializedOnDevice: shape, context: context)
-            t.label = label
-            return t
-        }
-        return zeros(shape, label: label)
+        let t = try makeOutput(shape)
+        t.label = label
+        return t
     }
 }
 

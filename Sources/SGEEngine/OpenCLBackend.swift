@@ -6,7 +6,14 @@ import SGETensor
 public final class OpenCLBackend: BackendBase {
     public let device: CLContext
     public var name: String { device.info.name }
-    public var context: CLContext? { device }
+    public var memory: DeviceMemory? {
+        DeviceMemory(name: device.info.name, globalBytes: device.info.globalMemory, maxAllocationBytes: device.info.maxAllocation,
+                     isGPU: device.info.isGPU)
+    }
+    public func makeTensor(_ values: [Float]?, _ shape: Shape) -> Tensor {
+        values.map { Tensor($0, shape: shape, context: device) } ?? Tensor(zeros: shape, context: device)
+    }
+    public func makeOutput(_ shape: Shape) throws -> Tensor { try Tensor(uninitializedOnDevice: shape, context: device) }
     /// The profiling event of the most recent kernel each op enqueued (benchmarks read it).
     public var lastEvent: CLEvent?
     /// Cached im2col workspace and convolution settings (Ops/Conv.swift).

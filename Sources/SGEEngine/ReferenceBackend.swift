@@ -1,4 +1,3 @@
-import SGEOpenCL
 import SGEReference
 import SGETensor
 
@@ -6,7 +5,11 @@ import SGETensor
 public final class ReferenceBackend: BackendBase {
     public init() {}
     public var name: String { "reference" }
-    public var context: CLContext? { nil }
+    public var memory: DeviceMemory? { nil }
+    public func makeTensor(_ values: [Float]?, _ shape: Shape) -> Tensor {
+        values.map { Tensor($0, shape: shape, context: nil) } ?? Tensor(zeros: shape, context: nil)
+    }
+    public func makeOutput(_ shape: Shape) throws -> Tensor { Tensor(zeros: shape, context: nil) }
     public func synchronize() throws {}
 }
 

@@ -88,6 +88,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         values.withUnsafeBufferPointer { src in host!.pointer.update(from: src.baseAddress!, count: values.count) }
     }
 
+    /// A zero tensor of this one's shape in the same place (host or the same device).
+    public func zerosLike() -> Tensor { Tensor(zeros: shape, context: context) }
+
     public convenience init(_ t: HostTensor, context: CLContext?) { self.init(t.data, shape: t.shape, context: context) }
 
     /// A device tensor whose contents a kernel is about to write (no host copy is made).

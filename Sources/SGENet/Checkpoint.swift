@@ -120,7 +120,7 @@ public enum Checkpoint {
         for (name, p) in model.namedParameters {
             try p.value.write(file.tensors[name]!.data)
             if let m = file.tensors[momentumPrefix + name] {
-                if p.momentum == nil { p.momentum = Tensor(zeros: p.value.shape, context: p.value.context) }
+                if p.momentum == nil { p.momentum = p.value.zerosLike() }
                 try p.momentum!.write(m.data)
             }
         }

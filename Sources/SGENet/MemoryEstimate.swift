@@ -106,10 +106,10 @@ public struct MemoryEstimate: Sendable, Equatable {
         var total = UInt64.max, maxAllocation = UInt64.max
         var what: [String] = []
         var hostBacked = true
-        if let info = backend.context?.info {
-            total = info.globalMemory
-            maxAllocation = info.maxAllocation
-            what.append("\(info.name): global memory \(gib(info.globalMemory)), max allocation \(gib(info.maxAllocation))")
+        if let info = backend.memory {
+            total = info.globalBytes
+            maxAllocation = info.maxAllocationBytes
+            what.append("\(info.name): global memory \(gib(info.globalBytes)), max allocation \(gib(info.maxAllocationBytes))")
             hostBacked = !info.isGPU
         }
         if hostBacked {

@@ -2,8 +2,8 @@ import COpenCL
 import Foundation
 
 // CLBlast tuning for one device: a stored parameter set (JSON, one file per device and driver),
-// applied with CLBlastOverrideParameters when the device's CLContext is created, and the tuner
-// that finds it.
+// applied with CLBlastOverrideParameters when the device's CLContext is created. The search that
+// finds it (GemmTuner, module SGETuning) works as follows.
 //
 // CLBlast's GEMM routines pick one of two kernels per call (CLBlast 1.5.3, Xgemm::UseDirectKernel):
 // XgemmDirect (one generic kernel) when m·n·k < XGEMM_MIN_INDIRECT_SIZE³ ("GemmRoutine"), else
@@ -14,62 +14,6 @@ import Foundation
 //   total(t, x, d) = Σ_s count_s · (mnk_s < t³ ? T_direct[d][s] : T_indirect[x][s]).
 // Every timed run is first validated against a Double reference GEMM; a candidate whose result is
 // wrong anywhere is dropped and never stored.
-
-/// One GEMM as sge issues it (row-major): C = op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n.
-/// `batch` > 1 is one strided-batched call with A shared (stride 0, as convolutions share the
-/// weights); `calls` > 1 is that many back-to-back calls on consecutive B/C (or A/B) slices.
-public struct GemmShape: Codable, Hashable, Sendable, CustomStringConvertible {
-    public var name: String
-    public var transA: Bool, transB: Bool
-    public var m: Int, n: Int, k: Int
-    public var batch: Int
-    public var calls: Int
-    public var beta: Float
-    /// How often the shape occurs per training step (weight in the tuning objective).
-    public var count: Int
-
-    public init(_ name: String, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                batch: Int = 1, calls: Int = 1, beta: Float = 0, count: Int = 1) {
-        (self.name, self.transA, self.transB, self.m, self.n, self.k) = (name, transA, transB, m, n, k)
-        (self.batch, self.calls, self.beta, self.count) = (batch, calls, beta, count)
-    }
-
-    /// Floating-point operations of one timed run.
-    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch * calls) }
-    /// m·n·k of one GEMM: what CLBlast compares against XGEMM_MIN_INDIRECT_SIZE³.
-    public var mnk: Int { m * n * k }
-    public var description: String {
-        "\(name) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)" + (batch > 1 ? " batch \(batch)" : "") + (calls > 1 ? " ×\(calls)" : "")
-    }
-
-    /// The GEMMs of the default small SGE-ResNet (28×28×1 input, stem 1→16 3×3, stages 16/32/64
-    /// with 3×3 convs, stride-2 1×1 downsamples) as `OpenCLBackend.conv2dForward/Backward` issue
-    /// them for `images` images: forward W·col (strided-batched), grad weight go·colᵀ (one
-    /// accumulating GEMM per image) and grad input Wᵀ·go (strided-batched; not for the stem).
-    public static func model(images: Int) -> [GemmShape] {
-        // (name, cin, cout, kernel, stride, input size, occurrences per step)
-        let convs: [(String, Int, Int, Int, Int, Int, Int)] = [
-            ("stem", 1, 16, 3, 1, 28, 1), ("s1.conv", 16, 16, 3, 1, 28, 2),
-            ("s2.conv1", 16, 32, 3, 2, 28, 1), ("s2.conv2", 32, 32, 3, 1, 14, 1), ("s2.down", 16, 32, 1, 2, 28, 1),
-            ("s3.conv1", 32, 64, 3, 2, 14, 1), ("s3.conv2", 64, 64, 3, 1, 7, 1), ("s3.down", 32, 64, 1, 2, 14, 1),
-        ]
-        var shapes: [GemmShape] = []
-        for (name, cin, cout, kernel, stride, size, count) in convs {
-            let pad = kernel / 2
-            let out = (size + 2 * pad - kernel) / stride + 1
-            let p = out * out, ckk = cin * kernel * kernel
-            shapes.append(GemmShape("\(name) fwd", m: cout, n: p, k: ckk, batch: images, count: count))
-            shapes.append(GemmShape("\(name) gradW", transB: true, m: cout, n: ckk, k: p, calls: images, beta: 1, count: count))
-            if name != "stem" {
-                shapes.append(GemmShape("\(name) gradX", transA: true, m: ckk, n: p, k: cout, batch: images, count: count))
-            }
-        }
-        return shapes
-    }
-
-    /// The classic square benchmark.
-    public static let square512 = GemmShape("square", m: 512, n: 512, k: 512)
-}
 
 /// A stored CLBlast parameter set for one device and driver. A nil kernel entry keeps CLBlast's
 /// default for that kernel.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGEEngine
 import SGEOpenCL
 import SGETensor
@@ -36,7 +37,7 @@ struct BenchGemm: ParsableCommand {
                 }
                 try device.device.overrideCLBlastParameters(kernel: String(parts[0]), values)
             }
-            var rows: [[String: Any]] = []
+            var rows: [GemmBenchReport.Result] = []
             for spec in shapes {
                 let parts = spec.split(separator: ":")
                 let dims = parts[0].split(separator: "x").compactMap { Int($0) }
@@ -47,12 +48,11 @@ struct BenchGemm: ParsableCommand {
                 let ms = try GemmTiming.median(device.device, m: dims[0], n: dims[1], k: dims[2], ta: trans[0] == "T", tb: trans[1] == "T",
                                                repeats: repeats, warmup: warmup)
                 let gflops = 2 * Double(dims[0]) * Double(dims[1]) * Double(dims[2]) / (ms * 1e6)
-                rows.append(["shape": spec, "ms": ms, "gflops": gflops])
+                rows.append(.init(shape: spec, ms: ms, gflops: gflops))
                 if !json { print(spec.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %9.3f ms  %7.1f GFLOP/s", ms, gflops)) }
             }
             if json {
-                let doc: [String: Any] = ["device": device.name, "driver": device.device.info.driverVersion, "results": rows]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                print(try jsonText(GemmBenchReport(device: device.name, driver: device.device.info.driverVersion, results: rows)))
             }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGEEngine
 import SGEKernels
 import SGEOpenCL
@@ -84,7 +85,7 @@ struct BenchSGE: ParsableCommand {
                 }
             }
             for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
-            var rows: [[String: Any]] = []
+            var rows: [SGEBenchRow] = []
             if !json {
                 print("device: \(info.globalIndex): \(info.name); copy_float4 bandwidth \(String(format: "%.1f", probe.aloneGBps)) GB/s "
                       + "(work-group \(probe.local.map(String.init) ?? "default")), streaming-store copy "
@@ -142,14 +143,9 @@ struct BenchSGE: ParsableCommand {
                         let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize(k: shape.c / groups, m: shape.h * shape.w,
                                                                             backward: direction == "backward")
                         let gbps = Double(bytes) / ms / 1e6
-                        var row: [String: Any] = ["op": "sge", "direction": direction, "shape": shape.dims, "groups": groups, "ms": ms,
-                                     "gbps": gbps, "fraction_of_copy": gbps / copy, "copy_gbps": copy, "copy_alone_gbps": probe.aloneGBps,
-                                     "device": info.name, "path": p.rawValue, "work_group_size": wgUsed]
-                        if let streamCopy {
-                            row["stream_copy_gbps"] = streamCopy
-                            row["fraction_of_stream_copy"] = gbps / streamCopy
-                        }
-                        rows.append(row)
+                        rows.append(SGEBenchRow(direction: direction, shape: shape.dims, groups: groups, ms: ms, gbps: gbps, copyGbps: copy,
+                                                copyAloneGbps: probe.aloneGBps, device: info.name, path: p.rawValue, workGroupSize: wgUsed,
+                                                streamCopyGbps: streamCopy))
                         if !json {
                             print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)
                                   + String(format: " %4d %9.3f %8.2f %9.1f %7.0f%%", wgUsed, ms, gbps, copy, 100 * gbps / copy)
@@ -160,8 +156,7 @@ struct BenchSGE: ParsableCommand {
                 }
             }
             if json {
-                let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                print(try jsonText(rows))
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SGEEngine
+import SGEBench
 import SGENet
 import SGEOpenCL
 import SGETensor

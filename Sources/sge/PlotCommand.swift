@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SGENet
+import SGEViz
 
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SGEEngine
 import SGENet
+import SGEViz
 import SGETensor
 
 struct StudyCommand: ParsableCommand {

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
 import SGEEngine
+import SGEBench
+import SGENet
 import SGEOpenCL
+import SGETuning
 import SGETensor
 
 /// `sge tune`: searches CLBlast SGEMM parameters for the selected device and stores the winner.
@@ -9,7 +12,7 @@ struct Tune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Tune CLBlast's SGEMM (Xgemm, XgemmDirect, direct/indirect threshold) for the selected device.",
         discussion: """
-            Times SGEMM at the GEMM shapes of the default model's convolutions (forward, grad weight, \
+            Times SGEMM at the GEMM shapes of a model's convolutions (--model, default the small model at 28×28; forward, grad weight, \
             grad input) plus 512³, over a curated list of CLBlast parameter sets, each validated \
             against a reference GEMM. The winner is stored per device and driver under \
             $XDG_CACHE_HOME/sge/tuning (else ~/.cache/sge/tuning) and applied automatically \
@@ -24,6 +27,10 @@ struct Tune: ParsableCommand {
     var budget: Double = 60
     @Option(help: "Images per convolution GEMM timed (the per-image GEMM shapes are those of batch 128; fewer images keep each candidate short).")
     var images: Int = 16
+    @Option(help: "The model whose convolution GEMMs are tuned (a preset: small, resnet20, resnet18, resnet34, resnet50, resnet101).")
+    var model = "small"
+    @Option(help: "Its image size (default 28).")
+    var imageSize = 28
     @Flag(help: "Print the result as JSON.")
     var json = false
     @Flag(help: "Delete the stored tuning of the device and exit.")
@@ -55,7 +62,8 @@ struct Tune: ParsableCommand {
                 return
             }
             let context = try CLContext.shared(for: info)
-            let shapes = GemmShape.model(images: images) + [GemmShape.square512]
+            let config = try ResNetConfig.preset(model, channels: model == "small" ? 1 : 3, height: imageSize, classes: 10)
+            let shapes = GemmShape.training(config, height: imageSize, width: imageSize, images: images) + [GemmShape.square512]
             let tuner = try GemmTuner(context: context, shapes: shapes)
             if !json { tuner.progress = { print($0) } }
             // The shipped set is the first candidate, so the search starts from it.
@@ -84,17 +92,14 @@ struct Tune: ParsableCommand {
             let flops = shapes.reduce(0) { $0 + $1.flops * Double($1.count) }
             let total = { (t: [Double]) in zip(shapes, t).reduce(0) { $0 + Double($1.0.count) * $1.1 } }
             if json {
-                let object: [String: Any] = [
-                    "device": info.name, "stored": stored?.path ?? NSNull(), "threshold": outcome.threshold,
-                    "xgemm": outcome.tuning?.xgemm ?? NSNull(), "xgemmDirect": outcome.tuning?.xgemmDirect ?? NSNull(),
-                    "candidatesTried": outcome.tried, "afterRemeasured": outcome.remeasured, "candidatesRejected": outcome.rejected,
-                    "totalGflopsBefore": flops / total(outcome.before) / 1e9, "totalGflopsAfter": flops / total(outcome.after) / 1e9,
-                    "shipped": shipped?.name ?? NSNull(),
-                    "totalGflopsShipped": shippedSeconds.map { flops / total($0) / 1e9 } ?? NSNull(),
-                    "shapes": zip(shapes, zip(before, after)).map { ["shape": $0.0.description, "before": $0.1.0, "after": $0.1.1] },
-                ]
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                let report = TuneReport(
+                    device: info.name, stored: stored?.path, threshold: outcome.threshold, xgemm: outcome.tuning?.xgemm,
+                    xgemmDirect: outcome.tuning?.xgemmDirect, candidatesTried: outcome.tried, afterRemeasured: outcome.remeasured,
+                    candidatesRejected: outcome.rejected, totalGflopsBefore: flops / total(outcome.before) / 1e9,
+                    totalGflopsAfter: flops / total(outcome.after) / 1e9, shipped: shipped?.name,
+                    totalGflopsShipped: shippedSeconds.map { flops / total($0) / 1e9 },
+                    shapes: zip(shapes, zip(before, after)).map { .init(shape: $0.0.description, before: $0.1.0, after: $0.1.1) })
+                print(try jsonText(report))
                 return
             }
             print("")

@@ -92,7 +92,9 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
     }
 
     var name: String { "broken(\(base.name))" }
-    var context: CLContext? { base.context }
+    var memory: DeviceMemory? { base.memory }
+    func makeTensor(_ values: [Float]?, _ shape: Shape) -> Tensor { base.makeTensor(values, shape) }
+    func makeOutput(_ shape: Shape) throws -> Tensor { try base.makeOutput(shape) }
     func synchronize() throws { try base.synchronize() }
 
     /// Adds `delta` to element `index` (or scales it by 1 + `relative`).

@@ -126,48 +126,5 @@ final class TuningTests: XCTestCase {
         (badDirect["VWMD"], badDirect["VWND"]) = (1, 1)
         XCTAssertFalse(GemmCandidates.isValidDirect(badDirect, info))
         XCTAssertTrue(GemmCandidates.isValidDirect(sampleDirect, info))
-        // The model's per-image GEMMs all sit below 256³, so threshold 256 runs them direct.
-        XCTAssertTrue(GemmShape.model(images: 1).allSatisfy { $0.mnk < 256 * 256 * 256 })
-        XCTAssertGreaterThanOrEqual(GemmShape.square512.mnk, 256 * 256 * 256)
-    }
-
-    func testWrongResultsAreRejected() throws {
-        let context = try testDevice().device
-        // Awkward tiny shapes in every form the convolutions use, with CLBlast's current parameters.
-        let shapes = [GemmShape("fwd", m: 7, n: 93, k: 5, batch: 3), GemmShape("gradW", transB: true, m: 3, n: 5, k: 17, calls: 2, beta: 1),
-                      GemmShape("gradX", transA: true, m: 9, n: 11, k: 4, batch: 2)]
-        let tuner = try GemmTuner(context: context, shapes: shapes)
-        tuner.repeats = 1
-        for i in shapes.indices {
-            let good = try tuner.run(i)
-            XCTAssertTrue(tuner.isCorrect(i, result: good), "CLBlast's result for \(shapes[i]) must pass")
-            XCTAssertNotNil(tuner.time(i))
-            var wrong = good
-            wrong[wrong.count - 1] += 0.05  // last element of the last image: a stride or edge bug
-            XCTAssertFalse(tuner.isCorrect(i, result: wrong), "a perturbed result for \(shapes[i]) must fail")
-            wrong = good
-            wrong[0] = .nan
-            XCTAssertFalse(tuner.isCorrect(i, result: wrong))
-            XCTAssertFalse(tuner.isCorrect(i, result: Array(good.dropLast())))
-        }
-    }
-
-    /// A full tuning run on tiny shapes with one candidate; overrides CLBlast for the process.
-    func testTuneStoresAValidatedWinner() throws {
-        guard ProcessInfo.processInfo.environment["SGE_TUNE_TEST"] == "1" else {
-            throw XCTSkip("overrides CLBlast's parameters for the whole test process; set SGE_TUNE_TEST=1")
-        }
-        let context = try testDevice().device
-        let tuner = try GemmTuner(context: context, shapes: [GemmShape("small", m: 16, n: 49, k: 36, batch: 2), GemmShape("big", m: 96, n: 80, k: 72)])
-        tuner.repeats = 1
-        let candidate = GemmCandidates.Triple(xgemm: sampleXgemm, direct: sampleDirect, threshold: 40)
-        let outcome = try tuner.tune(budget: 0, candidates: [candidate])
-        XCTAssertEqual(outcome.tried, 1)
-        XCTAssertEqual(outcome.rejected, 0)
-        XCTAssertEqual(outcome.after.count, 2)
-        if let tuning = outcome.tuning {
-            XCTAssertEqual(tuning.xgemm, sampleXgemm)
-            XCTAssertEqual(tuning.xgemmDirect, sampleDirect)
-        }
     }
 }

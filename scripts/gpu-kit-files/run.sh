@@ -246,7 +246,7 @@ for name in "${steps[@]}"; do
   reason=$(skip_reason "$name")
   if [ -n "$reason" ]; then
     echo "== $name: $reason"
-    summary+=("$(printf '%-12s %5s %6s s  %s' "$name" - 0 "$reason")")
+    summary+=("$(printf '%-16s %5s %6s s  %s' "$name" - 0 "$reason")")
     continue
   fi
   echo "== $name (time limit ${limit} s)"
@@ -272,7 +272,7 @@ for name in "${steps[@]}"; do
     echo "   $name: FAILED, exit $rc in $secs s (stderr: $results/$name.stderr)"
     status=1
   fi
-  summary+=("$(printf '%-12s %5s %6s s  %s' "$name" "$rc" "$secs" "$state")")
+  summary+=("$(printf '%-16s %5s %6s s  %s' "$name" "$rc" "$secs" "$state")")
 done
 for pair in golden:check-golden.txt train:train.stderr; do
   f=${pair#*:}

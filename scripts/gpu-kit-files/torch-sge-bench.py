@@ -18,6 +18,7 @@ Prints a table; exits 3 (with a message) when torch or a CUDA device is missing.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 
@@ -41,29 +42,11 @@ def main():
         print("torch-sge-bench: torch.cuda.is_available() is False; skipped", file=sys.stderr)
         return 3
 
-    class SpatialGroupEnhance(nn.Module):  # PytorchInsight, classification/models/imagenet/resnet_sge.py
-        def __init__(self, groups):
-            super().__init__()
-            self.groups = groups
-            self.avg_pool = nn.AdaptiveAvgPool2d(1)
-            self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
-            self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
-            self.sig = nn.Sigmoid()
-
-        def forward(self, x):
-            b, c, h, w = x.size()
-            x = x.view(b * self.groups, -1, h, w)
-            xn = x * self.avg_pool(x)
-            xn = xn.sum(dim=1, keepdim=True)
-            t = xn.view(b * self.groups, -1)
-            t = t - t.mean(dim=1, keepdim=True)
-            std = t.std(dim=1, keepdim=True) + 1e-5
-            t = t / std
-            t = t.view(b, self.groups, h, w)
-            t = t * self.weight + self.bias
-            t = t.view(b * self.groups, 1, h, w)
-            x = x * self.sig(t)
-            return x.view(b, c, h, w)
+    # PytorchInsight's module, shared with the other PyTorch scripts (scripts/sge_resnet.py, copied
+    # beside this file in the GPU kit).
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [here, os.path.join(here, "..")]
+    from sge_resnet import SpatialGroupEnhance
 
     device = torch.device("cuda")
 

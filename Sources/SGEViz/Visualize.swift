@@ -17,6 +17,7 @@
 // spread is how much the gate varies across positions within one image (0: a constant gate,
 // i.e. SGE acts as a per-group scale); std also includes variation between images.
 import Foundation
+import SGENet
 import SGEEngine
 import SGETensor
 

@@ -1,4 +1,5 @@
 import Foundation
+import SGENet
 import SGEEngine
 import SGEOpenCL
 import SGETensor

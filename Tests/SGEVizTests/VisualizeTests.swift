@@ -1,5 +1,6 @@
 import Foundation
 @testable import SGENet
+@testable import SGEViz
 import SGEEngine
 import SGEReference
 import SGETensor

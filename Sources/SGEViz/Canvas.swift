@@ -2,6 +2,7 @@
 // 5×7 bitmap font (upper-case letters, digits and a little punctuation; lower case is drawn as
 // upper case). Coordinates are pixels from the top-left; everything is clipped to the canvas.
 import Foundation
+import SGENet
 
 /// An 8-bit RGB colour.
 public struct RGB: Sendable, Equatable {

@@ -12,6 +12,7 @@
 // OUT/study.md is the table, OUT/study.png a bar chart of ā with ±std error bars and each run as
 // a dot.
 import Foundation
+import SGENet
 import SGEEngine
 import SGETensor
 

@@ -11,6 +11,7 @@
 // Two panels: loss (train per step, thin and light; train and test per epoch, with markers) and
 // accuracy (the same series for train_acc/test_acc). Drawn on a `Canvas`, written with libpng.
 import Foundation
+import SGENet
 import SGETensor
 
 /// One line of a metrics JSONL file: its kind and its numeric values.

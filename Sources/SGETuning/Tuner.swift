@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import SGEOpenCL
 
 /// Times CLBlast SGEMM at a set of shapes on one device and searches parameter sets for
 /// Xgemm, XgemmDirect and the GemmRoutine threshold (see the comment at the top of Tuning.swift).

@@ -1,5 +1,5 @@
 import Foundation
-import SGENet
+import SGEBench
 import SGETensor
 import XCTest
 
