@@ -36,12 +36,12 @@ let package = Package(
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "CImage"]),
-        // Pictures, plots and studies: gate maps, loss curves, the ablation grid (PNG through SGENet).
+        .target(name: "SGENet", dependencies: ["SGEEngine", "SGETensor", "CImage"]),
         // The GEMM tuning search (the stored and shipped parameters are applied by SGEOpenCL).
-        .target(name: "SGETuning", dependencies: ["SGENet", "SGEOpenCL", "COpenCL"]),
+        .target(name: "SGETuning", dependencies: ["SGENet", "SGEOpenCL"]),
         // Benchmarks: timing helpers, probes, the training-step benchmark, Codable bench reports.
         .target(name: "SGEBench", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGEKernels", "SGETensor"]),
+        // Pictures, plots and studies: gate maps, loss curves, the ablation grid (PNG through SGENet).
         .target(name: "SGEViz", dependencies: ["SGENet", "SGEEngine", "SGETensor"]),
         // Test helpers: SGETestSupport (comparison rule, finite differences, fixtures) needs no OpenCL;
         // SGEDeviceTestSupport adds the test device.
@@ -50,7 +50,7 @@ let package = Package(
                 path: "Sources/SGEDeviceTestSupport"),
         .executableTarget(
             name: "sge",
-            dependencies: ["SGENet", "SGEViz", "SGEBench", "SGETuning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SGENet", "SGEViz", "SGEBench", "SGETuning", "SGEEngine", "SGEOpenCL", "SGETensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETensor", "SGETestSupport"]),
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGEReference", "SGETensor", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGETuningTests", dependencies: ["SGETuning", "SGENet", "SGEOpenCL", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGEBenchTests", dependencies: ["SGEBench", "SGETensor", "SGETestSupport"]),
-        .testTarget(name: "SGEVizTests", dependencies: ["SGEViz", "SGENet", "SGEEngine", "SGETensor", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGEVizTests", dependencies: ["SGEViz", "SGENet", "SGEEngine", "SGEReference", "SGETensor", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGETensor", "SGEDeviceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

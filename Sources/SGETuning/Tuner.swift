@@ -1,4 +1,3 @@
-import COpenCL
 import Foundation
 import SGEOpenCL
 

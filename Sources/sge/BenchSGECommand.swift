@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import SGEBench
 import SGEEngine
-import SGEKernels
 import SGEOpenCL
 import SGETensor
 
