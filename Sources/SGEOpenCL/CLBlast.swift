@@ -9,15 +9,27 @@ extension CLContext {
     }
 
     /// C = alpha * op(A) * op(B) + beta * C with op(A) m×k, op(B) k×n, C m×n (row-major).
+    ///
+    /// CLBlast's indirect GEMM copies A, B and C into padded (and transposed) temporaries. Left to
+    /// itself it allocates and frees them on every call; here they come from this context's buffer
+    /// pool (CLBlastSgemmWithTempBuffer), so a training step reuses them instead of allocating (on
+    /// a CPU driver, page-faulting) hundreds of MB per large GEMM.
     public func enqueueSgemm(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: CLBuffer, aOffset: Int = 0, lda: Int, b: CLBuffer, bOffset: Int = 0, ldb: Int,
                              beta: Float = 0, c: CLBuffer, cOffset: Int = 0, ldc: Int) throws {
         var q: cl_command_queue? = queue
         var event: cl_event?
         defer { recordBlast("clblast:gemm", event) }
-        try checkBlast(CLBlastSgemm(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha, a.mem, aOffset, lda,
-                                    b.mem, bOffset, ldb, beta, c.mem, cOffset, ldc, &q, &event),
-                       "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
+        var tempBytes = 0
+        let what = "CLBlastSgemm(m: \(m), n: \(n), k: \(k))"
+        try checkBlast(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, aOffset, lda, bOffset, ldb,
+                                                  cOffset, ldc, &q, &tempBytes), "CLBlastSGemmTempBufferSize for " + what)
+        // The temporary goes back to the pool when this call returns; the in-order queue runs its
+        // next user after this GEMM.
+        let temp = tempBytes > 0 ? try buffer(bytes: tempBytes) : nil
+        try checkBlast(CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta.blast, tb.blast, m, n, k, alpha, a.mem, aOffset, lda,
+                                                  b.mem, bOffset, ldb, beta, c.mem, cOffset, ldc, &q, &event, temp?.mem),
+                       what)
     }
 
     /// `batch` GEMMs whose matrices are `strideA/B/C` elements apart.
