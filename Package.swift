@@ -27,21 +27,23 @@ let package = Package(
             exclude: ["README.md"],
             resources: kernelFiles.map { .embedInCode($0) }
         ),
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("mpi")]),
         .target(name: "SGETensor"),
+        .target(name: "SGEDistributed", dependencies: ["CMPI", "SGETensor"]),
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "COpenCL"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine", "SGEOpenCL", "SGETensor", "COpenCL", "SGEDistributed"]),
         .target(name: "SGETestSupport", dependencies: ["SGEEngine", "SGETensor"], path: "Sources/SGETestSupport"),
         .executableTarget(
             name: "sge",
-            dependencies: ["SGENet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SGENet", "SGEDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETestSupport"]),
         .testTarget(name: "SGEOpenCLTests", dependencies: ["SGEOpenCL", "SGEKernels", "SGETestSupport"]),
         .testTarget(name: "SGEEngineTests", dependencies: ["SGEEngine", "SGEKernels", "SGEOpenCL", "SGETestSupport"]),
-        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGETestSupport"]),
+        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGETestSupport", "SGEDistributed"]),
     ],
     swiftLanguageModes: [.v5]
 )
