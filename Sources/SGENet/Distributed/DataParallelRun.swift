@@ -31,6 +31,15 @@ extension DataParallel {
     /// the sums all-reduced. An interruption on any rank (SIGINT/SIGTERM) is agreed after the slices.
     public func evaluate(data: Dataset, backend: any Backend, batchSize: Int,
                          progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
+        // Without --sync-bn each rank's running statistics are its own: evaluate with rank 0's (the
+        // checkpoint's), as DDP's broadcast_buffers does.
+        if syncBatchNorm == nil {
+            for t in model.namedBuffers.map(\.1) {
+                var values = try t.read()
+                try communicator.broadcast(&values, root: 0)
+                if rank != 0 { try t.write(values) }
+            }
+        }
         let lo = data.count * rank / size, hi = data.count * (rank + 1) / size
         let slice = data.slice(lo..<hi)
         let k = model.config.classes
@@ -59,10 +68,11 @@ extension DataParallel {
                           confusion: confusion, count: count)
     }
 
-    /// FNV-1a over the bytes of every parameter and buffer (to check that ranks hold the same model).
+    /// FNV-1a over the bytes of every parameter (to check that ranks hold the same model; BatchNorm's
+    /// running statistics are local to each rank without --sync-bn and are left out).
     public static func parameterHash(_ model: SGEResNet) throws -> UInt64 {
         var bytes: [UInt8] = []
-        for t in model.namedParameters.map(\.1.value) + model.namedBuffers.map(\.1) {
+        for t in model.namedParameters.map(\.1.value) {
             for v in try t.read() { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
         }
         return fnv1a(bytes)
