@@ -155,6 +155,47 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("loss is nan"), r.output)
     }
 
+    /// Ctrl-C to mpirun (forwarded to every rank as SIGTERM, SIGKILL following): the ranks stop at
+    /// the same step and rank 0 writes the checkpoint before the kill. mpirun sends SIGCONT, then
+    /// SIGTERM and SIGKILL each odls_base_sigkill_timeout seconds later (default 1: shorter than a
+    /// reference-backend step in a debug build), so the test sets it to 8, as docs/distributed.md
+    /// advises for long steps.
+    func testCtrlCToMpirunWritesTheCheckpoint() throws {
+        let data = try tinyData()
+        let mpirun = try MPI.mpirun(), sge = try CLI.binary()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", sge]
+            + trainArgs(data, out: data + "/run", batch: 32, device: "reference", steps: 10) + ["--epochs", "3"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_MCA_odls_base_sigkill_timeout"] = "8"
+        environment["SGE_DEVICE"] = nil
+        p.environment = environment
+        let log = data + "/stderr.txt"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardError = handle
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        var text = ""
+        let started = Date()
+        while p.isRunning && !text.contains("training 3 epochs") && Date().timeIntervalSince(started) < 60 {
+            usleep(100_000)
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        }
+        sleep(3)  // a few steps in, every rank's handler installed
+        XCTAssertTrue(p.isRunning, "the run ended before Ctrl-C: \(text)")
+        p.interrupt()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline { usleep(100_000) }
+        XCTAssertFalse(p.isRunning, "mpirun did not exit within 60 s of Ctrl-C")
+        try? handle.close()
+        text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertTrue(text.contains("stopped at epoch"), text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: data + "/run/checkpoint.safetensors"), text)
+    }
+
     /// Ranks started with different options are refused before training, naming the rank.
     func testMismatchedOptionsAreRefused() throws {
         let data = try tinyData()
