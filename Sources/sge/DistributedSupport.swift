@@ -42,8 +42,6 @@ func runDistributed(_ body: (any Communicator) throws -> Void) throws {
 
 /// The end-of-run line about data parallelism.
 func dataParallelSummary(_ dp: DataParallel, last: EpochMetrics) -> String {
-    let steps = max(1, last.step)
-    _ = steps
     return String(format: "%d ranks, %@ all-reduced per step in %d bucket(s)%@; all-reduce wait not hidden behind backward %.1f s in the last epoch",
                   dp.size, formatBytes(UInt64(dp.bytesPerStep)) as NSString, dp.bucketCount,
                   dp.syncBatchNorm == nil ? "" : ", BatchNorm synchronised", last.allReduceWaitSeconds)

@@ -244,6 +244,10 @@ final class ProgressPrinter: TrainingObserver {
         if let l = m.testLoss, let a = m.testAccuracy { text += String(format: " | test loss %.4f acc %.2f%%", l, 100 * a) }
         text += String(format: " | %.0f img/s, %.0f s (waiting for data %.1f s, host enqueue %.1f s, waiting for device %.1f s)",
                        m.imagesPerSecond, m.seconds, m.dataWaitSeconds, m.hostSeconds, m.deviceWaitSeconds)
+        if m.allReduceBytesPerStep > 0 {
+            text += String(format: "; all-reduce %@ per step, %.2f s not hidden behind backward", formatBytes(UInt64(m.allReduceBytesPerStep)) as NSString,
+                           m.allReduceWaitSeconds)
+        }
         log(text)
     }
 
