@@ -2,6 +2,7 @@ import Foundation
 import SGEDistributed
 import SGEEngine
 @testable import SGENet
+import SGEOpenCL
 import SGETensor
 import SGETestSupport
 import XCTest
@@ -71,6 +72,33 @@ final class DistributedTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Launch detection, the single-process communicator, the local rank's default device and the
+    /// PoCL thread share.
+    func testLaunchDetectionAndDefaults() throws {
+        XCTAssertTrue(Distributed.launchedByMPI(["OMPI_COMM_WORLD_SIZE": "2"]))
+        XCTAssertFalse(Distributed.launchedByMPI([:]))
+        XCTAssertTrue(try Distributed.start([:]) is SingleProcess)
+        XCTAssertEqual(Distributed.localPlacement(["OMPI_COMM_WORLD_LOCAL_RANK": "3", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"]).rank, 3)
+        let single = SingleProcess()
+        var values: [Double] = [1, 2]
+        try single.allReduceSum(&values)
+        XCTAssertEqual(values, [1, 2])
+        XCTAssertEqual(try single.allGather(7), [7])
+        // Without GPUs every local rank gets the first OpenCL device (PoCL), else the reference.
+        let devices = (try? SGEOpenCL.Devices.all()) ?? []
+        if !devices.contains(where: \.isGPU) {
+            XCTAssertEqual(try DeviceSelection.resolve(nil, devices: devices, localRank: 1).0?.globalIndex, devices.first?.globalIndex)
+        }
+        // cores ÷ local ranks PoCL threads, unless set.
+        let saved = ProcessInfo.processInfo.environment["POCL_MAX_PTHREAD_COUNT"]
+        defer { if let saved { setenv("POCL_MAX_PTHREAD_COUNT", saved, 1) } else { unsetenv("POCL_MAX_PTHREAD_COUNT") } }
+        unsetenv("POCL_MAX_PTHREAD_COUNT")
+        let threads = Distributed.sharePoCLThreads(localSize: 2)
+        XCTAssertEqual(threads, max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+        XCTAssertEqual(ProcessInfo.processInfo.environment["POCL_MAX_PTHREAD_COUNT"], threads.map(String.init))
+        XCTAssertNil(Distributed.sharePoCLThreads(localSize: 2), "a value already set is kept")
     }
 
     // MARK: - mpirun -np 2
