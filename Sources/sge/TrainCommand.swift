@@ -121,6 +121,7 @@ struct Train: ParsableCommand {
             let net = try SGEResNet(choice.backend, config: config, seed: seed)
             let trainer = try Trainer(backend: choice.backend, model: net, train: train, test: test, options: options)
             let dp = DataParallel(communicator: comm, model: net, syncBatchNorm: syncBN, bucketBytes: bucketKiB * 1024)
+            if syncBN && !comm.isDistributed { log("--sync-bn has no effect with one process (start several with mpirun -np N)") }
             if comm.isDistributed {
                 try dp.checkSameConfiguration(try configurationDescription(options, config, train: train, test: test))
                 try trainer.attach(dp)
