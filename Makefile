@@ -7,7 +7,7 @@
 # class, as for PoCL on AVX-512 and NVIDIA GPUs; otherwise a few minutes the first time).
 
 SHELL := /bin/bash
-APT_PACKAGES := ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd dataset-fashion-mnist libpng-dev zlib1g-dev libturbojpeg0-dev
+APT_PACKAGES := ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd dataset-fashion-mnist libpng-dev zlib1g-dev libturbojpeg0-dev libopenmpi-dev openmpi-bin
 SWIFT ?= swift
 TRAIN_ARGS ?=
 

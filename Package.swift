@@ -32,11 +32,14 @@ let package = Package(
             exclude: ["README.md"],
             resources: kernelFiles.map { .embedInCode($0) }
         ),
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("mpi")]),
         .target(name: "SGETensor"),
+        // Open MPI for data-parallel training; without mpirun it makes no MPI call.
+        .target(name: "SGEDistributed", dependencies: ["CMPI", "SGETensor"]),
         .target(name: "SGEReference", dependencies: ["SGETensor"]),
         .target(name: "SGEOpenCL", dependencies: ["COpenCL", "SGETensor"], resources: [.embedInCode("ShippedTuning.json")]),
         .target(name: "SGEEngine", dependencies: ["SGEOpenCL", "SGEReference", "SGETensor", "SGEKernels"]),
-        .target(name: "SGENet", dependencies: ["SGEEngine", "SGETensor", "CImage"]),
+        .target(name: "SGENet", dependencies: ["SGEEngine", "SGETensor", "CImage", "SGEDistributed"]),
         // The GEMM tuning search (the stored and shipped parameters are applied by SGEOpenCL).
         .target(name: "SGETuning", dependencies: ["SGENet", "SGEOpenCL"]),
         // Benchmarks: timing helpers, probes, the training-step benchmark, Codable bench reports.
@@ -50,7 +53,7 @@ let package = Package(
                 path: "Sources/SGEDeviceTestSupport"),
         .executableTarget(
             name: "sge",
-            dependencies: ["SGENet", "SGEViz", "SGEBench", "SGETuning", "SGEEngine", "SGEOpenCL", "SGETensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SGENet", "SGEViz", "SGEBench", "SGETuning", "SGEDistributed", "SGEEngine", "SGEOpenCL", "SGETensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SGETensorTests", dependencies: ["SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEReferenceTests", dependencies: ["SGEReference", "SGETensor", "SGETestSupport"]),
@@ -59,7 +62,7 @@ let package = Package(
         .testTarget(name: "SGETuningTests", dependencies: ["SGETuning", "SGENet", "SGEOpenCL", "SGEDeviceTestSupport"]),
         .testTarget(name: "SGEBenchTests", dependencies: ["SGEBench", "SGETensor", "SGETestSupport"]),
         .testTarget(name: "SGEVizTests", dependencies: ["SGEViz", "SGENet", "SGEEngine", "SGEReference", "SGETensor", "SGEDeviceTestSupport"]),
-        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGETensor", "SGEDeviceTestSupport"]),
+        .testTarget(name: "SGENetTests", dependencies: ["SGENet", "SGEEngine", "SGEOpenCL", "SGEReference", "SGETensor", "SGEDistributed", "SGEDeviceTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -22,8 +22,11 @@ public enum DeviceSelection {
     }
 
     /// The device `spec` names among `devices`, or the default; nil means the reference backend.
-    public static func resolve(_ spec: (String, String)?, devices: [DeviceInfo]) throws -> (DeviceInfo?, String) {
+    /// `localRank` (a rank's index on its machine under mpirun) picks GPU localRank mod GPUs by default.
+    public static func resolve(_ spec: (String, String)?, devices: [DeviceInfo], localRank: Int = 0) throws -> (DeviceInfo?, String) {
         guard let (value, source) = spec else {
+            let gpus = devices.filter(\.isGPU)
+            if localRank > 0, !gpus.isEmpty { return (gpus[localRank % gpus.count], "default: local rank \(localRank)'s GPU") }
             if let gpu = devices.first(where: { $0.isGPU }) { return (gpu, "default: first GPU") }
             if let any = devices.first { return (any, "default: no GPU, first OpenCL device") }
             return (nil, "default: no OpenCL device found, using the reference backend")
@@ -45,9 +48,9 @@ public enum DeviceSelection {
     }
 
     /// Resolves and opens the backend.
-    public static func choose(_ explicit: String? = nil) throws -> Choice {
+    public static func choose(_ explicit: String? = nil, localRank: Int = 0) throws -> Choice {
         let devices = try Devices.all()
-        let (info, reason) = try resolve(spec(explicit), devices: devices)
+        let (info, reason) = try resolve(spec(explicit), devices: devices, localRank: localRank)
         if let info { return Choice(backend: try OpenCLBackend(info), info: info, reason: reason) }
         return Choice(backend: ReferenceBackend(), info: nil, reason: reason)
     }

@@ -60,7 +60,9 @@ public final class BatchNorm2d: Layer {
     public var eps: Float = 1e-5
     /// Applies the ReLU that follows in the same pass (forward and backward): BN+ReLU fused.
     public let fusedReLU: Bool
-    private var saved: (x: Tensor, stats: BatchNormSaved, out: Tensor?)?
+    /// Set by `--sync-bn` under data parallelism: training statistics over every rank's batch.
+    public var sync: BatchNormSync?
+    var saved: (x: Tensor, stats: BatchNormSaved, out: Tensor?)?
 
     public init(_ backend: any Backend, _ channels: Int, name: String, fusedReLU: Bool = false) throws {
         self.backend = backend
@@ -74,6 +76,7 @@ public final class BatchNorm2d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         try LayerProfiler.measure(fusedReLU ? "BatchNorm2d+ReLU.forward" : "BatchNorm2d.forward", backend) {
+            if training, let sync { return try sync.forward(self, x) }
             let (out, s) = try backend.batchNormForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
                                                        runningVar: runningVar, training: training, momentum: momentum, eps: eps,
                                                        relu: fusedReLU)
@@ -84,6 +87,7 @@ public final class BatchNorm2d: Layer {
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
         try LayerProfiler.measure(fusedReLU ? "BatchNorm2d+ReLU.backward" : "BatchNorm2d.backward", backend) {
+            if let sync, saved != nil { return try sync.backward(self, gradOut) }
             let (x, s, out) = try cached(saved, name)
             saved = nil
             return try backend.batchNormBackward(gradOut, x: x, gamma: weight.value, saved: s, gradGamma: weight.grad, gradBeta: bias.grad,

@@ -245,10 +245,16 @@ public final class SGEResNet: Layer {
 
     public func backward(_ gradOut: Tensor) throws -> Tensor {
         var g = try pool.backward(try fc.backward(gradOut))
-        for stage in stages.reversed() { for block in stage.reversed() { g = try block.backward(g) } }
+        try backwardHook?()
+        for stage in stages.reversed() { for block in stage.reversed() { g = try block.backward(g); try backwardHook?() } }
         for (_, l) in stem.reversed() { g = try l.backward(g) }
+        try backwardHook?()
         return g
     }
+
+    /// Called after fc, after each residual block and after the stem in backward (data parallelism
+    /// starts reducing the gradients that are complete; see `DataParallel`).
+    public var backwardHook: (() throws -> Void)?
 
     public var namedParameters: [(String, Parameter)] {
         stem.flatMap { prefixed($0.0, $0.1.namedParameters) }

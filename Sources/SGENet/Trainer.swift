@@ -41,6 +41,10 @@ public struct EpochMetrics: Sendable {
     public var hostSeconds: Double
     /// Seconds the host waited for the device.
     public var deviceWaitSeconds: Double
+    /// Data parallelism: gradient bytes all-reduced per step, and seconds the steps waited for
+    /// those reductions after backward (not hidden behind it); 0 with one process.
+    public var allReduceBytesPerStep = 0
+    public var allReduceWaitSeconds = 0.0
 }
 
 /// The result of evaluating a model on a dataset.
@@ -109,6 +113,10 @@ public final class Trainer {
     /// The checkpoint this run resumed from, and the (epoch, step) of the last checkpoint it wrote.
     public private(set) var resumedFrom: String?
     public private(set) var lastSaved: (epoch: Int, step: Int)?
+    /// Data parallelism over several ranks (`attach`); nil with one process.
+    public internal(set) var dataParallel: DataParallel?
+    /// Added to the checkpoint's metadata (data parallelism stores the number of ranks).
+    public var extraMetadata: [String: String] = [:]
 
     public init(backend: any Backend, model: SGEResNet, train: any LabelledImages, test: (any LabelledImages)?, options: TrainOptions) throws {
         try options.validate()
@@ -167,7 +175,8 @@ public final class Trainer {
         try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
                                                       extra: ["train_options": optionsJSON, "dataset": train.source,
                                                               "train_count": String(train.count),
-                                                              "class_names": Checkpoint.encodeClassNames(train.classNames)]),
+                                                              "class_names": Checkpoint.encodeClassNames(train.classNames)]
+                                                              .merging(extraMetadata) { a, _ in a }),
                             path: checkpointPath)
         lastSaved = (epoch, step)
     }
@@ -213,7 +222,7 @@ public final class Trainer {
             var stepInEpoch = max(skip, 0)
             var lr = schedule.lr(at: step)
             while stepInEpoch < stepsPerEpoch {
-                if trainingStopRequested != 0 { break }
+                if stopRequested { break }
                 if let stop = stopAtStep, step >= stop { return results }
                 let t0 = Date()
                 guard let batch = loader.next() else { break }
@@ -223,12 +232,16 @@ public final class Trainer {
                 let x = try backend.tensor(batch.images, batch.shape, label: "images")
                 let labels = try backend.tensor(batch.labels.map(Float.init), labelsShape, label: "labels")
                 try x.prefetchToDevice()
-                let (loss, correct) = try model.trainStep(x, labels: labels, optimizer: optimizer, lr: lr)
+                let (loss, correct) = try model.trainStep(x, labels: labels, optimizer: optimizer, lr: lr, beforeUpdate: dataParallel?.finishGradients)
                 try backend.axpby(alpha: 1, correct, beta: 1, correctSum)
                 let t2 = Date()
                 hostTime += t2.timeIntervalSince(t1)
-                let stepLoss = try loss.read()[0]
+                var stepLoss = try loss.read()[0]
                 deviceWait += Date().timeIntervalSince(t2)
+                var reportDue = Date().timeIntervalSince(lastReport) > 0.5
+                if let dp = dataParallel {
+                    (stepLoss, reportDue) = try dp.agree(loss: stepLoss, reportDue: reportDue, stopRequested: trainingStopRequested != 0, step: step)
+                }
                 stepLosses.append(stepLoss)
                 lossSum += Double(stepLoss)
                 guard stepLoss.isFinite else {
@@ -239,12 +252,12 @@ public final class Trainer {
                 seen += batch.count
                 let now = Date()
                 let logStep = options.logEvery > 0 && step % options.logEvery == 0
-                if now.timeIntervalSince(lastReport) > 0.5 || stepInEpoch == stepsPerEpoch || logStep {
+                if reportDue || stepInEpoch == stepsPerEpoch || logStep {
                     lastReport = now
                     let stepsDone = Double(stepInEpoch - max(skip, 0))
                     let meanLoss = lossSum / stepsDone
-                    let acc = Double(try correctSum.read()[0]) / Double(seen)
-                    let ips = Double(seen) / now.timeIntervalSince(epochStart)
+                    let acc = try runningAccuracy(correctSum, seen: seen)
+                    let ips = Double(seen * worldSize) / now.timeIntervalSince(epochStart)
                     observer?.stepFinished(epoch: epoch, step: step, stepInEpoch: stepInEpoch, stepsInEpoch: stepsPerEpoch,
                                            loss: meanLoss, accuracy: acc, imagesPerSecond: ips, lr: lr)
                     if logStep {
@@ -253,7 +266,7 @@ public final class Trainer {
                     }
                 }
             }
-            if trainingStopRequested != 0 {
+            if stopRequested {
                 try saveCheckpoint()
                 observer?.message("stopped at epoch \(epoch + 1), step \(step)\(checkpointPath.map { "; checkpoint written to \($0) (resume with --resume \($0))" } ?? "")")
                 return results
@@ -261,9 +274,14 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(epochStart)
             let stepsDone = max(stepInEpoch - max(skip, 0), 1)
             var metrics = EpochMetrics(epoch: epoch + 1, step: step, trainLoss: lossSum / Double(stepsDone),
-                                       trainAccuracy: Double(try correctSum.read()[0]) / Double(max(seen, 1)), testLoss: nil, testAccuracy: nil, lr: lr,
-                                       imagesPerSecond: Double(seen) / seconds, seconds: seconds,
+                                       trainAccuracy: try runningAccuracy(correctSum, seen: seen), testLoss: nil, testAccuracy: nil, lr: lr,
+                                       imagesPerSecond: Double(seen * worldSize) / seconds, seconds: seconds,
                                        dataWaitSeconds: dataWait, hostSeconds: hostTime, deviceWaitSeconds: deviceWait)
+            if let dp = dataParallel {
+                let figures = dp.takeEpochFigures()
+                metrics.allReduceBytesPerStep = dp.bytesPerStep
+                metrics.allReduceWaitSeconds = figures.wait
+            }
             epoch += 1
             if let warning = loader.skipped.warning("epoch \(epoch)") { observer?.message(warning) }
             if let test {
@@ -280,10 +298,15 @@ public final class Trainer {
                                        "train_acc": metrics.trainAccuracy, "lr": Double(metrics.lr), "images_per_s": metrics.imagesPerSecond,
                                        "seconds": metrics.seconds, "data_wait_s": dataWait, "host_s": hostTime, "device_wait_s": deviceWait]
             if let l = metrics.testLoss, let a = metrics.testAccuracy { line["test_loss"] = l; line["test_acc"] = a }
+            if let dp = dataParallel {
+                line["ranks"] = dp.size
+                line["allreduce_bytes_per_step"] = metrics.allReduceBytesPerStep
+                line["allreduce_wait_s"] = metrics.allReduceWaitSeconds
+            }
             try appendMetrics(line)
             observer?.epochFinished(metrics)
             results.append(metrics)
-            if trainingStopRequested != 0 {
+            if stopRequested {
                 observer?.message("stopped after epoch \(epoch)\(checkpointPath.map { "; checkpoint written to \($0) (resume with --resume \($0))" } ?? "")")
                 return results
             }
@@ -294,7 +317,12 @@ public final class Trainer {
     /// Loss, accuracy and confusion matrix of the model (eval mode: BatchNorm running statistics).
     /// Stops between batches on SIGINT (`EvaluationInterrupted`).
     public func evaluate(_ data: any LabelledImages, batchSize: Int? = nil) throws -> Evaluation {
-        try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
+        if let dp = dataParallel {
+            return try dp.evaluate(data: data, backend: backend, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
+                self?.observer?.evaluationProgress(done: done, total: total)
+            }
+        }
+        return try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
             self?.observer?.evaluationProgress(done: done, total: total)
         }
     }
@@ -339,10 +367,13 @@ extension SGEResNet {
     /// One SGD step on a batch: forward (training mode), softmax cross-entropy, backward, update.
     /// Returns the batch's mean loss and correct count as 1-element device tensors (nothing is
     /// read back, so the caller decides when to synchronise).
-    public func trainStep(_ images: Tensor, labels: Tensor, optimizer: SGD, lr: Float) throws -> (loss: Tensor, correct: Tensor) {
+    /// `beforeUpdate` runs between backward and the update (data parallelism averages the gradients there).
+    public func trainStep(_ images: Tensor, labels: Tensor, optimizer: SGD, lr: Float,
+                          beforeUpdate: (() throws -> Void)? = nil) throws -> (loss: Tensor, correct: Tensor) {
         let logits = try forward(images, training: true)
         let (loss, correct, grad) = try backend.softmaxCrossEntropy(logits, labels: labels)
         _ = try backward(grad)
+        try beforeUpdate?()
         try optimizer.step(lr: lr)
         return (loss, correct)
     }

@@ -5,13 +5,16 @@ import SGENet
 /// Ctrl-C for long commands: the first one is acknowledged at once (from the handler, with
 /// write(2), which is async-signal-safe) and sets `trainingStopRequested`, so training stops after
 /// its current step and evaluation after its current batch; a second one quits at once (130).
+/// SIGTERM (which mpirun sends every rank on Ctrl-C, SIGKILL following) is handled the same way.
 func installStopHandler() {
-    signal(SIGINT) { _ in
+    let handler: @convention(c) (Int32) -> Void = { _ in
         if trainingStopRequested != 0 { _exit(130) }
         trainingStopRequested = 1
         let message: StaticString = "\nsge: Ctrl-C: stopping after the current step or evaluation batch (Ctrl-C again quits at once)\n"
         _ = write(STDERR_FILENO, message.utf8Start, message.utf8CodeUnitCount)
     }
+    signal(SIGINT, handler)
+    signal(SIGTERM, handler)
 }
 
 /// Says so when the reference backend runs a whole model: it is correct but slow.

@@ -28,11 +28,12 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Device: index, name substring, or 'reference'. Default: $SGE_DEVICE, else first GPU, else first OpenCL device, else reference.")
     var device: String?
 
-    func choose(quiet: Bool = false) throws -> DeviceSelection.Choice {
-        let choice = try DeviceSelection.choose(device)
+    /// `localRank`: under mpirun, the default is that rank's GPU; `rank` labels the device line.
+    func choose(quiet: Bool = false, localRank: Int = 0, rank: Int? = nil) throws -> DeviceSelection.Choice {
+        let choice = try DeviceSelection.choose(device, localRank: localRank)
         if !quiet {
             let what = choice.info.map { "\($0.globalIndex): \($0.name) (\($0.platformName))" } ?? "reference (pure-Swift CPU backend)"
-            FileHandle.standardError.write(Data("sge: device \(what) — \(choice.reason)\n".utf8))
+            FileHandle.standardError.write(Data("sge: \(rank.map { "rank \($0): " } ?? "")device \(what) — \(choice.reason)\n".utf8))
         }
         return choice
     }
@@ -45,11 +46,11 @@ func runCLI(_ body: () throws -> Void) throws {
     } catch let e as ExitCode {
         throw e
     } catch let e as SGEError {
-        FileHandle.standardError.write(Data("sge: error: \(e.description)\n".utf8))
+        FileHandle.standardError.write(Data("\(cliErrorPrefix)\(e.description)\n".utf8))
         if case .invalidArgument = e { throw ExitCode(2) }
         throw ExitCode(1)
     } catch {
-        FileHandle.standardError.write(Data("sge: error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("\(cliErrorPrefix)\(error)\n".utf8))
         throw ExitCode(1)
     }
 }

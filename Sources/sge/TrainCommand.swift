@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEDistributed
 import SGEEngine
 import SGENet
 import SGETensor
@@ -87,12 +88,17 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("steps-per-epoch"), help: "Limit each epoch to this many steps (quick runs).") var stepsPerEpoch: Int?
     @Option(name: .customLong("train-subset"), help: "Use only the first N training images.") var trainSubset: Int?
     @Option(name: .customLong("log-every"), help: "Also write a metrics line every N steps.") var logEvery = 0
+    @Option(name: .customLong("test-subset"), help: "Evaluate on the first N test images only.") var testSubset: Int?
+    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: BatchNorm statistics over every rank's batch (SyncBatchNorm).") var syncBN = false
+    @Option(name: .customLong("bucket-kib"), help: "Under mpirun: gradient all-reduce bucket size in KiB.") var bucketKiB = 512
 
     func run() throws {
-        try runCLI {
+        try runDistributed { comm in try runCLI {
             // Everything that can be checked without data or a device is checked first.
             let sgeInitValues = try parseSGEInit()
             if let n = trainSubset, n <= 0 { throw SGEError.invalidArgument("--train-subset \(n): must be at least 1") }
+            if let n = testSubset, n <= 0 { throw SGEError.invalidArgument("--test-subset \(n): must be at least 1") }
+            guard bucketKiB > 0 else { throw SGEError.invalidArgument("--bucket-kib \(bucketKiB): must be at least 1") }
             var options = TrainOptions()
             options.epochs = epochs
             options.batchSize = batchSize
@@ -114,12 +120,14 @@ struct Train: ParsableCommand {
             if let resume, !FileManager.default.fileExists(atPath: resume) {
                 throw SGEError.io(path: resume, reason: "--resume: no such checkpoint")
             }
-            let choice = try device.choose()
-            var train = try data.loadImages(train: true)
-            if let n = trainSubset {
-                if let d = train as? Dataset { train = d.prefix(n) } else if let f = train as? ImageFolder { train = f.prefix(n) }
+            if comm.isDistributed, let threads = Distributed.sharePoCLThreads(localSize: comm.localSize), comm.rank == 0 {
+                log("\(comm.localSize) ranks share this machine: POCL_MAX_PTHREAD_COUNT=\(threads) each (set it to override)")
             }
-            let test = try data.loadImages(train: false)
+            let choice = try device.choose(localRank: comm.localRank, rank: comm.isDistributed ? comm.rank : nil)
+            var train = try data.loadImages(train: true)
+            if let n = trainSubset { train = prefix(train, n) }
+            var test = try data.loadImages(train: false)
+            if let n = testSubset { test = prefix(test, n) }
             guard batchSize <= train.count else {
                 throw SGEError.invalidArgument("--batch-size \(batchSize) is larger than the \(train.count) training images: "
                     + "an epoch would have no full batch; use --batch-size \(train.count) or less")
@@ -150,15 +158,25 @@ struct Train: ParsableCommand {
                 net = try SGEResNet(choice.backend, config: config, seed: seed)
             }
             let trainer = try Trainer(backend: choice.backend, model: net, train: train, test: test, options: options)
+            let dp = DataParallel(communicator: comm, model: net, syncBatchNorm: syncBN, bucketBytes: bucketKiB * 1024)
+            if syncBN && !comm.isDistributed { log("--sync-bn has no effect with one process (start several with mpirun -np N)") }
+            if comm.isDistributed {
+                try dp.checkSameConfiguration(try configurationDescription(options, config, train: train, test: test))
+                try trainer.attach(dp)
+            }
             if let resume {
+                try DataParallel.checkWorldSize(checkpoint: resume, size: comm.size)
                 try trainer.resume(from: resume)
                 log("resumed from \(resume) at epoch \(trainer.epoch + 1), step \(trainer.step)")
             }
-            // The run folder last: refused if it holds another run, checked for writability.
-            let outDir = try RunFolder.prepare(out: out, base: "runs/\(data.dataset)-\(model ?? "default")\(noSGE ? "-nosge" : "")",
-                                               resume: resume, overwrite: overwrite)
-            trainer.checkpointPath = (outDir as NSString).appendingPathComponent(RunFolder.checkpointName)
-            trainer.metricsPath = (outDir as NSString).appendingPathComponent(RunFolder.metricsName)
+            try dp.broadcastState(optimizer: trainer.optimizer)
+            // The run folder last: refused if it holds another run, checked for writability. Rank 0 only writes.
+            let outDir = comm.rank != 0 ? "" : try RunFolder.prepare(out: out, base: "runs/\(data.dataset)-\(model ?? "default")\(noSGE ? "-nosge" : "")",
+                                                                      resume: resume, overwrite: overwrite)
+            if comm.rank == 0 {
+                trainer.checkpointPath = (outDir as NSString).appendingPathComponent(RunFolder.checkpointName)
+                trainer.metricsPath = (outDir as NSString).appendingPathComponent(RunFolder.metricsName)
+            }
             warnIfReference(choice.backend, work: "each epoch")
             let parameterCount = net.namedParameters.reduce(0) { $0 + $1.1.value.count }
             log("model: \(config.useSGE ? "SGE-" : "")ResNet \(config.block.rawValue) widths \(config.widths) blocks \(config.blocks)"
@@ -167,21 +185,35 @@ struct Train: ParsableCommand {
             log("data: \(train.source): \(train.count) train / \(test.count) test images, \(train.channels)×\(train.height)×\(train.width)"
                 + (folderAugment ? ", augmentation RandomResizedCrop + flip, \((train as? ImageFolder)?.threads ?? 1) loader threads"
                     : wantAugment ? ", augmentation crop±\(options.cropPadding) + flip" : ""))
-            log("training \(epochs) epochs × \(trainer.stepsPerEpoch) steps of \(batchSize); writing \(outDir)/")
+            log("training \(epochs) epochs × \(trainer.stepsPerEpoch) steps of \(batchSize)"
+                + (comm.isDistributed ? " per rank × \(comm.size) ranks (gradients in \(dp.bucketCount) bucket(s), \(formatBytes(UInt64(dp.bytesPerStep))) per step\(syncBN ? ", synchronised BatchNorm" : ""))" : "")
+                + "; writing \(outDir)/")
             let progress = ProgressPrinter(epochs: epochs)
-            trainer.observer = progress
+            if comm.rank == 0 { trainer.observer = progress }
             installStopHandler()
             let start = Date()
             let results = try trainer.run()
             progress.finish()
             if LayerProfiler.enabled { log("time per layer kind (SGE_PROFILE=1, synchronised after every call):\n" + LayerProfiler.report()) }
-            if trainingStopRequested != 0 { return }  // stopped by Ctrl-C: the trainer said where the checkpoint is
+            try printParameterHashIfAsked(net, rank: comm.rank)
+            if trainingStopRequested != 0 || trainer.dataParallel?.stopAgreed == true { return }  // stopped by Ctrl-C: the trainer said where the checkpoint is
             if let last = results.last {
                 let total = Date().timeIntervalSince(start)
                 let accuracy = last.testAccuracy.map { String(format: "test accuracy %.2f%%, ", 100 * $0) } ?? ""
                 log(String(format: "done in %.0f s: %@%.0f images/s (last epoch)", total, accuracy, last.imagesPerSecond))
+                if comm.isDistributed { log(dataParallelSummary(dp, last: last)) }
             }
-        }
+        } }
+    }
+
+    /// What every rank must agree on: options, model, data and the data-parallel choices.
+    func configurationDescription(_ options: TrainOptions, _ config: ResNetConfig, train: any LabelledImages, test: any LabelledImages) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let o = String(decoding: try encoder.encode(options), as: UTF8.self)
+        let c = String(decoding: try encoder.encode(config), as: UTF8.self)
+        return [o, c, train.source, String(train.count), test.source, String(test.count), String(syncBN), String(bucketKiB),
+                resume ?? "", String(epochs)].joined(separator: "|")
     }
 
     /// `--sge-init` as two finite numbers.
@@ -216,7 +248,10 @@ func parseInts(_ text: String, _ option: String) throws -> [Int] {
     return parts.map { $0! }
 }
 
-func log(_ text: String) { FileHandle.standardError.write(Data("sge: \(text)\n".utf8)) }
+func log(_ text: String) {
+    if logMuted { return }
+    FileHandle.standardError.write(Data("sge: \(text)\n".utf8))
+}
 
 /// Live progress on a terminal (one rewritten line), plain periodic lines otherwise.
 final class ProgressPrinter: TrainingObserver {
@@ -249,6 +284,10 @@ final class ProgressPrinter: TrainingObserver {
         if let l = m.testLoss, let a = m.testAccuracy { text += String(format: " | test loss %.4f acc %.2f%%", l, 100 * a) }
         text += String(format: " | %.0f img/s, %.0f s (waiting for data %.1f s, host enqueue %.1f s, waiting for device %.1f s)",
                        m.imagesPerSecond, m.seconds, m.dataWaitSeconds, m.hostSeconds, m.deviceWaitSeconds)
+        if m.allReduceBytesPerStep > 0 {
+            text += String(format: "; all-reduce %@ per step, %.2f s not hidden behind backward", formatBytes(UInt64(m.allReduceBytesPerStep)) as NSString,
+                           m.allReduceWaitSeconds)
+        }
         log(text)
     }
 
@@ -276,4 +315,11 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+/// The first `n` images of a dataset or an image folder.
+func prefix(_ data: any LabelledImages, _ n: Int) -> any LabelledImages {
+    if let d = data as? Dataset { return d.prefix(n) }
+    if let f = data as? ImageFolder { return f.prefix(n) }
+    return data
 }

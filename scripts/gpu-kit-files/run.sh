@@ -36,6 +36,8 @@
 #   bench-data   sge bench data on a generated image folder (RESULTS_DIR/imagefolder, 400 JPEGs of 500x375;
 #                SGE_KIT_BENCH_DATA_ARGS replaces --generate 400 --image-size 224): JPEG decode + augmentation
 #                images/s per thread and in total -> bench-data.json
+#   mpi          the kit's mpirun -np 1 sge train (a short run: SGE_KIT_TRAIN_ARGS) -> mpi.txt, mpi.stderr, mpi/
+#                (the kit's Open MPI: OPAL_PREFIX is its prefix; $here/mpirun runs it by hand)
 # tune, bench-conv and the steps after them run only when named. Each step's stderr goes to STEP.stderr.
 # Environment: SGE_KIT_EXTRA_ICDS=1 also uses the system's ICD files (/etc/OpenCL/vendors), e.g.
 # PoCL for testing the kit on a machine without a GPU; SGE_DEVICE selects the device as usual;
@@ -48,7 +50,7 @@
 # shellcheck disable=SC2317
 set -uo pipefail
 default_steps=(devices validate golden bench bench-sge train torch bench-step torch-train)
-all_steps=("${default_steps[@]}" tune bench-conv bench-step-r50 torch-train-r50 study torch-study train-best bench-data)
+all_steps=("${default_steps[@]}" tune bench-conv bench-step-r50 torch-train-r50 study torch-study train-best bench-data mpi)
 here=$(cd "$(dirname "$0")" && pwd)
 results_arg=${1:-$here/results}
 [ $# -gt 0 ] && shift
@@ -68,6 +70,9 @@ if [ ! -f "$prefix/.unpacked" ]; then
   touch "$prefix/.unpacked"
 fi
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:$prefix/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Open MPI finds its plug-ins and help files under OPAL_PREFIX (Debian's paths relocated into the kit).
+export OPAL_PREFIX="$prefix/usr"
+export mpirun="$prefix/usr/bin/mpiexec.openmpi"
 vendors="$results/vendors"
 mkdir -p "$vendors"
 cp "$here"/vendors/*.icd "$vendors/"
@@ -161,6 +166,8 @@ step_tune() {
   return "$rc"
 }
 # shellcheck disable=SC2086
+step_mpi() { run mpi.txt mpi "$mpirun" --allow-run-as-root -np 1 "$sge" train --data "$data" --out "$results/mpi" ${SGE_KIT_TRAIN_ARGS:---epochs 1}; }
+# shellcheck disable=SC2086
 step_bench_conv() { run bench-conv.txt bench-conv "$sge" bench conv ${SGE_KIT_BENCH_CONV_ARGS:-}; local rc=$?; cat "$results/bench-conv.txt"; return "$rc"; }
 step_bench_step_r50() {
   local rc=0 r
@@ -219,7 +226,7 @@ step_bench_data() {
 }
 export -f run step_devices step_validate step_golden step_bench step_bench_sge step_train step_torch step_bench_step \
   step_torch_train step_tune step_bench_conv step_bench_step_r50 step_torch_train_r50 step_study step_torch_study step_train_best \
-  step_bench_data
+  step_bench_data step_mpi
 
 # Why a step does not run here (empty: it runs).
 skip_reason() {

@@ -57,6 +57,9 @@ public final class BatchLoader {
     public let prefetch: Bool
 
     public private(set) var epoch = 0
+    /// Data parallelism (like DistributedSampler): rank `rank` of `count` takes positions
+    /// rank, rank + count, ... of every epoch's permutation (the same on every rank), count/N of them.
+    public private(set) var shard = (rank: 0, count: 1)
     private var order: [Int] = []
     private var cursor = 0
     private var pending: (index: Int, group: DispatchGroup, slot: Slot)?
@@ -88,7 +91,14 @@ public final class BatchLoader {
 
     /// Batches in one epoch.
     public var batchesPerEpoch: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        let examples = shard.count == 1 ? dataset.count : dataset.count / shard.count
+        return dropLast ? examples / batchSize : (examples + batchSize - 1) / batchSize
+    }
+
+    /// Makes this loader yield only shard `rank` of `count` (see `shard`) and restarts the epoch.
+    public func setShard(rank: Int, count: Int) {
+        shard = (rank, max(1, count))
+        startEpoch(epoch)
     }
 
     /// Batches still to come in the current epoch.
@@ -100,7 +110,7 @@ public final class BatchLoader {
         pending?.group.wait()
         pending = nil
         self.epoch = epoch
-        order = BatchLoader.epochOrder(count: dataset.count, shuffle: shuffle, seed: seed, epoch: epoch)
+        order = BatchLoader.epochOrder(count: dataset.count, shuffle: shuffle, seed: seed, epoch: epoch, shard: shard)
         cursor = min(max(0, skipBatches), batchesPerEpoch)
         schedule(cursor)
     }
@@ -126,7 +136,7 @@ public final class BatchLoader {
         let group = DispatchGroup()
         let slot = Slot()
         // Capture values, not self, so the work never races with startEpoch replacing `order`.
-        let (dataset, order, epoch, seed, batchSize, augmentation) = (dataset, order, epoch, seed, batchSize, augmentation)
+        let (dataset, order, epoch, seed, batchSize, augmentation) = (dataset, order, epoch, augmentationSeed, batchSize, augmentation)
         queue.async(group: group) {
             slot.batch = BatchLoader.assemble(dataset: dataset, order: order, epoch: epoch, index: index,
                                               batchSize: batchSize, seed: seed, augmentation: augmentation)
@@ -136,14 +146,22 @@ public final class BatchLoader {
 
     private func makeBatch(_ index: Int) -> Batch {
         BatchLoader.assemble(dataset: dataset, order: order, epoch: epoch, index: index,
-                             batchSize: batchSize, seed: seed, augmentation: augmentation)
+                             batchSize: batchSize, seed: augmentationSeed, augmentation: augmentation)
     }
 
-    /// The examples epoch `epoch` visits, in order: `permutation` when shuffling, else 0..<count.
-    /// Every loader (in-memory and image folders) takes its order from here.
-    public static func epochOrder(count: Int, shuffle: Bool, seed: UInt64, epoch: Int) -> [Int] {
-        shuffle ? permutation(count: count, seed: seed, epoch: epoch) : Array(0..<count)
+    /// The examples epoch `epoch` visits, in order: `permutation` when shuffling, else 0..<count;
+    /// with a shard (rank r of N, data-parallel training), every N-th of those from r, like
+    /// PyTorch's DistributedSampler, so ranks see disjoint parts of the same permutation. Every
+    /// loader (in-memory and image folders) takes its order from here.
+    public static func epochOrder(count: Int, shuffle: Bool, seed: UInt64, epoch: Int,
+                                  shard: (rank: Int, count: Int) = (0, 1)) -> [Int] {
+        let all = shuffle ? permutation(count: count, seed: seed, epoch: epoch) : Array(0..<count)
+        guard shard.count > 1 else { return all }
+        return (0..<(all.count / shard.count)).map { all[$0 * shard.count + shard.rank] }
     }
+
+    /// The seed of augmentation draws: `seed`, mixed with the rank when sharded (ranks draw differently).
+    private var augmentationSeed: UInt64 { shard.count == 1 ? seed : BatchLoader.mix(seed, 0x5A4D_0000, UInt64(shard.rank)) }
 
     /// The example order of `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch) only.
     public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {

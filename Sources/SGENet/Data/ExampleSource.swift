@@ -16,6 +16,8 @@ public protocol LabelledImages {
     /// transform where the data has one (image folders); evaluation passes `.none` and false.
     func makeBatches(batchSize: Int, shuffle: Bool, seed: UInt64, augmentation: Augmentation, dropLast: Bool,
                      training: Bool) throws -> any BatchSource
+    /// Examples `range` (clamped to 0..<count), e.g. one rank's part of a sharded evaluation.
+    func slice(_ range: Range<Int>) -> any LabelledImages
 }
 
 /// Yields batches epoch by epoch (`BatchLoader`, `ImageFolderLoader`).
@@ -23,6 +25,8 @@ public protocol BatchSource: AnyObject {
     var batchesPerEpoch: Int { get }
     /// Starts `epoch` (any order), skipping its first `skipBatches` batches.
     func startEpoch(_ epoch: Int, skipBatches: Int)
+    /// Yields only shard `rank` of `count` from now on (data-parallel training; see `BatchLoader.epochOrder`).
+    func setShard(rank: Int, count: Int)
     /// The next batch of the current epoch, or nil when the epoch is over.
     func next() -> Batch?
     /// The examples skipped so far in the current epoch as corrupt or unreadable.

@@ -108,6 +108,15 @@ public struct ImageFolder: LabelledImages, Sendable {
     }
 
     /// The first `n` images (all if n >= count).
+    /// Examples `range` (clamped) as a folder.
+    public func slice(_ range: Range<Int>) -> any LabelledImages {
+        let lo = max(0, min(range.lowerBound, count)), hi = max(lo, min(range.upperBound, count))
+        var f = self
+        f.paths = Array(paths[lo..<hi])
+        f.labels = Array(labels[lo..<hi])
+        return f
+    }
+
     public func prefix(_ n: Int) -> ImageFolder {
         var f = self
         f.paths = Array(paths.prefix(max(0, n)))

@@ -75,8 +75,19 @@ public final class ImageFolderLoader: BatchSource {
         pool.shutdown()
     }
 
+    /// Data-parallel shard: rank r of N takes every N-th example of the epoch order (see
+    /// `BatchLoader.epochOrder`); (0, 1) with one process.
+    public private(set) var shard = (rank: 0, count: 1)
+
+    /// Makes this loader yield only shard `rank` of `count` and restarts the epoch.
+    public func setShard(rank: Int, count: Int) {
+        shard = (rank, max(1, count))
+        startEpoch(epoch)
+    }
+
     public var batchesPerEpoch: Int {
-        dropLast ? folder.count / batchSize : (folder.count + batchSize - 1) / batchSize
+        let examples = folder.count / shard.count
+        return dropLast ? examples / batchSize : (examples + batchSize - 1) / batchSize
     }
 
     public var skipped: SkippedImages {
@@ -95,7 +106,7 @@ public final class ImageFolderLoader: BatchSource {
         skipNames = []
         lock.unlock()
         self.epoch = epoch
-        order = BatchLoader.epochOrder(count: folder.count, shuffle: shuffle, seed: seed, epoch: epoch)
+        order = BatchLoader.epochOrder(count: folder.count, shuffle: shuffle, seed: seed, epoch: epoch, shard: shard)
         cursor = min(max(0, skipBatches), batchesPerEpoch)
         scheduleAhead()
     }
@@ -143,7 +154,9 @@ public final class ImageFolderLoader: BatchSource {
 
     /// Fills the example at `position` of the epoch (or its replacement); returns its label.
     private func fillExample(position: Int, order: [Int], epoch: Int, into dst: UnsafeMutableBufferPointer<Float>) -> Int32 {
-        let key = BatchLoader.mix(seed, UInt64(bitPattern: Int64(epoch)), 0xB0_0000_0000 &+ UInt64(position))
+        // Ranks draw differently (the rank is mixed in when sharded); one process as before.
+        let rankSeed = shard.count == 1 ? seed : BatchLoader.mix(seed, 0x5A4D_0000, UInt64(shard.rank))
+        let key = BatchLoader.mix(rankSeed, UInt64(bitPattern: Int64(epoch)), 0xB0_0000_0000 &+ UInt64(position))
         for attempt in 0..<order.count {
             let example = order[(position + attempt) % order.count]
             lock.lock()
