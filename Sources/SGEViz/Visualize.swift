@@ -121,13 +121,10 @@ public enum Visualize {
     /// Opacity of the heatmap over the image.
     public static let heatAlpha: Float = 0.6
 
-    /// Loads a checkpoint written by `sge train` into a new model on `backend`.
-    public static func loadModel(checkpoint path: String, backend: any Backend) throws -> SGEResNet {
-        let file = try SafeTensors.read(path: path)
-        let config = try Checkpoint.config(of: file, path: path)
-        let model = try SGEResNet(backend, config: config, seed: 0)
-        try Checkpoint.load(into: model, from: file, path: path)
-        return model
+    /// Loads a checkpoint written by `sge train` (or a PyTorch state_dict of the preset `model`,
+    /// see `Weights`) into a new model on `backend`.
+    public static func loadModel(checkpoint path: String, model: String? = nil, backend: any Backend) throws -> SGEResNet {
+        try Weights(path: path, model: model).model(on: backend)
     }
 
     /// The gate map of every SGE layer for `images` ([N, C, H, W]), in network order.

@@ -19,7 +19,8 @@ struct VisualizeCommand: ParsableCommand {
 
     @OptionGroup var device: DeviceOptions
     @OptionGroup var data: DataOptions
-    @Argument(help: "A checkpoint written by `sge train` (safetensors).") var checkpoint: String
+    @Argument(help: "A checkpoint written by `sge train`, or a PyTorch state_dict as safetensors (with --model).") var checkpoint: String
+    @Option(help: "With a PyTorch state_dict: the network (resnet18, resnet34, resnet50, resnet101, small, resnet20).") var model: String?
     @Option(help: "Number of test images in the grids.") var images = 8
     @Option(help: "Output directory (default: the checkpoint's directory + /visualize).") var out: String?
     @Option(name: .customLong("stats-images"), help: "Gate statistics over the first M test images (default: all).") var statsImages: Int?
@@ -34,7 +35,7 @@ struct VisualizeCommand: ParsableCommand {
             try RunFolder.checkWritable(dir)  // before the model runs, not after the grids
             let choice = try device.choose()
             warnIfReference(choice.backend, work: "the gate statistics pass")
-            let model = try Visualize.loadModel(checkpoint: checkpoint, backend: choice.backend)
+            let model = try Visualize.loadModel(checkpoint: checkpoint, model: self.model, backend: choice.backend)
             let test = try data.load(train: false)
             let paths = try Visualize.writeGrids(model: model, backend: choice.backend, data: test, count: images, outDir: dir, stretch: stretch)
             for p in paths { print("wrote \(p)") }
