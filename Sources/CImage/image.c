@@ -72,11 +72,30 @@ static int sge_is_png(const unsigned char *d, size_t n) {
     return n >= 8 && memcmp(d, magic, 8) == 0;
 }
 
+// A TurboJPEG decompressor, or NULL with the reason in `error`.
+static tjhandle sge_jpeg_decompressor(char *error, int error_len) {
+    tjhandle tj = tjInitDecompress();
+    if (!tj) snprintf(error, (size_t)error_len, "TurboJPEG: cannot create a decompressor");
+    return tj;
+}
+
+// Reads a PNG's header into `image` (libpng's simplified API): 0, or -4 with "<what>: <reason>" in
+// `error` and the image freed.
+static int sge_png_begin(png_image *image, const unsigned char *data, size_t size, const char *what,
+                         char *error, int error_len) {
+    memset(image, 0, sizeof *image);
+    image->version = PNG_IMAGE_VERSION;
+    if (png_image_begin_read_from_memory(image, data, size)) return 0;
+    snprintf(error, (size_t)error_len, "%s: %s", what, image->message);
+    png_image_free(image);
+    return -4;
+}
+
 int sge_image_info(const unsigned char *data, size_t size, int *width, int *height, int *kind,
                    char *error, int error_len) {
     if (sge_is_jpeg(data, size)) {
-        tjhandle tj = tjInitDecompress();
-        if (!tj) { snprintf(error, (size_t)error_len, "TurboJPEG: cannot create a decompressor"); return -3; }
+        tjhandle tj = sge_jpeg_decompressor(error, error_len);
+        if (!tj) return -3;
         int subsamp = 0, colorspace = 0;
         int status = tjDecompressHeader3(tj, data, (unsigned long)size, width, height, &subsamp, &colorspace);
         if (status != 0) snprintf(error, (size_t)error_len, "JPEG header: %s", tjGetErrorStr2(tj));
@@ -86,13 +105,8 @@ int sge_image_info(const unsigned char *data, size_t size, int *width, int *heig
     }
     if (sge_is_png(data, size)) {
         png_image image;
-        memset(&image, 0, sizeof image);
-        image.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_memory(&image, data, size)) {
-            snprintf(error, (size_t)error_len, "PNG header: %s", image.message);
-            png_image_free(&image);
-            return -4;
-        }
+        int status = sge_png_begin(&image, data, size, "PNG header", error, error_len);
+        if (status != 0) return status;
         *width = (int)image.width;
         *height = (int)image.height;
         *kind = 2;
@@ -106,8 +120,8 @@ int sge_image_info(const unsigned char *data, size_t size, int *width, int *heig
 int sge_image_decode_rgb(const unsigned char *data, size_t size, int width, int height, unsigned char *rgb,
                          char *error, int error_len) {
     if (sge_is_jpeg(data, size)) {
-        tjhandle tj = tjInitDecompress();
-        if (!tj) { snprintf(error, (size_t)error_len, "TurboJPEG: cannot create a decompressor"); return -3; }
+        tjhandle tj = sge_jpeg_decompressor(error, error_len);
+        if (!tj) return -3;
         int status = tjDecompress2(tj, data, (unsigned long)size, rgb, width, width * 3, height, TJPF_RGB, 0);
         // A warning (e.g. a truncated file whose missing rows are filled in grey) is an error here:
         // a damaged photograph is skipped, not trained on.
@@ -117,13 +131,8 @@ int sge_image_decode_rgb(const unsigned char *data, size_t size, int width, int 
     }
     if (sge_is_png(data, size)) {
         png_image image;
-        memset(&image, 0, sizeof image);
-        image.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_memory(&image, data, size)) {
-            snprintf(error, (size_t)error_len, "PNG: %s", image.message);
-            png_image_free(&image);
-            return -4;
-        }
+        int status = sge_png_begin(&image, data, size, "PNG", error, error_len);
+        if (status != 0) return status;
         if ((int)image.width != width || (int)image.height != height) {
             snprintf(error, (size_t)error_len, "PNG: size changed between header and decode");
             png_image_free(&image);

@@ -166,10 +166,14 @@ public struct BenchComparison: Sendable {
     }
 }
 
-/// Pads (or keeps) `s` to `width` characters, on the right or (left: true) on the left.
-func cellPad(_ s: String, _ width: Int, left: Bool = false) -> String {
-    let n = s.count
-    guard n < width else { return s + (left ? "" : " ") }
-    let fill = String(repeating: " ", count: width - n)
+/// `s` padded with spaces to `width` characters, on the right or (left: true) on the left; longer
+/// strings are kept whole. The column helper of every table sge prints.
+public func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
     return left ? fill + s : s + fill
+}
+
+/// A table cell: `pad`, with one space after a right-padded value that fills its column.
+func cellPad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    s.count < width || left ? pad(s, width, left: left) : s + " "
 }

@@ -16,7 +16,7 @@ public enum BenchTiming {
         public init(_ samples: [Double]) {
             self.samples = samples
             let s = samples.sorted()
-            median = s.isEmpty ? .nan : s[s.count / 2]
+            median = SGEBench.median(samples)
             min = s.first ?? .nan
             max = s.last ?? .nan
         }

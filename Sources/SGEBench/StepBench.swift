@@ -112,7 +112,7 @@ public struct StepBenchmark {
     }
 }
 
-/// The median of `values` (NaN when empty).
+/// The median of `values` (the upper middle one for an even count; NaN when empty).
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.isEmpty ? .nan : s[s.count / 2]

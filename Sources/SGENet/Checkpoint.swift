@@ -131,6 +131,21 @@ public enum Checkpoint {
     }
 }
 
+extension Checkpoint {
+    /// Metadata key of the class names (a JSON list), written by `sge train`.
+    public static let classNamesKey = "class_names"
+
+    /// The class names as a JSON list.
+    public static func encodeClassNames(_ names: [String]) -> String {
+        (try? JSONEncoder().encode(names)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+
+    /// The class names stored in `metadata`, if any.
+    public static func classNames(in metadata: [String: String]) -> [String]? {
+        metadata[classNamesKey].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+    }
+}
+
 extension ResNetConfig {
     /// A one-line summary for messages ("basic widths [16, 32, 64] blocks [1, 1, 1], SGE groups [4, 8, 8]").
     public var describe: String {

@@ -8,10 +8,11 @@ import SGEEngine
 import SGETensor
 
 extension Trainer {
-    /// Evaluates `data` in order (no augmentation; image folders use their centre crop); checks
-    /// `trainingStopRequested` before every batch and throws `EvaluationInterrupted` when it is set.
-    static func evaluateBatches(model: SGEResNet, backend: any Backend, data: any LabelledImages, batchSize: Int,
-                                progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+    /// Evaluates `data` in order (no augmentation; image folders use their centre crop), calling
+    /// `progress(done, total)` after each batch; checks `trainingStopRequested` before every batch
+    /// and throws `EvaluationInterrupted` when it is set.
+    public static func evaluate(model: SGEResNet, backend: any Backend, data: any LabelledImages, batchSize: Int,
+                                progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         guard batchSize > 0 else { throw SGEError.invalidArgument("evaluate: --batch-size \(batchSize) must be at least 1") }
         let k = model.config.classes
         let topK = min(5, k)
@@ -54,12 +55,5 @@ extension Trainer {
         return Evaluation(loss: lossSum / Double(max(done, 1)), accuracy: Double(correct) / Double(max(done, 1)),
                           confusion: confusion, count: done, topK: topK, topKAccuracy: Double(topKCorrect) / Double(max(done, 1)),
                           skipped: batches.skipped)
-    }
-}
-
-extension Checkpoint {
-    /// The class names as a JSON list (the `class_names` metadata entry).
-    public static func encodeClassNames(_ names: [String]) -> String {
-        (try? JSONEncoder().encode(names)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
 }

@@ -175,7 +175,7 @@ public final class Trainer {
         try Checkpoint.save(model: model, state: .init(epoch: epoch, step: step, seed: options.seed, optimizerSteps: optimizer.steps,
                                                       extra: ["train_options": optionsJSON, "dataset": train.source,
                                                               "train_count": String(train.count),
-                                                              "class_names": Checkpoint.encodeClassNames(train.classNames)]
+                                                              Checkpoint.classNamesKey: Checkpoint.encodeClassNames(train.classNames)]
                                                               .merging(extraMetadata) { a, _ in a }),
                             path: checkpointPath)
         lastSaved = (epoch, step)
@@ -325,13 +325,6 @@ public final class Trainer {
         return try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
             self?.observer?.evaluationProgress(done: done, total: total)
         }
-    }
-
-    /// Evaluates in batches; `progress(done, total)` after each batch. Checks `trainingStopRequested`
-    /// before every batch and throws `EvaluationInterrupted` when it is set.
-    public static func evaluate(model: SGEResNet, backend: any Backend, data: any LabelledImages, batchSize: Int,
-                                progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
-        try evaluateBatches(model: model, backend: backend, data: data, batchSize: batchSize, progress: progress)
     }
 
     func appendMetrics(_ object: [String: Any]) throws {

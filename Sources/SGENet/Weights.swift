@@ -81,13 +81,8 @@ public struct Weights {
         return model
     }
 
-    /// The class names stored in an sge checkpoint (a JSON list under `class_names`), if any.
-    public var classNames: [String]? {
-        guard let text = file.metadata["class_names"], let names = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
-            return nil
-        }
-        return names
-    }
+    /// The class names stored in an sge checkpoint, if any.
+    public var classNames: [String]? { Checkpoint.classNames(in: file.metadata) }
 }
 
 /// `sge infer`: logits of a batch of images in eval mode (BatchNorm running statistics).

@@ -212,15 +212,7 @@ public final class ProgramCache: @unchecked Sendable {
 }
 
 /// 64-bit FNV-1a of a string, as 16 hex digits (cache file names).
-func fnv1a(_ s: String) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 {
-        h ^= UInt64(b)
-        h = h &* 0x100_0000_01b3
-    }
-    let hex = String(h, radix: 16)
-    return String(repeating: "0", count: 16 - hex.count) + hex
-}
+func fnv1a(_ s: String) -> String { Integrity.hex(Integrity.fnv1a64(s.utf8)) }
 
 /// A compiled kernel with typed argument setters. Not thread-safe (arguments are state).
 public final class CLKernel: @unchecked Sendable {

@@ -64,7 +64,7 @@ struct BenchStep: ParsableCommand {
                 .compactMap { $0 }.joined(separator: ", "))
             if kernels {
                 let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
-                func padded(_ s: String) -> String { s + String(repeating: " ", count: max(width - s.count, 0)) }
+                func padded(_ s: String) -> String { pad(s, width) }
                 print(padded("kernel") + "launches   device ms   share")
                 let total = max(r.perKernel.reduce(0) { $0 + $1.deviceMs }, 1e-12)
                 for k in r.perKernel {

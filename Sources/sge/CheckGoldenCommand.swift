@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGEEngine
 import SGETensor
 
@@ -55,8 +56,3 @@ struct CheckGolden: ParsableCommand {
     }
 }
 
-/// `s` padded with spaces to `width` (on the right, or on the left for numbers' headers).
-func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
-    let fill = String(repeating: " ", count: max(0, width - s.count))
-    return left ? fill + s : s + fill
-}

@@ -125,9 +125,9 @@ struct Train: ParsableCommand {
             }
             let choice = try device.choose(localRank: comm.localRank, rank: comm.isDistributed ? comm.rank : nil)
             var train = try data.loadImages(train: true)
-            if let n = trainSubset { train = prefix(train, n) }
+            if let n = trainSubset { train = train.slice(0..<n) }
             var test = try data.loadImages(train: false)
-            if let n = testSubset { test = prefix(test, n) }
+            if let n = testSubset { test = test.slice(0..<n) }
             guard batchSize <= train.count else {
                 throw SGEError.invalidArgument("--batch-size \(batchSize) is larger than the \(train.count) training images: "
                     + "an epoch would have no full batch; use --batch-size \(train.count) or less")
@@ -315,11 +315,4 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
-}
-
-/// The first `n` images of a dataset or an image folder.
-func prefix(_ data: any LabelledImages, _ n: Int) -> any LabelledImages {
-    if let d = data as? Dataset { return d.prefix(n) }
-    if let f = data as? ImageFolder { return f.prefix(n) }
-    return data
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGEEngine
 import SGEOpenCL
 import SGETensor
@@ -73,7 +74,6 @@ struct Validate: ParsableCommand {
     func printTable(_ report: ValidationReport, info: DeviceInfo?, seconds: Double) {
         let device = info.map { "\($0.name) [\($0.platformName), driver \($0.driverVersion)]" } ?? report.device
         print("device \(device) vs \(report.reference); \(report.cases) cases per op, seeds \(report.seed)...\(report.seed &+ UInt64(report.cases - 1))")
-        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
         func num(_ x: Double) -> String { x.isFinite ? String(format: "%.2e", x) : "inf" }
         func pct(_ x: Double) -> String { x.isFinite ? String(format: "%.1f%%", 100 * x) : "inf" }

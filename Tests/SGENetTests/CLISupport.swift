@@ -41,16 +41,23 @@ enum CLI {
     /// `memoryLimitMiB` (so a runaway allocation fails fast instead of exhausting the machine).
     static func run(_ args: [String], cwd: String? = nil, env: [String: String] = [:], memoryLimitMiB: Int = 6144,
                     timeout: TimeInterval = 240) throws -> Result {
-        let sge = try binary()
+        try runCommand(["/bin/sh", "-c", "ulimit -v \(memoryLimitMiB * 1024) 2>/dev/null; exec \"$0\" \"$@\"", try binary()] + args,
+                       cwd: cwd, env: env, timeout: timeout, what: "sge " + args.joined(separator: " "))
+    }
+
+    /// Runs `command` (argv[0] an absolute path) in `cwd` with `env` added (SGE_DEVICE removed), and
+    /// fails the test if it runs past `timeout`. Output goes to files read after exit, so a chatty
+    /// child can never block on a full pipe.
+    static func runCommand(_ command: [String], cwd: String? = nil, env: [String: String] = [:], timeout: TimeInterval,
+                           what: String? = nil) throws -> Result {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "ulimit -v \(memoryLimitMiB * 1024) 2>/dev/null; exec \"$0\" \"$@\"", sge] + args
+        p.executableURL = URL(fileURLWithPath: command[0])
+        p.arguments = Array(command.dropFirst())
         var environment = ProcessInfo.processInfo.environment
         environment["SGE_DEVICE"] = nil
         for (k, v) in env { environment[k] = v }
         p.environment = environment
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        // Output goes to files (read after exit): a chatty child can never block on a full pipe.
         let base = (NSTemporaryDirectory() as NSString).appendingPathComponent("sge-cli-out-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
         _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
@@ -68,7 +75,7 @@ enum CLI {
         if p.isRunning {
             p.terminate()
             p.waitUntilExit()
-            XCTFail("sge \(args.joined(separator: " ")) did not finish in \(Int(timeout)) s")
+            XCTFail("\(what ?? command.joined(separator: " ")) did not finish in \(Int(timeout)) s")
         }
         p.waitUntilExit()
         try? outHandle.close()

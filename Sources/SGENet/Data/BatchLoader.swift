@@ -43,6 +43,33 @@ public struct Batch: Sendable {
     public var count: Int { labels.count }
 }
 
+/// Data parallelism, like PyTorch's DistributedSampler: rank `rank` of `count` takes positions
+/// rank, rank + count, ... of every epoch's order (the same on every rank), count/N of them, and
+/// draws its augmentation from its own seed. The default, (0, 1), is one process.
+public struct Shard: Sendable, Equatable {
+    public let rank: Int
+    public let count: Int
+
+    public init(rank: Int = 0, count: Int = 1) {
+        self.count = max(1, count)
+        self.rank = rank
+    }
+
+    /// This rank's part of an epoch's order.
+    public func part(of order: [Int]) -> [Int] {
+        count == 1 ? order : (0..<(order.count / count)).map { order[$0 * count + rank] }
+    }
+
+    /// Batches per epoch of this rank's part of `total` examples.
+    public func batches(of total: Int, batchSize: Int, dropLast: Bool) -> Int {
+        let examples = total / count
+        return dropLast ? examples / batchSize : (examples + batchSize - 1) / batchSize
+    }
+
+    /// The seed of augmentation draws: `seed` itself for one process, mixed with the rank otherwise.
+    public func seed(_ seed: UInt64) -> UInt64 { count == 1 ? seed : BatchLoader.mix(seed, 0x5A4D_0000, UInt64(rank)) }
+}
+
 /// Yields the batches of a dataset epoch by epoch; `next()` returns the batch prepared in the
 /// background while the caller computed on the previous one.
 public final class BatchLoader {
@@ -57,9 +84,7 @@ public final class BatchLoader {
     public let prefetch: Bool
 
     public private(set) var epoch = 0
-    /// Data parallelism (like DistributedSampler): rank `rank` of `count` takes positions
-    /// rank, rank + count, ... of every epoch's permutation (the same on every rank), count/N of them.
-    public private(set) var shard = (rank: 0, count: 1)
+    public private(set) var shard = Shard()
     private var order: [Int] = []
     private var cursor = 0
     private var pending: (index: Int, group: DispatchGroup, slot: Slot)?
@@ -69,13 +94,9 @@ public final class BatchLoader {
 
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
                 augmentation: Augmentation = .none, dropLast: Bool = true, prefetch: Bool = true) throws {
-        guard batchSize > 0 else { throw SGEError.invalidArgument("BatchLoader: batch size \(batchSize) must be positive") }
+        try BatchLoader.checkBatching(examples: dataset.count, of: "dataset from \(dataset.source)", batchSize: batchSize, dropLast: dropLast)
         guard augmentation.cropPadding >= 0 else {
             throw SGEError.invalidArgument("BatchLoader: crop padding \(augmentation.cropPadding) must be >= 0")
-        }
-        guard dataset.count > 0 else { throw SGEError.invalidArgument("BatchLoader: dataset from \(dataset.source) is empty") }
-        if dropLast && dataset.count < batchSize {
-            throw SGEError.invalidArgument("BatchLoader: batch size \(batchSize) exceeds the \(dataset.count) examples and dropLast is set, so an epoch would be empty")
         }
         self.dataset = dataset
         self.batchSize = batchSize
@@ -91,13 +112,12 @@ public final class BatchLoader {
 
     /// Batches in one epoch.
     public var batchesPerEpoch: Int {
-        let examples = shard.count == 1 ? dataset.count : dataset.count / shard.count
-        return dropLast ? examples / batchSize : (examples + batchSize - 1) / batchSize
+        shard.batches(of: dataset.count, batchSize: batchSize, dropLast: dropLast)
     }
 
-    /// Makes this loader yield only shard `rank` of `count` (see `shard`) and restarts the epoch.
+    /// Makes this loader yield only shard `rank` of `count` (see `Shard`) and restarts the epoch.
     public func setShard(rank: Int, count: Int) {
-        shard = (rank, max(1, count))
+        shard = Shard(rank: rank, count: count)
         startEpoch(epoch)
     }
 
@@ -136,7 +156,7 @@ public final class BatchLoader {
         let group = DispatchGroup()
         let slot = Slot()
         // Capture values, not self, so the work never races with startEpoch replacing `order`.
-        let (dataset, order, epoch, seed, batchSize, augmentation) = (dataset, order, epoch, augmentationSeed, batchSize, augmentation)
+        let (dataset, order, epoch, seed, batchSize, augmentation) = (dataset, order, epoch, shard.seed(seed), batchSize, augmentation)
         queue.async(group: group) {
             slot.batch = BatchLoader.assemble(dataset: dataset, order: order, epoch: epoch, index: index,
                                               batchSize: batchSize, seed: seed, augmentation: augmentation)
@@ -146,7 +166,7 @@ public final class BatchLoader {
 
     private func makeBatch(_ index: Int) -> Batch {
         BatchLoader.assemble(dataset: dataset, order: order, epoch: epoch, index: index,
-                             batchSize: batchSize, seed: augmentationSeed, augmentation: augmentation)
+                             batchSize: batchSize, seed: shard.seed(seed), augmentation: augmentation)
     }
 
     /// The examples epoch `epoch` visits, in order: `permutation` when shuffling, else 0..<count;
@@ -154,14 +174,20 @@ public final class BatchLoader {
     /// PyTorch's DistributedSampler, so ranks see disjoint parts of the same permutation. Every
     /// loader (in-memory and image folders) takes its order from here.
     public static func epochOrder(count: Int, shuffle: Bool, seed: UInt64, epoch: Int,
-                                  shard: (rank: Int, count: Int) = (0, 1)) -> [Int] {
-        let all = shuffle ? permutation(count: count, seed: seed, epoch: epoch) : Array(0..<count)
-        guard shard.count > 1 else { return all }
-        return (0..<(all.count / shard.count)).map { all[$0 * shard.count + shard.rank] }
+                                  shard: Shard = Shard()) -> [Int] {
+        shard.part(of: shuffle ? permutation(count: count, seed: seed, epoch: epoch) : Array(0..<count))
     }
 
-    /// The seed of augmentation draws: `seed`, mixed with the rank when sharded (ranks draw differently).
-    private var augmentationSeed: UInt64 { shard.count == 1 ? seed : BatchLoader.mix(seed, 0x5A4D_0000, UInt64(shard.rank)) }
+    /// Every loader's checks: a positive batch size, some examples, and a full batch when the last
+    /// partial one is dropped (else an epoch would be empty). `what` names the data.
+    static func checkBatching(examples: Int, of what: String, batchSize: Int, dropLast: Bool) throws {
+        guard batchSize > 0 else { throw SGEError.invalidArgument("batch size \(batchSize) must be positive") }
+        guard examples > 0 else { throw SGEError.invalidArgument("\(what) is empty") }
+        if dropLast && examples < batchSize {
+            throw SGEError.invalidArgument("batch size \(batchSize) exceeds the \(examples) examples of \(what) and the last partial "
+                + "batch is dropped, so an epoch would be empty")
+        }
+    }
 
     /// The example order of `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch) only.
     public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {

@@ -94,14 +94,19 @@ public struct Dataset: Sendable {
     public var blackValue: [Float] { (0..<channels).map { -mean[$0] / std[$0] } }
 
     /// The first `n` examples (all if n >= count).
-    public func prefix(_ n: Int) -> Dataset {
-        let n = max(0, min(n, count))
+    public func prefix(_ n: Int) -> Dataset { sliced(0..<max(0, n)) }
+
+    /// Examples `range` (clamped to 0..<count).
+    public func sliced(_ range: Range<Int>) -> Dataset {
+        let lo = max(0, min(range.lowerBound, count)), hi = max(lo, min(range.upperBound, count))
         var d = self
-        d.images = Array(images[0..<(n * imageSize)])
-        d.labels = Array(labels[0..<n])
-        d.count = n
+        d.images = Array(images[(lo * imageSize)..<(hi * imageSize)])
+        d.labels = Array(labels[lo..<hi])
+        d.count = hi - lo
         return d
     }
+
+    public func slice(_ range: Range<Int>) -> any LabelledImages { sliced(range) }
 
     // MARK: - Loaders
 

@@ -108,8 +108,10 @@ public struct ImageFolder: LabelledImages, Sendable {
     }
 
     /// The first `n` images (all if n >= count).
-    /// Examples `range` (clamped) as a folder.
-    public func slice(_ range: Range<Int>) -> any LabelledImages {
+    public func prefix(_ n: Int) -> ImageFolder { sliced(0..<max(0, n)) }
+
+    /// Images `range` (clamped to 0..<count).
+    public func sliced(_ range: Range<Int>) -> ImageFolder {
         let lo = max(0, min(range.lowerBound, count)), hi = max(lo, min(range.upperBound, count))
         var f = self
         f.paths = Array(paths[lo..<hi])
@@ -117,12 +119,7 @@ public struct ImageFolder: LabelledImages, Sendable {
         return f
     }
 
-    public func prefix(_ n: Int) -> ImageFolder {
-        var f = self
-        f.paths = Array(paths.prefix(max(0, n)))
-        f.labels = Array(labels.prefix(max(0, n)))
-        return f
-    }
+    public func slice(_ range: Range<Int>) -> any LabelledImages { sliced(range) }
 
     /// Decodes image `i` and writes its 3×size×size normalised tensor into `dst`: RandomResizedCrop
     /// and a random flip drawn from `rng` when `augment`, else the evaluation centre crop.

@@ -55,11 +55,7 @@ public final class ImageFolderLoader: BatchSource {
 
     public init(folder: ImageFolder, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0, augment: Bool = true,
                 dropLast: Bool = true) throws {
-        guard batchSize > 0 else { throw SGEError.invalidArgument("ImageFolderLoader: batch size \(batchSize) must be positive") }
-        guard folder.count > 0 else { throw SGEError.invalidArgument("image folder \(folder.root) is empty") }
-        if dropLast && folder.count < batchSize {
-            throw SGEError.invalidArgument("batch size \(batchSize) exceeds the \(folder.count) images of \(folder.root)")
-        }
+        try BatchLoader.checkBatching(examples: folder.count, of: "image folder \(folder.root)", batchSize: batchSize, dropLast: dropLast)
         self.folder = folder
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -75,19 +71,16 @@ public final class ImageFolderLoader: BatchSource {
         pool.shutdown()
     }
 
-    /// Data-parallel shard: rank r of N takes every N-th example of the epoch order (see
-    /// `BatchLoader.epochOrder`); (0, 1) with one process.
-    public private(set) var shard = (rank: 0, count: 1)
+    public private(set) var shard = Shard()
 
     /// Makes this loader yield only shard `rank` of `count` and restarts the epoch.
     public func setShard(rank: Int, count: Int) {
-        shard = (rank, max(1, count))
+        shard = Shard(rank: rank, count: count)
         startEpoch(epoch)
     }
 
     public var batchesPerEpoch: Int {
-        let examples = folder.count / shard.count
-        return dropLast ? examples / batchSize : (examples + batchSize - 1) / batchSize
+        shard.batches(of: folder.count, batchSize: batchSize, dropLast: dropLast)
     }
 
     public var skipped: SkippedImages {
@@ -154,9 +147,7 @@ public final class ImageFolderLoader: BatchSource {
 
     /// Fills the example at `position` of the epoch (or its replacement); returns its label.
     private func fillExample(position: Int, order: [Int], epoch: Int, into dst: UnsafeMutableBufferPointer<Float>) -> Int32 {
-        // Ranks draw differently (the rank is mixed in when sharded); one process as before.
-        let rankSeed = shard.count == 1 ? seed : BatchLoader.mix(seed, 0x5A4D_0000, UInt64(shard.rank))
-        let key = BatchLoader.mix(rankSeed, UInt64(bitPattern: Int64(epoch)), 0xB0_0000_0000 &+ UInt64(position))
+        let key = BatchLoader.mix(shard.seed(seed), UInt64(bitPattern: Int64(epoch)), 0xB0_0000_0000 &+ UInt64(position))
         for attempt in 0..<order.count {
             let example = order[(position + attempt) % order.count]
             lock.lock()

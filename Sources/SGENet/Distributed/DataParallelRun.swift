@@ -7,7 +7,7 @@ extension DataParallel {
     /// Refuses to start when the ranks were given different configurations: every rank contributes
     /// a hash of `description` (options, model, data), and the ranks that differ from rank 0 are named.
     public func checkSameConfiguration(_ description: String) throws {
-        let hashes = try communicator.allGather(DataParallel.fnv1a(Array(description.utf8)))
+        let hashes = try communicator.allGather(Integrity.fnv1a64(description.utf8))
         let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
         guard differing.isEmpty else {
             throw SGEError.invalidArgument("the ranks were started with different options, model or data: rank(s) "
@@ -75,28 +75,7 @@ extension DataParallel {
         for t in model.namedParameters.map(\.1.value) {
             for v in try t.read() { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
         }
-        return fnv1a(bytes)
-    }
-
-    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h
-    }
-}
-
-extension Dataset {
-    /// Examples `range` (clamped) as a dataset.
-    public func slice(_ range: Range<Int>) -> any LabelledImages { sliced(range) }
-
-    /// Examples `range` (clamped) as a dataset.
-    public func sliced(_ range: Range<Int>) -> Dataset {
-        let lo = max(0, min(range.lowerBound, count)), hi = max(lo, min(range.upperBound, count))
-        var d = self
-        d.images = Array(images[(lo * imageSize)..<(hi * imageSize)])
-        d.labels = Array(labels[lo..<hi])
-        d.count = hi - lo
-        return d
+        return Integrity.fnv1a64(bytes)
     }
 }
 
