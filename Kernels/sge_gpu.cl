@@ -6,13 +6,6 @@
 #error "sge_gpu.cl is the wide variant: WG must be a power of two above 1 (sge_cpu.cl is WG = 1)"
 #endif
 
-// Sum of v over the work-group (all work-items must call it; scratch holds WG floats): the shared
-// tree_sum (reduce_prelude.cl), after a barrier so scratch may still be in use by the caller.
-inline float group_sum(float v, __local float *scratch) {
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return tree_sum(scratch, v);
-}
-
 // Two sums at once (scratch holds 2*WG floats).
 inline float2 group_sum2(float a, float b, __local float *scratch) {
     const int lid = get_local_id(0);
@@ -52,7 +45,7 @@ inline void channel_sum(SLAB const float *xs, const int K, const int M, const fl
 }
 
 // out[k] = scale * sum_i u[i] xs[k*M+i] (scratch holds max(K,WG) floats). Starts with a barrier so
-// u written just before by other work-items is visible and a preceding group_sum's scratch is free.
+// u written just before by other work-items is visible and a preceding group_sum2's scratch is free.
 inline void channel_dot(SLAB const float *xs, __local const float *u, const int K, const int M, const float scale,
                         __local float *out, __local float *scratch) {
     const int lid = get_local_id(0);
@@ -88,13 +81,15 @@ inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local
     const float c0 = c[0];
     float part = 0.0f;
     for (int i = lid; i < M; i += WG) part += c[i] - c0;
-    const float mu = c0 + group_sum(part, scratch) / (float)M;
+    // tree_sum (reduce_prelude.cl) may write scratch at once: channel_sum's last barrier and the
+    // one above ordered every earlier use, and tree_sum ends with a barrier of its own.
+    const float mu = c0 + tree_sum(scratch, part) / (float)M;
     part = 0.0f;
     for (int i = lid; i < M; i += WG) {
         const float d = c[i] - mu;
         part += d * d;
     }
-    const float ss = group_sum(part, scratch);
+    const float ss = tree_sum(scratch, part);
     const float sigma = M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f;
     return (float2)(mu, sigma);
 }
