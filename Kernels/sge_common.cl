@@ -83,6 +83,21 @@ inline float sge_position_ga(SLAB const float *xs, SLAB const float *gos, __loca
 #endif
 
 
+// The kernels' argument lists, the same in both variants, so the host binds one list to either.
+#define SGE_FORWARD_ARGS                                                                            \
+    __global const float *x, __global float *out, __global const float *weight, __global const float *bias, \
+    __global float *means, __global float *stats, const int G, const int K, const int M, const int normalize, \
+    __local float *xs_local, __local float *c, __local float *m, __local float *scratch
+#define SGE_GATE_ARGS                                                                               \
+    __global const float *x, __global float *gate, __global const float *weight, __global const float *bias, \
+    const int G, const int K, const int M, const int normalize,                                     \
+    __local float *xs_local, __local float *c, __local float *m, __local float *scratch
+#define SGE_BACKWARD_ARGS                                                                           \
+    __global const float *x, __global const float *grad_out, __global float *grad_x, __global const float *weight, \
+    __global const float *bias, __global const float *means, __global const float *stats, __global float *gsum, \
+    const int G, const int K, const int M, const int normalize, __local float *xs_local, __local float *gos_local, \
+    __local float *c, __local float *ga, __local float *kv, __local float *scratch
+
 // grad_weight[g] += sum_n gsum[n,g].y, grad_bias[g] += sum_n gsum[n,g].x (one work-item per group).
 __kernel void sge_param_grad(__global const float *gsum, __global float *grad_weight, __global float *grad_bias,
                              const int N, const int G) {

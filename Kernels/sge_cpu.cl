@@ -180,10 +180,7 @@ inline void gate_in_place(__local float *c, const int M, const float mu, const f
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void sge_forward(__global const float *x, __global float *out, __global const float *weight,
-                 __global const float *bias, __global float *means, __global float *stats,
-                 const int G, const int K, const int M, const int normalize,
-                 __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+void sge_forward(SGE_FORWARD_ARGS) {
     const int s = get_group_id(0), g = s % G;
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB1(xs, x + base, xs_local)
@@ -273,9 +270,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void sge_gate(__global const float *x, __global float *gate, __global const float *weight, __global const float *bias,
-              const int G, const int K, const int M, const int normalize,
-              __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+void sge_gate(SGE_GATE_ARGS) {
     const int s = get_group_id(0), g = s % G;
     LOAD_SLAB1(xs, x + (size_t)s * K * M, xs_local)
     const float2 st = slab_stats1(xs, K, M, m, c);
@@ -285,12 +280,7 @@ void sge_gate(__global const float *x, __global float *gate, __global const floa
 
 // kv holds m (K) and the gate s (M) in this variant; R_k is computed per channel just before its row.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
-                  __global const float *weight, __global const float *bias, __global const float *means,
-                  __global const float *stats, __global float *gsum,
-                  const int G, const int K, const int M, const int normalize,
-                  __local float *xs_local, __local float *gos_local, __local float *c, __local float *ga,
-                  __local float *kv, __local float *scratch) {
+void sge_backward(SGE_BACKWARD_ARGS) {
     const int s = get_group_id(0), g = s % G;
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB1(xs, x + base, xs_local)

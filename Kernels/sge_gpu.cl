@@ -23,31 +23,12 @@ inline float2 group_sum2(float a, float b, __local float *scratch) {
     return (float2)(scratch[0], scratch[WG]);
 }
 
-// out[k] = scale * sum_i xs[k*M + i] for k < K. Row k is split into `segs` interleaved segments.
-inline void channel_sum(SLAB const float *xs, const int K, const int M, const float scale,
-                        __local float *out, __local float *scratch) {
-    const int lid = get_local_id(0);
-    const int segs = max(1, WG / K);
-    for (int r = lid; r < K * segs; r += WG) {
-        const int k = r / segs, seg = r - k * segs;
-        SLAB const float *row = xs + k * M;
-        float acc = 0.0f;
-        for (int i = seg; i < M; i += segs) acc += row[i];
-        scratch[r] = acc;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = lid; k < K; k += WG) {
-        float acc = 0.0f;
-        for (int s = 0; s < segs; ++s) acc += scratch[k * segs + s];
-        out[k] = acc * scale;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-// out[k] = scale * sum_i u[i] xs[k*M+i] (scratch holds max(K,WG) floats). Starts with a barrier so
-// u written just before by other work-items is visible and a preceding group_sum2's scratch is free.
-inline void channel_dot(SLAB const float *xs, __local const float *u, const int K, const int M, const float scale,
-                        __local float *out, __local float *scratch) {
+// out[k] = scale * sum_i u[i] xs[k*M+i] for k < K, or scale * sum_i xs[k*M+i] when u is 0 (a constant
+// at every call site, so the branch folds away). Row k is split into `segs` interleaved segments;
+// scratch holds max(K, WG) floats. Starts with a barrier so u written just before by other
+// work-items is visible and a preceding group_sum2's scratch is free.
+inline void channel_reduce(SLAB const float *xs, __local const float *u, const int K, const int M, const float scale,
+                           __local float *out, __local float *scratch) {
     const int lid = get_local_id(0);
     const int segs = max(1, WG / K);
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -55,7 +36,8 @@ inline void channel_dot(SLAB const float *xs, __local const float *u, const int 
         const int k = r / segs, seg = r - k * segs;
         SLAB const float *row = xs + k * M;
         float acc = 0.0f;
-        for (int i = seg; i < M; i += segs) acc += u[i] * row[i];
+        if (u) for (int i = seg; i < M; i += segs) acc += u[i] * row[i];
+        else for (int i = seg; i < M; i += segs) acc += row[i];
         scratch[r] = acc;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -71,7 +53,7 @@ inline void channel_dot(SLAB const float *xs, __local const float *u, const int 
 inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local float *m, __local float *c,
                          __local float *scratch) {
     const int lid = get_local_id(0);
-    channel_sum(xs, K, M, 1.0f / (float)M, m, scratch);
+    channel_reduce(xs, 0, K, M, 1.0f / (float)M, m, scratch);
     for (int i = lid; i < M; i += WG) {
         float acc = 0.0f;
         for (int k = 0; k < K; ++k) acc += m[k] * xs[k * M + i];
@@ -81,7 +63,7 @@ inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local
     const float c0 = c[0];
     float part = 0.0f;
     for (int i = lid; i < M; i += WG) part += c[i] - c0;
-    // tree_sum (reduce_prelude.cl) may write scratch at once: channel_sum's last barrier and the
+    // tree_sum (reduce_prelude.cl) may write scratch at once: channel_reduce's last barrier and the
     // one above ordered every earlier use, and tree_sum ends with a barrier of its own.
     const float mu = c0 + tree_sum(scratch, part) / (float)M;
     part = 0.0f;
@@ -98,10 +80,7 @@ inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local
 
 // out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void sge_forward(__global const float *x, __global float *out, __global const float *weight,
-                 __global const float *bias, __global float *means, __global float *stats,
-                 const int G, const int K, const int M, const int normalize,
-                 __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+void sge_forward(SGE_FORWARD_ARGS) {
     const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB(xs, x + base, xs_local)
@@ -122,9 +101,7 @@ void sge_forward(__global const float *x, __global float *out, __global const fl
 
 // The gate map sigmoid(a) [N, G, M] only (for visualisation).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void sge_gate(__global const float *x, __global float *gate, __global const float *weight, __global const float *bias,
-              const int G, const int K, const int M, const int normalize,
-              __local float *xs_local, __local float *c, __local float *m, __local float *scratch) {
+void sge_gate(SGE_GATE_ARGS) {
     const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
     LOAD_SLAB(xs, x + (size_t)s * K * M, xs_local)
     const float2 st = slab_stats(xs, K, M, m, c, scratch);
@@ -139,12 +116,7 @@ void sge_gate(__global const float *x, __global float *gate, __global const floa
 // Pass 1 over (x, grad_out): c_i, ga_i and the slab sums; gc_i from them; R_k = (1/M) sum_i gc_i x[k,i]
 // (a pass over x); pass 2 over (x, grad_out): grad_x[k,i] = go s_i + gc_i m_k + R_k (see the reference file).
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void sge_backward(__global const float *x, __global const float *grad_out, __global float *grad_x,
-                  __global const float *weight, __global const float *bias, __global const float *means,
-                  __global const float *stats, __global float *gsum,
-                  const int G, const int K, const int M, const int normalize,
-                  __local float *xs_local, __local float *gos_local, __local float *c, __local float *ga,
-                  __local float *kv, __local float *scratch) {
+void sge_backward(SGE_BACKWARD_ARGS) {
     const int s = get_group_id(0), g = s % G, lid = get_local_id(0);
     const size_t base = (size_t)s * K * M;
     LOAD_SLAB(xs, x + base, xs_local)
@@ -178,7 +150,7 @@ void sge_backward(__global const float *x, __global const float *grad_out, __glo
     for (int i = lid; i < M; i += WG) ga[i] = alpha * w * ga[i] + beta + gamma * (c[i] - mu);
     // R_k = (1/M) sum_i gc_i x[k,i], summed directly: expanding it into per-channel sums of ga x and
     // c x (affine in gc) cancels catastrophically when sigma << |mu| (e.g. H*W = 2).
-    channel_dot(xs, ga, K, M, 1.0f / (float)M, r, scratch);
+    channel_reduce(xs, ga, K, M, 1.0f / (float)M, r, scratch);
     __global float *gx = grad_x + base;
     for (int i = lid; i < M; i += WG) {
         const float ci = c[i];

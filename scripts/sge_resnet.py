@@ -47,7 +47,25 @@ class SpatialGroupEnhance(nn.Module):
         return x.view(b, c, h, w)
 
 
-class BasicBlock(nn.Module):
+class _Block(nn.Module):
+    """What both block kinds end with: ReLU, the optional SGE after the last BatchNorm, the
+    projection shortcut, and relu(sge(out) + identity)."""
+
+    def _finish(self, cin, out, stride, groups):
+        self.relu = nn.ReLU(inplace=True)
+        self.sge = SpatialGroupEnhance(groups) if groups else None
+        self.downsample = None
+        if stride != 1 or cin != out:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+    def _merge(self, out, x):
+        if self.sge is not None:
+            out = self.sge(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class BasicBlock(_Block):
     expansion = 1
 
     def __init__(self, cin, width, stride, groups):
@@ -56,22 +74,14 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.sge = SpatialGroupEnhance(groups) if groups else None
-        self.downsample = None
-        if stride != 1 or cin != width:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+        self._finish(cin, width, stride, groups)
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.sge is not None:
-            out = self.sge(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(self.bn2(self.conv2(out)), x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     expansion = 4
 
     def __init__(self, cin, width, stride, groups):
@@ -83,20 +93,12 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.sge = SpatialGroupEnhance(groups) if groups else None
-        self.downsample = None
-        if stride != 1 or cin != out:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+        self._finish(cin, out, stride, groups)
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.sge is not None:
-            out = self.sge(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(self.bn3(self.conv3(out)), x)
 
 
 class SGEResNet(nn.Module):

@@ -1,16 +1,10 @@
 import Foundation
+import SGEOpenCL
 
 // The JSON reports of `sge bench sge`, `sge bench gemm`, `sge bench conv` and `sge tune`, one
 // Codable type per report kind (the suite's and `bench step`'s are BenchReport/BenchRow). Keys are
 // the ones these commands have always printed, so earlier reports still compare. nil fields are
 // left out (sge tune writes them as null, as it always has).
-
-/// Pretty-printed JSON with sorted keys, as text.
-public func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}
 
 /// One row of `sge bench sge --json` (the report is a bare array of these): an SGE pass against
 /// the copy bandwidth measured in the same rounds.
@@ -51,8 +45,7 @@ public struct GemmBenchReport: Codable, Equatable, Sendable {
     public struct Result: Codable, Equatable, Sendable {
         /// As given: MxNxK[:AB].
         public var shape: String
-        public var ms: Double
-        public var gflops: Double
+        public var ms, gflops: Double
         public init(shape: String, ms: Double, gflops: Double) { (self.shape, self.ms, self.gflops) = (shape, ms, gflops) }
     }
     public var device: String
@@ -91,12 +84,8 @@ public struct ConvBenchRow: Codable, Equatable, Sendable {
 
 /// `sge tune --json`.
 public struct TuneReport: Codable, Equatable, Sendable {
-    public struct ShapeResult: Codable, Equatable, Sendable {
-        public var shape: String
-        public var before: Double
-        public var after: Double
-        public init(shape: String, before: Double, after: Double) { (self.shape, self.before, self.after) = (shape, before, after) }
-    }
+    /// A shape's GFLOP/s before and after, as stored with the tuning.
+    public typealias ShapeResult = CLBlastTuning.ShapeResult
     public var device: String
     public var stored: String?
     public var threshold: Int
@@ -136,5 +125,36 @@ public struct TuneReport: Codable, Equatable, Sendable {
         try c.encode(shipped, forKey: .shipped)
         try c.encode(totalGflopsShipped, forKey: .totalGflopsShipped)
         try c.encode(shapes, forKey: .shapes)
+    }
+}
+
+/// `sge bench data --json`: image-folder decoding and augmentation throughput, one run per thread count.
+public struct DataBenchReport: Codable, Equatable, Sendable {
+    public struct Run: Codable, Equatable, Sendable {
+        public var threads, images, skipped: Int
+        public var seconds, imagesPerSecond, imagesPerSecondPerThread: Double
+        public init(threads: Int, images: Int, seconds: Double, skipped: Int) {
+            (self.threads, self.images, self.seconds, self.skipped) = (threads, images, seconds, skipped)
+            imagesPerSecond = Double(images) / seconds
+            imagesPerSecondPerThread = imagesPerSecond / Double(threads)
+        }
+        enum CodingKeys: String, CodingKey {
+            case threads, images, skipped, seconds
+            case imagesPerSecond = "images_per_s", imagesPerSecondPerThread = "images_per_s_per_thread"
+        }
+    }
+    /// The image folder; "train" (RandomResizedCrop + flip) or "eval" (resize + centre crop).
+    public var data: String
+    public var imageSize: Int
+    public var transform: String
+    /// Cores of this machine.
+    public var cores: Int
+    public var runs: [Run]
+    public init(data: String, imageSize: Int, transform: String, cores: Int, runs: [Run]) {
+        (self.data, self.imageSize, self.transform, self.cores, self.runs) = (data, imageSize, transform, cores, runs)
+    }
+    enum CodingKeys: String, CodingKey {
+        case data, transform, cores, runs
+        case imageSize = "image_size"
     }
 }

@@ -57,3 +57,26 @@ extension Trainer {
                           skipped: batches.skipped)
     }
 }
+
+/// `sge eval --json`: an evaluation with the checkpoint and class names it was made with. The loss
+/// is null when it is not finite (the model's outputs overflowed).
+public struct EvaluationReport: Codable, Sendable {
+    public var checkpoint: String
+    public var count, topK, skipped: Int
+    public var loss: JSONNumber
+    public var accuracy, top1, top5: Double
+    public var perClassAccuracy: [Double]
+    public var confusion: [[Int]]
+    public var classes: [String]
+
+    public init(_ e: Evaluation, checkpoint: String, classes: [String]) {
+        (self.checkpoint, count, topK, skipped, loss) = (checkpoint, e.count, e.topK, e.skipped.count, JSONNumber(e.loss))
+        (accuracy, top1, top5, perClassAccuracy, confusion) = (e.accuracy, e.accuracy, e.topKAccuracy, e.perClassAccuracy, e.confusion)
+        self.classes = classes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, count, skipped, loss, accuracy, top1, top5, confusion, classes
+        case topK = "top_k", perClassAccuracy = "per_class_accuracy"
+    }
+}

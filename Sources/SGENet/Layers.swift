@@ -99,27 +99,6 @@ public final class BatchNorm2d: Layer {
     public var namedBuffers: [(String, Tensor)] { [("running_mean", runningMean), ("running_var", runningVar)] }
 }
 
-/// ReLU.
-public final class ReLU: Layer {
-    let backend: any Backend
-    private var output: Tensor?
-    public init(_ backend: any Backend) { self.backend = backend }
-    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        try LayerProfiler.measure("ReLU.forward", backend) {
-            let y = try backend.reluForward(x)
-            output = training ? y : nil
-            return y
-        }
-    }
-    public func backward(_ gradOut: Tensor) throws -> Tensor {
-        try LayerProfiler.measure("ReLU.backward", backend) {
-            let y = try cached(output, "relu")
-            output = nil
-            return try backend.reluBackward(out: y, gradOut: gradOut)
-        }
-    }
-}
-
 /// How SGE's per-group weight/bias start (the paper's default is weight 0, bias 1).
 public struct SGEInit: Sendable, Equatable, CustomStringConvertible {
     public var weight: Float
@@ -177,13 +156,12 @@ public final class SGE: Layer {
 /// Global average pooling [N, C, H, W] → [N, C].
 public final class GlobalAvgPool: Layer {
     let backend: any Backend
+    /// The input's shape, all backward needs.
     private var inputShape: Shape?
     public init(_ backend: any Backend) { self.backend = backend }
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        try LayerProfiler.measure("GlobalAvgPool.forward", backend) {
-            inputShape = x.shape
-            return try backend.globalAvgPoolForward(x)
-        }
+        inputShape = x.shape
+        return try LayerProfiler.measure("GlobalAvgPool.forward", backend) { try backend.globalAvgPoolForward(x) }
     }
     public func backward(_ gradOut: Tensor) throws -> Tensor {
         try LayerProfiler.measure("GlobalAvgPool.backward", backend) {
@@ -213,6 +191,27 @@ public final class MaxPool2d: Layer {
             let (shape, argmax) = try cached(saved, "maxpool")
             saved = nil
             return try backend.maxPoolBackward(gradOut, argmax: argmax, inputShape: shape, kernel: kernel, stride: stride, padding: padding)
+        }
+    }
+}
+
+/// ReLU.
+public final class ReLU: Layer {
+    let backend: any Backend
+    private var output: Tensor?
+    public init(_ backend: any Backend) { self.backend = backend }
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        try LayerProfiler.measure("ReLU.forward", backend) {
+            let y = try backend.reluForward(x)
+            output = training ? y : nil
+            return y
+        }
+    }
+    public func backward(_ gradOut: Tensor) throws -> Tensor {
+        try LayerProfiler.measure("ReLU.backward", backend) {
+            let y = try cached(output, "relu")
+            output = nil
+            return try backend.reluBackward(out: y, gradOut: gradOut)
         }
     }
 }

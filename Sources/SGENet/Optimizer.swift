@@ -25,13 +25,8 @@ public final class SGD {
         guard !nesterov || (momentum > 0 && dampening == 0) else {
             throw SGEError.invalidArgument("SGD: Nesterov momentum requires momentum > 0 and zero dampening (as in PyTorch)")
         }
-        self.backend = backend
-        self.parameters = parameters
-        self.momentum = momentum
-        self.dampening = dampening
-        self.weightDecay = weightDecay
-        self.nesterov = nesterov
-        self.noDecayNormAndGate = noDecayNormAndGate
+        (self.backend, self.parameters, self.momentum, self.dampening) = (backend, parameters, momentum, dampening)
+        (self.weightDecay, self.nesterov, self.noDecayNormAndGate) = (weightDecay, nesterov, noDecayNormAndGate)
     }
 
     /// Applies one update with learning rate `lr` to every parameter, then zeroes the gradients:

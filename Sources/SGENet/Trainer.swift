@@ -133,11 +133,7 @@ public final class Trainer {
         guard train.channels == model.config.inputChannels, train.classes <= model.config.classes else {
             throw SGEError.invalidArgument("train: dataset has \(train.channels) channels and \(train.classes) classes; model expects \(model.config.inputChannels) and \(model.config.classes)")
         }
-        self.backend = backend
-        self.model = model
-        self.options = options
-        self.train = train
-        self.test = test
+        (self.backend, self.model, self.options, self.train, self.test) = (backend, model, options, train, test)
         optimizer = try SGD(backend, parameters: model.namedParameters, momentum: options.momentum, weightDecay: options.weightDecay,
                             nesterov: options.nesterov, noDecayNormAndGate: options.noDecayNormAndGate)
         loader = try train.makeBatches(batchSize: options.batchSize, shuffle: true, seed: options.seed,
@@ -261,8 +257,8 @@ public final class Trainer {
                     observer?.stepFinished(epoch: epoch, step: step, stepInEpoch: stepInEpoch, stepsInEpoch: stepsPerEpoch,
                                            loss: meanLoss, accuracy: acc, imagesPerSecond: ips, lr: lr)
                     if logStep {
-                        try appendMetrics(["kind": "step", "epoch": epoch + 1, "step": step, "train_loss": meanLoss, "train_acc": acc,
-                                           "lr": Double(lr), "images_per_s": ips])
+                        try appendMetrics(MetricsLine(epoch: epoch + 1, step: step, trainLoss: meanLoss, trainAccuracy: acc, lr: lr,
+                                                      imagesPerSecond: ips))
                     }
                 }
             }
@@ -294,16 +290,7 @@ public final class Trainer {
                 }
             }
             try saveCheckpoint()
-            var line: [String: Any] = ["kind": "epoch", "epoch": metrics.epoch, "step": metrics.step, "train_loss": metrics.trainLoss,
-                                       "train_acc": metrics.trainAccuracy, "lr": Double(metrics.lr), "images_per_s": metrics.imagesPerSecond,
-                                       "seconds": metrics.seconds, "data_wait_s": dataWait, "host_s": hostTime, "device_wait_s": deviceWait]
-            if let l = metrics.testLoss, let a = metrics.testAccuracy { line["test_loss"] = l; line["test_acc"] = a }
-            if let dp = dataParallel {
-                line["ranks"] = dp.size
-                line["allreduce_bytes_per_step"] = metrics.allReduceBytesPerStep
-                line["allreduce_wait_s"] = metrics.allReduceWaitSeconds
-            }
-            try appendMetrics(line)
+            try appendMetrics(MetricsLine(metrics, ranks: dataParallel?.size))
             observer?.epochFinished(metrics)
             results.append(metrics)
             if stopRequested {
@@ -324,34 +311,6 @@ public final class Trainer {
         }
         return try Trainer.evaluate(model: model, backend: backend, data: data, batchSize: batchSize ?? max(options.batchSize, 256)) { [weak self] done, total in
             self?.observer?.evaluationProgress(done: done, total: total)
-        }
-    }
-
-    func appendMetrics(_ object: [String: Any]) throws {
-        guard let metricsPath else { return }
-        // JSON has no NaN or Inf: a non-finite number is written as null.
-        let clean = object.mapValues { value -> Any in
-            if let d = value as? Double, !d.isFinite { return NSNull() }
-            return value
-        }
-        var data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
-        data.append(0x0A)
-        if !FileManager.default.fileExists(atPath: metricsPath) {
-            let dir = URL(fileURLWithPath: metricsPath).deletingLastPathComponent()
-            try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            guard FileManager.default.createFile(atPath: metricsPath, contents: nil) else {
-                throw SGEError.io(path: metricsPath, reason: "cannot create the metrics file")
-            }
-        }
-        guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
-            throw SGEError.io(path: metricsPath, reason: "cannot open the metrics file for appending")
-        }
-        defer { try? handle.close() }
-        do {
-            try handle.seekToEnd()
-            try handle.write(contentsOf: data)
-        } catch {
-            throw SGEError.io(path: metricsPath, reason: "cannot append to the metrics file: \(error.localizedDescription)")
         }
     }
 }

@@ -62,22 +62,27 @@ extension CLContext {
 
     /// im2col of one image at `imOffset` into a (C·KH·KW) × (OH·OW) matrix at `colOffset`.
     public func enqueueIm2col(_ g: ConvGeometry, im: CLBuffer, imOffset: Int, col: CLBuffer, colOffset: Int) throws {
-        var q: cl_command_queue? = queue
-        var event: cl_event?
-        defer { recordBlast("clblast:im2col", event) }
-        try checkBlast(CLBlastSim2col(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
-                                      g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
-                                      im.mem, imOffset, col.mem, colOffset, &q, &event), "CLBlastSim2col")
+        try enqueueColumns(g, CLBlastSim2col, "CLBlastSim2col", label: "clblast:im2col", from: im, fromOffset: imOffset, to: col, toOffset: colOffset)
     }
 
     /// col2im: accumulates a (C·KH·KW) × (OH·OW) matrix back into one image (the image is added to).
     public func enqueueCol2im(_ g: ConvGeometry, col: CLBuffer, colOffset: Int, im: CLBuffer, imOffset: Int) throws {
+        try enqueueColumns(g, CLBlastScol2im, "CLBlastScol2im", label: "clblast:col2im", from: col, fromOffset: colOffset, to: im, toOffset: imOffset)
+    }
+
+    /// CLBlastSim2col and CLBlastScol2im take the same arguments: geometry, source, destination.
+    private typealias ColumnsCall = (CLBlastKernelMode, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int,
+                                     cl_mem?, Int, cl_mem?, Int, UnsafeMutablePointer<cl_command_queue?>?,
+                                     UnsafeMutablePointer<cl_event?>?) -> CLBlastStatusCode
+
+    private func enqueueColumns(_ g: ConvGeometry, _ call: ColumnsCall, _ callName: String, label: String, from: CLBuffer,
+                                fromOffset: Int, to: CLBuffer, toOffset: Int) throws {
         var q: cl_command_queue? = queue
         var event: cl_event?
-        defer { recordBlast("clblast:col2im", event) }
-        try checkBlast(CLBlastScol2im(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
-                                      g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
-                                      col.mem, colOffset, im.mem, imOffset, &q, &event), "CLBlastScol2im")
+        defer { recordBlast(label, event) }
+        try checkBlast(call(CLBlastKernelModeCrossCorrelation, g.channels, g.height, g.width, g.kernelH, g.kernelW,
+                            g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW,
+                            from.mem, fromOffset, to.mem, toOffset, &q, &event), callName)
     }
 
     /// Replaces CLBlast's tuning parameters for `kernel` (e.g. "Xgemm") in single precision on this device.

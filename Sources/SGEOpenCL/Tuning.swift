@@ -138,8 +138,8 @@ public enum AppliedTuning: Sendable, Equatable, CustomStringConvertible {
     case shipped(String)
     public var description: String {
         switch self {
-        case .stored(let url): return "tuned on this machine (\(url.path))"
-        case .shipped(let name): return "shipped parameters for \(name)"
+        case .stored(let url): "tuned on this machine (\(url.path))"
+        case .shipped(let name): "shipped parameters for \(name)"
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SGEBench
 import SGENet
 import SGETensor
 
@@ -39,7 +40,7 @@ struct BenchData: ParsableCommand {
                 if !json { log(String(format: "wrote %d %@ JPEGs per split into %@ in %.1f s", n / 10 * 10, generateSize, data, Date().timeIntervalSince(start))) }
             }
             let split = FileManager.default.fileExists(atPath: (data as NSString).appendingPathComponent("train")) ? "train" : ""
-            var rows: [[String: Any]] = []
+            var runs: [DataBenchReport.Run] = []
             for t in threads == 1 ? [1] : [1, threads] {
                 var folder = try ImageFolder(dir: data, split: split, imageSize: imageSize, threads: t)
                 if let images { folder = folder.prefix(images) }
@@ -48,21 +49,18 @@ struct BenchData: ParsableCommand {
                 let start = Date()
                 var count = 0
                 while let batch = loader.next() { count += batch.count }
-                let seconds = Date().timeIntervalSince(start)
-                let total = Double(count) / seconds
-                rows.append(["threads": t, "images": count, "seconds": seconds, "images_per_s": total, "images_per_s_per_thread": total / Double(t),
-                             "skipped": loader.skipped.count])
+                let run = DataBenchReport.Run(threads: t, images: count, seconds: Date().timeIntervalSince(start), skipped: loader.skipped.count)
+                runs.append(run)
                 if !json {
                     print(String(format: "%2d thread%@: %5d images in %6.2f s: %7.1f images/s total, %6.1f images/s per thread (%@, %d²)",
-                                 t, t == 1 ? " " : "s", count, seconds, total, total / Double(t), eval ? "eval resize + centre crop" : "RandomResizedCrop + flip",
-                                 imageSize))
+                                 t, t == 1 ? " " : "s", count, run.seconds, run.imagesPerSecond, run.imagesPerSecondPerThread,
+                                 eval ? "eval resize + centre crop" : "RandomResizedCrop + flip", imageSize))
                 }
                 if let warning = loader.skipped.warning("bench data") { log(warning) }
             }
             if json {
-                let object: [String: Any] = ["data": data, "image_size": imageSize, "transform": eval ? "eval" : "train",
-                                             "cores": ProcessInfo.processInfo.activeProcessorCount, "runs": rows]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                print(try jsonText(DataBenchReport(data: data, imageSize: imageSize, transform: eval ? "eval" : "train",
+                                                   cores: ProcessInfo.processInfo.activeProcessorCount, runs: runs), pretty: false))
             }
         }
     }

@@ -70,7 +70,7 @@ enum GemmTiming {
         func buffer(_ count: Int) throws -> CLBuffer {
             let b = try ctx.buffer(bytes: count * 4)
             let values = rng.uniforms(count)
-            try values.withUnsafeBytes { try ctx.write(b, from: $0.baseAddress!, bytes: count * 4, blocking: true) }
+            _ = try values.withUnsafeBytes { try ctx.write(b, from: $0.baseAddress!, bytes: count * 4, blocking: true) }
             return b
         }
         let a = try buffer(m * k), b = try buffer(k * n), c = try buffer(m * n)

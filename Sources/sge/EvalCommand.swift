@@ -57,12 +57,7 @@ struct Eval: ParsableCommand {
                 log("warning: the loss is \(e.loss) (the model's outputs overflow on these images)\(json ? "; written as null in the JSON" : "")")
             }
             if json {
-                // JSON has no NaN or Inf: a non-finite loss is written as null.
-                let object: [String: Any] = ["checkpoint": checkpoint, "count": e.count, "loss": e.loss.isFinite ? e.loss as Any : NSNull(),
-                                             "accuracy": e.accuracy, "per_class_accuracy": e.perClassAccuracy, "confusion": e.confusion,
-                                             "classes": classNames, "top1": e.accuracy, "top5": e.topKAccuracy, "top_k": e.topK,
-                                             "skipped": e.skipped.count]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                print(try jsonText(EvaluationReport(e, checkpoint: checkpoint, classes: classNames), pretty: false))
                 return
             }
             print(String(format: "%@: %d test images, accuracy %.2f%%, loss %.4f", checkpoint, e.count, 100 * e.accuracy, e.loss))

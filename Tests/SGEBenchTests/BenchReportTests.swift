@@ -54,4 +54,16 @@ final class BenchReportTests: XCTestCase {
         XCTAssertTrue(table.contains("A: slow") && table.contains("B: fast"))
         XCTAssertTrue(table.contains("3.00×") && table.contains("0.50×"), table)
     }
+
+    /// `sge bench data --json` keeps the keys it has always printed.
+    func testDataBenchReportKeys() throws {
+        let report = DataBenchReport(data: "photos", imageSize: 224, transform: "train", cores: 2,
+                                     runs: [.init(threads: 2, images: 100, seconds: 4, skipped: 1)])
+        let object = try JSONSerialization.jsonObject(with: Data(try jsonText(report, pretty: false).utf8)) as! [String: Any]
+        XCTAssertEqual(Set(object.keys), ["data", "image_size", "transform", "cores", "runs"])
+        let run = (object["runs"] as! [[String: Any]])[0]
+        XCTAssertEqual(Set(run.keys), ["threads", "images", "seconds", "images_per_s", "images_per_s_per_thread", "skipped"])
+        XCTAssertEqual(run["images_per_s"] as? Double, 25)
+        XCTAssertEqual(run["images_per_s_per_thread"] as? Double, 12.5)
+    }
 }

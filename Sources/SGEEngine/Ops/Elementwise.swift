@@ -61,17 +61,14 @@ extension OpenCLBackend: ElementwiseOps {
         try launch(kernel("axpby", KernelSource.elementwise),
                    [.buffer(x.deviceBuffer()), .buffer(y.deviceBufferForUpdate()), .int(Int32(x.count)), .float(alpha), .float(beta)], count: x.count)
     }
-    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        try requireSameShape(a, b, op: "add")
-        let out = try output(a.shape, label: "add")
-        try launch(kernel("add", KernelSource.elementwise),
-                   [.buffer(a.deviceBuffer()), .buffer(b.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .int(Int32(a.count))], count: a.count)
-        return out
-    }
-    public func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        try requireSameShape(a, b, op: "addReLU")
-        let out = try output(a.shape, label: "add+relu")
-        try launch(kernel("add_relu", KernelSource.elementwise),
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary("add", a, b, op: "add", label: "add") }
+    public func addReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary("add_relu", a, b, op: "addReLU", label: "add+relu") }
+
+    /// out = f(a, b) elementwise by the elementwise.cl kernel `name`.
+    private func binary(_ name: String, _ a: Tensor, _ b: Tensor, op: String, label: String) throws -> Tensor {
+        try requireSameShape(a, b, op: op)
+        let out = try output(a.shape, label: label)
+        try launch(kernel(name, KernelSource.elementwise),
                    [.buffer(a.deviceBuffer()), .buffer(b.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .int(Int32(a.count))], count: a.count)
         return out
     }

@@ -16,9 +16,7 @@ public protocol OptimOps {
 
 /// One tensor of a multi-tensor SGD step.
 public struct SGDEntry {
-    public var param: Tensor
-    public var grad: Tensor
-    public var momentumBuffer: Tensor
+    public var param, grad, momentumBuffer: Tensor
     public var weightDecay: Float
     public init(param: Tensor, grad: Tensor, momentumBuffer: Tensor, weightDecay: Float) {
         (self.param, self.grad, self.momentumBuffer, self.weightDecay) = (param, grad, momentumBuffer, weightDecay)

@@ -98,13 +98,8 @@ public final class BatchLoader {
         guard augmentation.cropPadding >= 0 else {
             throw SGEError.invalidArgument("BatchLoader: crop padding \(augmentation.cropPadding) must be >= 0")
         }
-        self.dataset = dataset
-        self.batchSize = batchSize
-        self.shuffle = shuffle
-        self.seed = seed
-        self.augmentation = augmentation
-        self.dropLast = dropLast
-        self.prefetch = prefetch
+        (self.dataset, self.batchSize, self.shuffle, self.seed) = (dataset, batchSize, shuffle, seed)
+        (self.augmentation, self.dropLast, self.prefetch) = (augmentation, dropLast, prefetch)
         startEpoch(0)
     }
 

@@ -24,13 +24,8 @@ import SGETensor
 
 /// A source rectangle in pixel units (left, top, width, height); fractional for evaluation crops.
 public struct CropRect: Sendable, Equatable {
-    public var x: Double
-    public var y: Double
-    public var width: Double
-    public var height: Double
-    public init(x: Double, y: Double, width: Double, height: Double) {
-        self.x = x; self.y = y; self.width = width; self.height = height
-    }
+    public var x, y, width, height: Double
+    public init(x: Double, y: Double, width: Double, height: Double) { (self.x, self.y, self.width, self.height) = (x, y, width, height) }
 }
 
 /// The crop, resize and normalisation maths of image-folder data (see the file comment).
