@@ -192,6 +192,20 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return buffer!
     }
 
+    /// Moves the device copy into `view`, a region of a larger buffer (an `SGDPack`'s flat buffers),
+    /// keeping the values: the host copy is brought up to date and uploaded into `view` when the
+    /// device next needs it. Kernels that write the larger buffer then write this tensor; whoever
+    /// launches them marks it with `deviceBufferForUpdate()` first.
+    public func adoptDeviceStorage(_ view: CLBuffer) throws {
+        guard context != nil, view.bytes == count * 4 else {
+            throw SGEError.invalidArgument("\(label): cannot move \(count) values into a device region of \(view.bytes) bytes")
+        }
+        try syncToHost()
+        try waitForUpload()
+        buffer = view
+        residency = .host
+    }
+
     /// The device buffer for a kernel that reads and updates the tensor in place; afterwards only
     /// the device copy is valid.
     public func deviceBufferForUpdate() throws -> CLBuffer {

@@ -16,6 +16,9 @@ public final class SGD {
     let backend: any Backend
     let parameters: [(String, Parameter)]
     public private(set) var steps = 0
+    /// The parameters, gradients and momentum buffers in flat device buffers, made on the first
+    /// step (one SGD launch per step); nil on the reference backend.
+    private var pack: SGDPack?
 
     public init(_ backend: any Backend, parameters: [(String, Parameter)], momentum: Float = 0.9, dampening: Float = 0,
                 weightDecay: Float = 5e-4, nesterov: Bool = false, noDecayNormAndGate: Bool = false) throws {
@@ -29,15 +32,21 @@ public final class SGD {
         (self.weightDecay, self.nesterov, self.noDecayNormAndGate) = (weightDecay, nesterov, noDecayNormAndGate)
     }
 
-    /// Applies one update with learning rate `lr` to every parameter, then zeroes the gradients:
-    /// one multi-tensor launch per `SGDEntry.slotsPerLaunch` parameters on a device.
+    /// Applies one update with learning rate `lr` to every parameter, then zeroes the gradients. On
+    /// a device the tensors are packed into flat buffers on the first step (`SGDPack`; again if the
+    /// weight decays change), so each step is one launch.
     public func step(lr: Float) throws {
         let entries = parameters.map { name, p in
             if p.momentum == nil { p.momentum = backend.zeros(p.value.shape, label: name + ".momentum_buffer") }
             return SGDEntry(param: p.value, grad: p.grad, momentumBuffer: p.momentum!,
                             weightDecay: (noDecayNormAndGate && p.isNormOrGate) ? 0 : weightDecay)
         }
-        try backend.sgdStepMulti(entries, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: steps == 0)
+        if !(pack?.matches(entries) ?? false) { pack = try backend.packSGD(entries) }
+        if let pack {
+            try backend.sgdStepPacked(pack, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: steps == 0)
+        } else {
+            try backend.sgdStepMulti(entries, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: steps == 0)
+        }
         steps += 1
     }
 

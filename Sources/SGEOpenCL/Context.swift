@@ -86,6 +86,28 @@ public final class CLContext: @unchecked Sendable {
         return CLBuffer(mem: mem, bytes: size, pool: pool)
     }
 
+    /// The alignment in bytes that a sub-buffer's offset needs (CL_DEVICE_MEM_BASE_ADDR_ALIGN).
+    public func subBufferAlignment() throws -> Int {
+        let bits: cl_uint = try Devices.deviceValue(info.deviceID, CL_DEVICE_MEM_BASE_ADDR_ALIGN)
+        return max(4, Int(bits) / 8)
+    }
+
+    /// `bytes` bytes of `parent` from `offset` (a multiple of `subBufferAlignment()`) as a buffer of
+    /// their own, which kernels see as a whole buffer. It keeps the parent alive and is released,
+    /// not pooled. Commands on one in-order queue see the parent and its sub-buffers consistently.
+    public func subBuffer(of parent: CLBuffer, offset: Int, bytes: Int) throws -> CLBuffer {
+        guard offset >= 0, bytes > 0, offset + bytes <= parent.bytes else {
+            throw SGEError.invalidArgument("sub-buffer of \(bytes) bytes at offset \(offset) does not fit a buffer of \(parent.bytes) bytes")
+        }
+        var region = cl_buffer_region(origin: offset, size: bytes)
+        var status: cl_int = 0
+        guard let mem = clCreateSubBuffer(parent.mem, cl_mem_flags(CL_MEM_READ_WRITE), cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION),
+                                          &region, &status), status == CL_SUCCESS else {
+            throw OpenCLError.api(call: "clCreateSubBuffer(offset \(offset), \(bytes) bytes)", code: status, name: OpenCLError.name(of: status))
+        }
+        return CLBuffer(mem: mem, bytes: bytes, parent: parent)
+    }
+
     /// Bytes of device buffers that exist now (in use or kept by the pool for reuse), and the most
     /// that existed at once since the context was made or `resetPeakBytes` was called.
     public var deviceBytes: (current: Int, peak: Int) { pool.liveBytes }
@@ -145,10 +167,10 @@ public final class CLBuffer: @unchecked Sendable {
     public let mem: cl_mem
     public let bytes: Int
     weak var pool: BufferPool?
-    init(mem: cl_mem, bytes: Int, pool: BufferPool? = nil) {
-        self.mem = mem
-        self.bytes = bytes
-        self.pool = pool
+    /// For a sub-buffer: the buffer it is a region of, kept alive as long as the sub-buffer.
+    public let parent: CLBuffer?
+    init(mem: cl_mem, bytes: Int, pool: BufferPool? = nil, parent: CLBuffer? = nil) {
+        (self.mem, self.bytes, self.pool, self.parent) = (mem, bytes, pool, parent)
     }
     deinit {
         if let pool, pool.give(mem, bytes: bytes) { return }

@@ -195,4 +195,8 @@ final class BrokenBackend: BackendBase, ElementwiseOps, SGEOps, ConvOps, BatchNo
     func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
         try base.sgdStepMulti(entries, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
     }
+    func packSGD(_ entries: [SGDEntry]) throws -> SGDPack? { try base.packSGD(entries) }
+    func sgdStepPacked(_ pack: SGDPack, lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
+        try base.sgdStepPacked(pack, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
+    }
 }

@@ -12,6 +12,11 @@ public protocol OptimOps {
     /// `sgdStep` on every entry (each with its own weight decay), then zeroes each gradient: one
     /// launch per `SGDEntry.slotsPerLaunch` tensors on a device.
     func sgdStepMulti(_ entries: [SGDEntry], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws
+    /// Packs the entries' tensors into flat buffers (see `SGDPack`) so `sgdStepPacked` updates them
+    /// all in one launch; nil where packing gains nothing (the reference backend).
+    func packSGD(_ entries: [SGDEntry]) throws -> SGDPack?
+    /// `sgdStepMulti` on a pack's entries, with the same arithmetic per element.
+    func sgdStepPacked(_ pack: SGDPack, lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws
 }
 
 /// One tensor of a multi-tensor SGD step.
@@ -87,21 +92,28 @@ extension OpenCLBackend: OptimOps {
             try checkSGD(e.param, grad: e.grad, momentumBuffer: e.momentumBuffer, lr: lr, momentum: momentum, dampening: dampening,
                          weightDecay: e.weightDecay, nesterov: nesterov)
         }
+        var slots: [SGDSlot] = []
+        for e in entries {
+            let buf = momentum != 0 ? try e.momentumBuffer.deviceBufferForUpdate() : try e.momentumBuffer.deviceBuffer()
+            slots.append((try e.param.deviceBufferForUpdate(), try e.grad.deviceBufferForUpdate(), buf, e.param.count, e.weightDecay))
+        }
+        try enqueueSGDMulti(slots, lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov, firstStep: firstStep)
+    }
+
+    /// sgd_step_multi over `slots`, `SGDEntry.slotsPerLaunch` to a launch.
+    func enqueueSGDMulti(_ slots: [SGDSlot], lr: Float, momentum: Float, dampening: Float, nesterov: Bool, firstStep: Bool) throws {
         let kernel = try kernel("sgd_step_multi", KernelSource.optim)
         var start = 0
-        while start < entries.count {
-            let chunk = entries[start..<min(start + SGDEntry.slotsPerLaunch, entries.count)]
+        while start < slots.count {
+            let chunk = slots[start..<min(start + SGDEntry.slotsPerLaunch, slots.count)]
             var args: [CLKernel.Arg] = []
-            var total = 0
-            for e in chunk {
-                let buf = momentum != 0 ? try e.momentumBuffer.deviceBufferForUpdate() : try e.momentumBuffer.deviceBuffer()
-                args += [.buffer(try e.param.deviceBufferForUpdate()), .buffer(try e.grad.deviceBufferForUpdate()), .buffer(buf),
-                         .int(Int32(e.param.count)), .float(e.weightDecay)]
-                total += e.param.count
+            for slot in chunk {
+                args += [.buffer(slot.param), .buffer(slot.grad), .buffer(slot.momentum), .int(Int32(slot.count)), .float(slot.weightDecay)]
             }
             // Unused slots: zero elements, pointers to the first slot's buffers.
             for _ in chunk.count..<SGDEntry.slotsPerLaunch { args += [args[0], args[1], args[2], .int(0), .float(0)] }
             args += [.float(lr), .float(momentum), .float(dampening), .int(nesterov ? 1 : 0), .int(firstStep ? 1 : 0)]
+            let total = chunk.reduce(0) { $0 + $1.count }
             guard total <= Int(Int32.max) else {
                 throw SGEError.invalidArgument("sgdStepMulti: \(total) elements in one launch exceed the kernel's 32-bit index")
             }
@@ -110,3 +122,6 @@ extension OpenCLBackend: OptimOps {
         }
     }
 }
+
+/// One sgd_step_multi slot: a parameter's device buffers, its element count and weight decay.
+typealias SGDSlot = (param: CLBuffer, grad: CLBuffer, momentum: CLBuffer, count: Int, weightDecay: Float)
