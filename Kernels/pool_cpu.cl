@@ -36,21 +36,39 @@ typedef float pool_float16u __attribute__((ext_vector_type(16), aligned(4)));
 #define POOL_ST8L(v, p) vstore8(v, 0, p)
 #endif
 
-// Window column kw of sixteen neighbouring outputs: the values p[0], p[S], ..., p[15S]. POOL_LD_EXTRA is
-// how far past p[15S] the load reads (the interior test keeps that inside the row).
+// Window column kw of sixteen neighbouring outputs: the values p[0], p[S], ..., p[15S], reading no
+// float outside [p, p + 15S] (stride 2: the even lanes of p[0..15] and the odd lanes of p[15..30]).
 #if POOL_S == 1
 #define POOL_LD_STRIDED(p) POOL_LD16(p)
-#define POOL_LD_EXTRA 0
 #elif POOL_S == 2
-#define POOL_LD_STRIDED(p) ((float16)(POOL_LD16(p).even, POOL_LD16((p) + 16).even))
-#define POOL_LD_EXTRA 1
+#define POOL_LD_STRIDED(p) ((float16)(POOL_LD16(p).even, POOL_LD16((p) + 15).odd))
 #else
 #define POOL_LD_STRIDED(p) \
     (float16)((p)[0], (p)[POOL_S], (p)[2 * POOL_S], (p)[3 * POOL_S], (p)[4 * POOL_S], (p)[5 * POOL_S], (p)[6 * POOL_S], \
               (p)[7 * POOL_S], (p)[8 * POOL_S], (p)[9 * POOL_S], (p)[10 * POOL_S], (p)[11 * POOL_S], (p)[12 * POOL_S],  \
               (p)[13 * POOL_S], (p)[14 * POOL_S], (p)[15 * POOL_S])
-#define POOL_LD_EXTRA 0
 #endif
+
+// Outputs ow .. ow + 15 of one output row, all with their whole window inside the row (columns ws + 0..K-1
+// for ws = ow*S - P), over input rows [h0, h1): pool_max_window's selects, sixteen lanes at a time.
+inline void pool_max16(__global const float *xp, const int W, const int h0, const int h1, const int ow,
+                       __global float *yr, __global float *ar) {
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) * POOL_S;
+    const int ws = ow * POOL_S - POOL_P;
+    float16 best = (float16)(-INFINITY);
+    int16 best_index = (int16)(h0 * W + ws) + lane;
+    for (int ih = h0; ih < h1; ++ih) {
+        __global const float *row = xp + ih * W + ws;
+        for (int kw = 0; kw < POOL_K; ++kw) {
+            const float16 v = POOL_LD_STRIDED(row + kw);
+            const int16 better = v > best || v != v;
+            best = select(best, v, better);
+            best_index = select(best_index, (int16)(ih * W + ws + kw) + lane, better);
+        }
+    }
+    POOL_ST16(best, yr + ow);
+    POOL_ST16(convert_float16(best_index), ar + ow);
+}
 
 __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, __global float *argmax,
                                    const int planes, const int H, const int W, const int OH, const int OW) {
@@ -59,9 +77,9 @@ __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, _
     __global const float *xp = x + (size_t)plane * H * W;
     __global float *yp = y + (size_t)plane * OH * OW, *ap = argmax + (size_t)plane * OH * OW;
     // Outputs [ow_in0, ow_in1) have their whole window inside the row.
+    const int span = W + POOL_P - POOL_K;
     const int ow_in0 = min((POOL_P + POOL_S - 1) / POOL_S, OW);
-    const int ow_in1 = max(min((W + POOL_P - POOL_K) / POOL_S + 1, OW), ow_in0);
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) * POOL_S;
+    const int ow_in1 = span < 0 ? ow_in0 : max(min(span / POOL_S + 1, OW), ow_in0);
     for (int oh = 0; oh < OH; ++oh) {
         const int hs = oh * POOL_S - POOL_P;
         const int h0 = max(hs, 0), h1 = min(hs + POOL_K, H);
@@ -71,21 +89,11 @@ __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, _
             const int ws = ow * POOL_S - POOL_P;
             pool_max_window(xp, W, h0, h1, max(ws, 0), min(ws + POOL_K, W), yr + ow, ar + ow);
         }
-        for (; ow + 16 <= ow_in1 && (ow + 15) * POOL_S - POOL_P + POOL_K - 1 + POOL_LD_EXTRA < W; ow += 16) {
-            const int ws = ow * POOL_S - POOL_P;
-            float16 best = (float16)(-INFINITY);
-            int16 best_index = (int16)(h0 * W + ws) + lane;
-            for (int ih = h0; ih < h1; ++ih) {
-                __global const float *row = xp + ih * W + ws;
-                for (int kw = 0; kw < POOL_K; ++kw) {
-                    const float16 v = POOL_LD_STRIDED(row + kw);
-                    const int16 better = v > best || v != v;
-                    best = select(best, v, better);
-                    best_index = select(best_index, (int16)(ih * W + ws + kw) + lane, better);
-                }
-            }
-            POOL_ST16(best, yr + ow);
-            POOL_ST16(convert_float16(best_index), ar + ow);
+        // Sixteen at a time; the last group ends at ow_in1 and may overlap the one before (writing
+        // the same values again), so only rows with fewer than sixteen interior outputs go scalar.
+        if (ow_in1 - ow_in0 >= 16) {
+            for (; ow < ow_in1; ow += 16) pool_max16(xp, W, h0, h1, min(ow, ow_in1 - 16), yr, ar);
+            ow = ow_in1;
         }
         for (; ow < OW; ++ow) {
             const int ws = ow * POOL_S - POOL_P;
