@@ -35,23 +35,31 @@ final class MaxPoolTests: XCTestCase {
         defer { device.poolVariant = nil }
         for shape in shapes {
             let v = rng.normals(shape.count)
-            let (xd, xr) = (try device.tensor(v, shape), try reference.tensor(v, shape))
             for (k, s, p) in geometriesFitting(shape) {
-                let mr = try reference.maxPoolForward(xr, kernel: k, stride: s, padding: p)
-                let g = (0..<mr.out.count).map { _ in Float(rng.int(64) - 32) / 4 }
-                let gr = try reference.maxPoolBackward(try reference.tensor(g, mr.out.shape), argmax: mr.argmax, inputShape: shape,
-                                                       kernel: k, stride: s, padding: p)
-                for variant in PoolVariant.allCases {
-                    device.poolVariant = variant
-                    let what = "\(variant) \(shape) k\(k) s\(s) p\(p)"
-                    let md = try device.maxPoolForward(xd, kernel: k, stride: s, padding: p)
-                    try assertClose(md.out, mr.out, atol: 0, rtol: 0, "\(what) max")
-                    try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "\(what) argmax")
-                    let gd = try device.maxPoolBackward(try device.tensor(g, mr.out.shape), argmax: md.argmax, inputShape: shape,
-                                                        kernel: k, stride: s, padding: p)
-                    try assertClose(gd, gr, atol: 0, rtol: 0, "\(what) grad")
+                try assertVariantsMatchReference(device, v, shape, k, s, p) { count in
+                    (0..<count).map { _ in Float(self.rng.int(64) - 32) / 4 }
                 }
             }
+        }
+    }
+
+    /// Both variants on `x` against the reference, forward (value bits and argmax) and backward with
+    /// the gradients `grads(outputCount)` makes (exact sums), all with tolerance 0.
+    func assertVariantsMatchReference(_ device: OpenCLBackend, _ x: [Float], _ shape: Shape, _ k: Int, _ s: Int, _ p: Int,
+                                      grads: (Int) -> [Float], file: StaticString = #filePath, line: UInt = #line) throws {
+        let mr = try reference.maxPoolForward(try reference.tensor(x, shape), kernel: k, stride: s, padding: p)
+        let g = grads(mr.out.count)
+        let gr = try reference.maxPoolBackward(try reference.tensor(g, mr.out.shape), argmax: mr.argmax, inputShape: shape,
+                                               kernel: k, stride: s, padding: p)
+        for variant in PoolVariant.allCases {
+            device.poolVariant = variant
+            let what = "\(variant) \(shape) k\(k) s\(s) p\(p)"
+            let md = try device.maxPoolForward(try device.tensor(x, shape), kernel: k, stride: s, padding: p)
+            XCTAssertEqual(try bits(md.out), try bits(mr.out), "\(what) max", file: file, line: line)
+            try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "\(what) argmax", file: file, line: line)
+            let gd = try device.maxPoolBackward(try device.tensor(g, mr.out.shape), argmax: md.argmax, inputShape: shape,
+                                                kernel: k, stride: s, padding: p)
+            try assertClose(gd, gr, atol: 0, rtol: 0, "\(what) grad", file: file, line: line)
         }
     }
 
@@ -88,20 +96,7 @@ final class MaxPoolTests: XCTestCase {
         let shape: Shape = [2, 3, 7, 45]
         let v = (0..<shape.count).map { _ in rng.int(8) == 0 ? -Float.infinity : Float(rng.int(3)) }
         for (k, s, p) in [(3, 1, 1), (2, 2, 0), (3, 2, 1), (2, 1, 0)] {
-            let mr = try reference.maxPoolForward(try reference.tensor(v, shape), kernel: k, stride: s, padding: p)
-            let g = (0..<mr.out.count).map { _ in Float(rng.int(16)) / 2 }
-            let gr = try reference.maxPoolBackward(try reference.tensor(g, mr.out.shape), argmax: mr.argmax, inputShape: shape,
-                                                   kernel: k, stride: s, padding: p)
-            for variant in PoolVariant.allCases {
-                device.poolVariant = variant
-                let what = "\(variant) k\(k) s\(s) p\(p)"
-                let md = try device.maxPoolForward(try device.tensor(v, shape), kernel: k, stride: s, padding: p)
-                XCTAssertEqual(try bits(md.out), try bits(mr.out), "\(what) max with ties and -inf")
-                try assertClose(md.argmax, mr.argmax, atol: 0, rtol: 0, "\(what) argmax with ties and -inf")
-                let gd = try device.maxPoolBackward(try device.tensor(g, mr.out.shape), argmax: md.argmax, inputShape: shape,
-                                                    kernel: k, stride: s, padding: p)
-                try assertClose(gd, gr, atol: 0, rtol: 0, "\(what) grad with ties")
-            }
+            try assertVariantsMatchReference(device, v, shape, k, s, p) { count in (0..<count).map { _ in Float(self.rng.int(16)) / 2 } }
         }
     }
 
