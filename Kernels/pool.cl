@@ -9,6 +9,7 @@
 //   kernels GATHER with one work-item per INPUT element, (iw, ih, plane), visiting the at most
 //   ceil(K/S)^2 output windows that contain it, so no two work-items write the same address and no
 //   atomics are needed. Global average forward: one work-item per (n, c) plane; backward per element.
+//   CPU drivers run pool_cpu.cl's max-pooling kernels instead (one work-item per plane).
 // Geometry as compile-time defines POOL_K, POOL_S, POOL_P (kernel, stride, padding; one program per
 // geometry, cached), so window bounds divide by constants and the window loops unroll.
 // No local memory. Kernels bound-check (the host rounds the global size up to the work-group size).

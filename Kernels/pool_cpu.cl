@@ -3,11 +3,12 @@
 // A work-group runs as a loop on one core there and a work-item that walks memory contiguously with
 // explicit vectors beats PoCL's vectorisation across work-items, so: work-groups of ONE work-item,
 // each owning one (n, c) plane (global size = planes), no barriers.
-//   forward: output row by output row; the interior outputs (whole window inside the image) eight
-//     at a time in float8 lanes (stride 1: one unaligned load per window column; stride 2: a 16-float
-//     load and its even lanes), the clipped edges one at a time with pool.cl's scalar loop. Same
-//     compare-and-select sequence in the same row-major order per output, so the results, NaN and ties
-//     included, are bit-identical to max_pool_forward.
+//   forward: output row by output row; the interior outputs (whole window inside the image) sixteen
+//     at a time in float16 lanes (stride 1: one unaligned load per window column; stride 2: even and
+//     odd lanes of two loads; other strides: single loads), the last group of a row overlapping the one
+//     before it rather than finishing scalar; the clipped edges one at a time with pool.cl's
+//     pool_max_window. Same compare-and-select sequence in the same row-major order per output, so the
+//     results, NaN and ties included, are bit-identical to max_pool_forward.
 //   backward: SCATTERS each output gradient to its argmax (one work-item per plane: no two work-items
 //     write the same address). The input rows an output row's windows cover (at most K) are
 //     accumulated in a __local buffer of K rows (zeroed as they enter); a row is written out, once,
@@ -15,6 +16,7 @@
 //     element receives its gradients in output row-major order starting from +0, exactly as
 //     max_pool_backward's gather adds them, so the sums are bit-identical too. Argmax values outside
 //     the rows of their output's window (not produced by the forward pass) are ignored.
+// Measured (PoCL, 2-core Xeon, `sge bench --quick` 8x64x112x112 3/2, medians): pool.cl fwd 45 / bwd 100 ms, these 3.8 / 4.7 ms.
 
 // Unaligned vector loads and stores as single moves (PoCL's vload on a float-aligned pointer splits
 // them; see sge_cpu.cl); other compilers keep vloadn/vstoren.
