@@ -16,21 +16,19 @@
 //     element receives its gradients in output row-major order starting from +0, exactly as
 //     max_pool_backward's gather adds them, so the sums are bit-identical too. Argmax values outside
 //     the rows of their output's window (not produced by the forward pass) are ignored.
-// Measured (PoCL, 2-core Xeon, `sge bench --quick` 8x64x112x112 3/2, medians): pool.cl fwd 45 / bwd 100 ms, these 3.8 / 4.7 ms.
+// Measured on PoCL (2-core Xeon, `sge bench --quick` 8x64x112x112 3/2): pool.cl 45 / 100 ms, these 3.8 / 4.7 ms.
 
 // Unaligned vector loads and stores as single moves (PoCL's vload on a float-aligned pointer splits
 // them; see sge_cpu.cl); other compilers keep vloadn/vstoren.
 #ifdef __clang__
 typedef float pool_float8u __attribute__((ext_vector_type(8), aligned(4)));
 typedef float pool_float16u __attribute__((ext_vector_type(16), aligned(4)));
-#define POOL_LD8(p) (*(__global const pool_float8u *)(p))
 #define POOL_LD16(p) (*(__global const pool_float16u *)(p))
 #define POOL_ST8(v, p) (*(__global pool_float8u *)(p) = (v))
 #define POOL_ST16(v, p) (*(__global pool_float16u *)(p) = (v))
 #define POOL_LD8L(p) (*(__local const pool_float8u *)(p))
 #define POOL_ST8L(v, p) (*(__local pool_float8u *)(p) = (v))
 #else
-#define POOL_LD8(p) vload8(0, p)
 #define POOL_LD16(p) vload16(0, p)
 #define POOL_ST8(v, p) vstore8(v, 0, p)
 #define POOL_ST16(v, p) vstore16(v, 0, p)
