@@ -16,13 +16,15 @@ public enum KernelSource {
     public static let batchnormGPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.reduce_prelude_cl)
         + text(PackageResources.batchnorm_gpu_cl)
     public static let pool = text(PackageResources.pool_cl)
+    /// Max pooling for CPU drivers: pool_cpu.cl after pool.cl (its geometry defines and helpers).
+    public static let poolCPU = pool + text(PackageResources.pool_cpu_cl)
     public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
         [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
-         ("pool.cl", pool), ("loss.cl", loss), ("optim.cl", optim)]
+         ("pool.cl", pool), ("pool_cpu.cl", poolCPU), ("loss.cl", loss), ("optim.cl", optim)]
     }
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

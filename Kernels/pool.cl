@@ -9,6 +9,7 @@
 //   kernels GATHER with one work-item per INPUT element, (iw, ih, plane), visiting the at most
 //   ceil(K/S)^2 output windows that contain it, so no two work-items write the same address and no
 //   atomics are needed. Global average forward: one work-item per (n, c) plane; backward per element.
+//   CPU drivers run pool_cpu.cl's max-pooling kernels instead (one work-item per plane).
 // Geometry as compile-time defines POOL_K, POOL_S, POOL_P (kernel, stride, padding; one program per
 // geometry, cached), so window bounds divide by constants and the window loops unroll.
 // No local memory. Kernels bound-check (the host rounds the global size up to the work-group size).
@@ -32,14 +33,10 @@ inline int pool_last_window(int i, int O) { return min((i + POOL_P) / POOL_S, O 
 // Most windows along one axis that contain an input position: a constant trip count for the gathers.
 #define POOL_SPAN ((POOL_K + POOL_S - 1) / POOL_S)
 
-__kernel void max_pool_forward(__global const float *x, __global float *y, __global float *argmax,
-                               const int planes, const int H, const int W, const int OH, const int OW) {
-    const int ow = get_global_id(0), oh = get_global_id(1), plane = get_global_id(2);
-    if (ow >= OW || oh >= OH || plane >= planes) return;
-    const size_t o = ((size_t)plane * OH + oh) * OW + ow;
-    const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
-    __global const float *xp = x + (size_t)plane * H * W;
-    const int h0 = max(hs, 0), h1 = min(hs + POOL_K, H), w0 = max(ws, 0), w1 = min(ws + POOL_K, W);
+// Max over input rows [h0, h1) and columns [w0, w1) of plane xp, first maximum in row-major order,
+// NaN wins; the result goes to *y and its in-plane index to *argmax.
+inline void pool_max_window(__global const float *xp, const int W, const int h0, const int h1, const int w0, const int w1,
+                            __global float *y, __global float *argmax) {
     float best = -INFINITY;
     int best_index = h0 * W + w0;
     // Selects, not branches; `v != v` tests NaN (measured ~2x faster than isnan() on PoCL).
@@ -50,8 +47,19 @@ __kernel void max_pool_forward(__global const float *x, __global float *y, __glo
             best = better ? v : best;
             best_index = better ? ih * W + iw : best_index;
         }
-    y[o] = best;
-    argmax[o] = (float)best_index;
+    *y = best;
+    *argmax = (float)best_index;
+}
+
+__kernel void max_pool_forward(__global const float *x, __global float *y, __global float *argmax,
+                               const int planes, const int H, const int W, const int OH, const int OW) {
+    const int ow = get_global_id(0), oh = get_global_id(1), plane = get_global_id(2);
+    if (ow >= OW || oh >= OH || plane >= planes) return;
+    const size_t o = ((size_t)plane * OH + oh) * OW + ow;
+    const int hs = oh * POOL_S - POOL_P, ws = ow * POOL_S - POOL_P;
+    __global const float *xp = x + (size_t)plane * H * W;
+    const int h0 = max(hs, 0), h1 = min(hs + POOL_K, H), w0 = max(ws, 0), w1 = min(ws + POOL_K, W);
+    pool_max_window(xp, W, h0, h1, w0, w1, y + o, argmax + o);
 }
 
 __kernel void max_pool_backward(__global const float *grad_out, __global const float *argmax, __global float *grad_x,

@@ -21,6 +21,9 @@ public final class OpenCLBackend: BackendBase {
     /// Which BatchNorm training kernels run; nil picks by device (GPUs `.gpu`, CPU drivers `.cpu`).
     /// Tests set it to run both kinds on PoCL.
     public var batchNormVariant: BatchNormVariant?
+    /// Which max-pooling kernels run; nil picks by device (GPUs `.gpu`, CPU drivers `.cpu`). Tests set
+    /// it to run both kinds on PoCL.
+    public var poolVariant: PoolVariant?
 
     public init(_ info: DeviceInfo) throws { device = try CLContext.shared(for: info) }
 

@@ -98,37 +98,40 @@ extension ReferenceBackend: PoolOps {
 }
 
 extension OpenCLBackend: PoolOps {
-    /// planes, H, W, OH, OW as kernel arguments.
-    private func poolArgs(_ input: Shape, _ output: Shape) -> [CLKernel.Arg] {
-        [input.n * input.c, input.h, input.w, output.h, output.w].map { .int(Int32($0)) }
-    }
-
     /// Enqueues a pool.cl kernel over a 3-D range (width, height, planes) of `shape` (the driver picks
     /// the work-group size).
     private func launchPlanes(_ kernel: CLKernel, _ args: [CLKernel.Arg], over shape: Shape) throws {
         lastEvent = try kernel.enqueue(args, global: [shape.w, shape.h, shape.n * shape.c])
     }
 
-    /// A pool.cl kernel compiled for one geometry (kernel size, stride and padding are `-D` defines).
+    /// A pool.cl kernel compiled for one geometry.
     private func poolKernel(_ name: String, _ k: Int, _ s: Int, _ p: Int) throws -> CLKernel {
-        try kernel(name, KernelSource.pool, ["POOL_K": "\(k)", "POOL_S": "\(s)", "POOL_P": "\(p)"])
+        try poolKernel(name, KernelSource.pool, k, s, p)
     }
 
     public func maxPoolForward(_ x: Tensor, kernel k: Int, stride: Int, padding: Int) throws -> (out: Tensor, argmax: Tensor) {
         let os = try poolOutputShape(x.shape, kernel: k, stride: stride, padding: padding, op: "maxPoolForward", what: x.label)
         let out = try output(os, label: "maxpool"), argmax = try output(os, label: "maxpool argmax")
+        if effectivePoolVariant(kernel: k, width: x.shape.w) == .cpu {
+            try maxPoolForwardCPU(x, out: out, argmax: argmax, kernel: k, stride: stride, padding: padding)
+            return (out, argmax)
+        }
         try launchPlanes(poolKernel("max_pool_forward", k, stride, padding),
                    [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(argmax.deviceBufferForOverwrite())]
                        + poolArgs(x.shape, os), over: os)
         return (out, argmax)
     }
 
-    /// Argmax values are not range-checked here (that would read them back); an out-of-range index
-    /// simply matches no input element.
+    /// Argmax values are not range-checked here (that would read them back); an index the forward pass
+    /// cannot write (outside its output's window) is ignored, never written through.
     public func maxPoolBackward(_ gradOut: Tensor, argmax: Tensor, inputShape: Shape, kernel k: Int, stride: Int, padding: Int) throws -> Tensor {
         let os = try checkPoolBackward(gradOut, inputShape: inputShape, kernel: k, stride: stride, padding: padding, op: "maxPoolBackward")
         try requireSameShape(argmax, gradOut, op: "maxPoolBackward")
         let gx = try output(inputShape, label: "maxpool grad")
+        if effectivePoolVariant(kernel: k, width: inputShape.w) == .cpu {
+            try maxPoolBackwardCPU(gradOut, argmax: argmax, gradX: gx, kernel: k, stride: stride, padding: padding)
+            return gx
+        }
         try launchPlanes(poolKernel("max_pool_backward", k, stride, padding),
                    [.buffer(gradOut.deviceBuffer()), .buffer(argmax.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite())]
                        + poolArgs(inputShape, os), over: inputShape)
