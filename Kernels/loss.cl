@@ -111,6 +111,14 @@ inline void store_chunk(__global float *g, const int k, const int K, const float
     for (int j = 0; k + j < K; ++j) g[k + j] = t[j];
 }
 
+// LOSS_PREFETCH=1 (the host sets it for CPU drivers; needs clang's __builtin_prefetch): while a row's
+// exps run, prefetch the next row's logits, a cache line per float16 chunk.
+#if defined(LOSS_PREFETCH) && LOSS_PREFETCH && defined(__clang__)
+#define PREFETCH_LINE(p) __builtin_prefetch(p)
+#else
+#define PREFETCH_LINE(p)
+#endif
+
 // e^d for d <= 0 (d = z - max): 0 below -87, NaN stays NaN. n = round(d / ln2) by adding 1.5 * 2^23
 // (one instruction where PoCL's rint is ~15), 2^n from that sum's low bits.
 inline float16 exp_neg16(const float16 d) {
@@ -186,6 +194,7 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         for (int k = 16 * l; k < K; k += 16 * L) {
             const float16 d = load_chunk(z, k, K) - m;
             const float16 e = exp_neg16(d);
+            PREFETCH_LINE(z + K + k);
             s16 += e;
             store_chunk(g, k, K, e);
         }
