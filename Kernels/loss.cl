@@ -21,11 +21,12 @@
 //     model's gradients (K = 10) are bit-identical to it.
 //   softmax_cross_entropy, larger K: L work-items per row, R rows per work-group; item l takes the
 //     float16 chunks l, l + L, ... of its row (L = 1 on CPU drivers, where a group runs on one core
-//     and explicit vectors are the vector code; L ~ K/16 on GPUs). Pass 1: max and first argmax;
-//     pass 2: e = exp(z - m) stored into grad, and its sum s; pass 3: grad = e * (1/(N s)), minus
-//     1/N at the label. Reusing e halves the exps; e/s differs from exp(z - lse) by a few ulps.
-// Local memory: L floats and L ints (tree_sum from reduce_prelude.cl, tree_argmax below); the exp
-//   polynomial and the unaligned vector loads come from vector_prelude.cl.
+//     and explicit vectors are the vector code; L ~ K/16 on GPUs). Pass 1: the max m (then, only if
+//     z_y == m, a scan of the classes before y for the first argmax); pass 2: e = exp(z - m) stored
+//     into grad, and its sum s; pass 3: grad = e * (1/(N s)), minus 1/N at the label. Reusing e
+//     halves the exps; e/s differs from exp(z - lse) by a few ulps.
+// Local memory: L floats (tree_sum and tree_max from reduce_prelude.cl); the exp polynomial and the
+//   unaligned vector loads come from vector_prelude.cl.
 
 // The class index of a float label, or -1 when it is not an integer in 0..K-1.
 inline int class_index(const float label_f, const int K) {
@@ -130,40 +131,24 @@ inline float16 exp_neg16(const float16 d) {
     return select(p * as_float16((as_int16(t) - (0x4B400000 - 127)) << 23), (float16)(0.0f), tiny);
 }
 
-// Keeps (m, i) or takes (m2, i2): the larger value, the smaller index on a tie.
-inline void take_max(float *m, int *i, const float m2, const int i2) {
-    if (m2 > *m || (m2 == *m && i2 < *i)) { *m = m2; *i = i2; }
-}
+// The larger of a and b; NaN never wins (as `z > m` in a scan from -inf).
+#define TREE_MAX(a, b) ((b) > (a) ? (b) : (a))
+DEFINE_TREE_REDUCE(tree_max, TREE_MAX)
 
-// The group's maximum of m and the smallest index i that has it; every work-item gets both.
-inline float tree_argmax(__local float *vals, __local int *idx, float m, int *i) {
-    const int l = get_local_id(0), L = get_local_size(0);
-    vals[l] = m;
-    idx[l] = *i;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = L / 2; s > 0; s >>= 1) {
-        if (l < s) {
-            float a = vals[l];
-            int ai = idx[l];
-            take_max(&a, &ai, vals[l + s], idx[l + s]);
-            vals[l] = a;
-            idx[l] = ai;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    m = vals[0];
-    *i = idx[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return m;
+// The largest lane of v (NaN lanes never win).
+inline float hmax16(const float16 v) {
+    const float8 a = select(v.lo, v.hi, v.hi > v.lo);
+    const float4 b = select(a.lo, a.hi, a.hi > a.lo);
+    const float2 c = select(b.lo, b.hi, b.hi > b.lo);
+    return c.y > c.x ? c.y : c.x;
 }
 
 // Larger K: group g takes rows g*R .. g*R + R - 1, its L items the float16 chunks of each row in turn.
-// Launched with global = groups * L, local = L. scratch: L floats, iscratch: L ints.
+// Launched with global = groups * L, local = L. scratch: L floats.
 __kernel void softmax_cross_entropy(__global const float *logits, __global const float *labels,
                                     __global float *loss, __global float *correct, __global float *grad,
                                     __global float *row_out, volatile __global int *done,
-                                    const int N, const int K, const int R,
-                                    __local float *scratch, __local int *iscratch) {
+                                    const int N, const int K, const int R, __local float *scratch) {
     const int l = get_local_id(0), L = get_local_size(0);
     const float inv_n = 1.0f / (float)N;
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -172,23 +157,22 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         __global const float *z = logits + (size_t)row * K;
         __global float *g = grad + (size_t)row * K;
         const int label = class_index(labels[row], K);
-        // Pass 1: per lane the max and its first index (strict >: indices only grow along a lane).
+        // Pass 1: the max (NaN never wins, as in the reference's `z > m`).
         float16 m16 = (float16)(-INFINITY);
-        int16 i16 = lane;
         for (int k = 16 * l; k < K; k += 16 * L) {
             const float16 z16 = load_chunk(z, k, K);
-            const int16 up = z16 > m16;
-            m16 = select(m16, z16, up);
-            i16 = select(i16, lane + k, up);
+            m16 = select(m16, z16, z16 > m16);
         }
-        float mv[16];
-        int iv[16];
-        vstore16(m16, 0, mv);
-        vstore16(i16, 0, iv);
-        float m = mv[0];
-        int best = iv[0];
-        for (int j = 1; j < 16; ++j) take_max(&m, &best, mv[j], iv[j]);
-        m = tree_argmax(scratch, iscratch, m, &best);
+        const float m = tree_max(scratch, hmax16(m16));
+        // Correct when the label's logit is the max and no earlier class reaches it (the first argmax);
+        // only rows whose label reaches the max rescan, and only up to the label.
+        float hit = 0.0f;
+        if (label >= 0 && z[label] == m) {  // uniform across the group
+            int earlier = 0;
+            for (int k = 16 * l; k < label; k += 16 * L)
+                earlier |= any((load_chunk(z, k, K) == m) & (lane + k < label));
+            hit = tree_sum(scratch, earlier ? 1.0f : 0.0f) == 0.0f ? 1.0f : 0.0f;
+        }
         // Pass 2: e = exp(z - m) into grad (padding lanes give 0), and the sum of e.
         float16 s16 = (float16)(0.0f);
         for (int k = 16 * l; k < K; k += 16 * L) {
@@ -203,8 +187,7 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         const float scale = inv_n / s;
         for (int k = 16 * l; k < K; k += 16 * L) store_chunk(g, k, K, load_chunk(g, k, K) * scale);
         if (label >= 0 && (label / 16) % L == l) g[label] -= inv_n;
-        if (l == 0) put_row(row_out, N, row, label >= 0 ? m + log(s) - z[label] : NAN,
-                            (label >= 0 && best == label) ? 1.0f : 0.0f);
+        if (l == 0) put_row(row_out, N, row, label >= 0 ? m + log(s) - z[label] : NAN, hit);
     }
     finish_batch(row_out, done, loss, correct, N, scratch);
 }

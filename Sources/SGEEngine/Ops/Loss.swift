@@ -59,7 +59,7 @@ extension OpenCLBackend: LossOps {
             let kern = try kernel("softmax_cross_entropy", KernelSource.loss, ["LOSS_PREFETCH": device.info.isGPU ? "0" : "1"])
             let (local, rows) = lossGroupShape(kern, n: n, k: k)
             let groups = (n + rows - 1) / rows
-            try launch(kern, args + [.int(Int32(rows)), .local(local * 4), .local(local * 4)], global: [groups * local], local: [local])
+            try launch(kern, args + [.int(Int32(rows)), .local(local * 4)], global: [groups * local], local: [local])
         }
         return (loss, correct, grad)
     }
