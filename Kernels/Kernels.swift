@@ -4,11 +4,12 @@ public enum KernelSource {
     public static let elementwise = text(PackageResources.elementwise_cl)
     public static let bandwidth = text(PackageResources.bandwidth_cl)
     /// SGE by variant: sge_common.cl (layout, defines, the parameter gradient) before the wide GPU
-    /// kernels (WG > 1), or before the CPU memory hints and the narrow float8 kernels (WG == 1).
+    /// kernels (WG > 1), or before the CPU memory hints, vector_prelude.cl (exp8, unaligned vectors) and
+    /// the narrow float8 kernels (WG == 1).
     public static let sgeGPU = text(PackageResources.sge_common_cl) + text(PackageResources.reduce_prelude_cl)
         + text(PackageResources.sge_gpu_cl)
     public static let sgeCPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_cpu_hints_cl)
-        + text(PackageResources.sge_cpu_cl)
+        + text(PackageResources.vector_prelude_cl) + text(PackageResources.sge_cpu_cl)
     public static let conv = text(PackageResources.conv_cl)
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
@@ -18,7 +19,9 @@ public enum KernelSource {
     public static let pool = text(PackageResources.pool_cl)
     /// Max pooling for CPU drivers: pool_cpu.cl after pool.cl (its geometry defines and helpers).
     public static let poolCPU = pool + text(PackageResources.pool_cpu_cl)
-    public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.loss_cl)
+    /// loss.cl after the tree sum and the vector helpers (the exp polynomial, unaligned loads).
+    public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.vector_prelude_cl)
+        + text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)
 
     /// Every source by file name, for listing and validation.

@@ -1,7 +1,7 @@
 // sge_cpu.cl: the narrow SGE variant (WG == 1, CPU drivers such as PoCL): one work-item walks its
 // slab with explicit float8 vectors and no barriers; a work-group runs as a loop on one core there,
-// so this is the fastest CPU mapping. Follows sge_common.cl (layout, defines, LOAD_SLAB) and
-// sge_cpu_hints.cl (prefetch and streaming-store macros).
+// so this is the fastest CPU mapping. Follows sge_common.cl (layout, defines, LOAD_SLAB),
+// sge_cpu_hints.cl (prefetch and streaming-store macros) and vector_prelude.cl (exp8, hsum8).
 
 // Narrow forward: planes of at most this many positions write out channel row by channel row.
 #ifndef SGE_ROWS_MAX_M
@@ -9,53 +9,21 @@
 #endif
 
 
-// Unaligned float8 loads and stores as single 32-byte moves. PoCL's vload8/vstore8 on a pointer only
-// known to be float-aligned compile to four 8-byte pieces plus shuffles (seen in the generated x86),
-// which made the output loop cost more than the statistics. With clang (PoCL) a float8 type of
-// alignment 4 gives plain unaligned vector moves; other compilers keep vload8/vstore8. LD8 reads the
-// slab (SLAB address space), LD8L and ST8L local memory, ST8G global memory.
+// LD8 reads the slab (SLAB address space), LD8L and ST8L local memory (float8u, LD8G and ST8G come
+// from vector_prelude.cl).
 #ifdef __clang__
-typedef float sge_float8u __attribute__((ext_vector_type(8), aligned(4)));
-#define LD8(p) (*(SLAB const sge_float8u *)(p))
-#define LD8L(p) (*(__local const sge_float8u *)(p))
-#define ST8L(v, p) (*(__local sge_float8u *)(p) = (v))
-#define ST8G(v, p) (*(__global sge_float8u *)(p) = (v))
+#define LD8(p) (*(SLAB const float8u *)(p))
+#define LD8L(p) (*(__local const float8u *)(p))
+#define ST8L(v, p) (*(__local float8u *)(p) = (v))
 #else
 #define LD8(p) vload8(0, p)
 #define LD8L(p) vload8(0, p)
 #define ST8L(v, p) vstore8(v, 0, p)
-#define ST8G(v, p) vstore8(v, 0, p)
 #endif
 
 // ---- Narrow variant (WG == 1): one work-item walks its slab with explicit float8 vectors. On CPU
 // drivers such as PoCL a work-group runs as a loop on one core, so a single work-item per slab with
 // k-outer / i-inner vector loops (no barriers, no strided work-item loops) is the fastest mapping.
-
-// e^x for float8 without a library call, so the gate vectorises on CPU drivers (a scalar libm exp
-// per position dominated the 56x56 shapes): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of
-// ln2), e^r by its Taylor series to degree 7 (truncation < 5e-9 relative), times 2^n built from the
-// exponent bits. Within a few float32 ulps of exp() for x in [-87, 88]; x is clamped to that range,
-// which only moves sigmoid values that round to 0 or 1 anyway.
-inline float8 exp8(float8 x) {
-    x = clamp(x, -87.0f, 88.0f);
-    const float8 n = rint(x * 1.44269504088896341f);
-    float8 r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
-    p = p * r + (1.0f / 120.0f);
-    p = p * r + (1.0f / 24.0f);
-    p = p * r + (1.0f / 6.0f);
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * as_float8((convert_int8(n) + 127) << 23);
-}
-
-inline float hsum8(const float8 v) {
-    const float4 a = v.lo + v.hi;
-    const float2 b = a.lo + a.hi;
-    return b.x + b.y;
-}
 
 // sum_i row[i] for i < M (row_dot: sum_i row[i] u[i]). Four independent float8 accumulators so the
 // adds are not one long dependency chain.

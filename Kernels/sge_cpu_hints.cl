@@ -37,7 +37,7 @@
 #endif
 #if defined(SGE_STREAM_STORES) && SGE_STREAM_STORES && defined(SGE_HAVE_NT_STORE)
 // The value goes through a float8 variable first: stored straight from an expression of the
-// 4-byte-aligned sge_float8u type, clang took that alignment for the store and emitted eight scalar
+// 4-byte-aligned float8u type, clang took that alignment for the store and emitted eight scalar
 // movnti instead of one vector vmovntps (seen in PoCL's x86).
 #define SGE_NT_STORE8(v, p)                                                 \
     do {                                                                    \

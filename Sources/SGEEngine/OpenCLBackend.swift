@@ -24,8 +24,18 @@ public final class OpenCLBackend: BackendBase {
     /// Which max-pooling kernels run; nil picks by device (GPUs `.gpu`, CPU drivers `.cpu`). Tests set
     /// it to run both kinds on PoCL.
     public var poolVariant: PoolVariant?
+    /// Work-items per row for the large-K cross-entropy kernel (rounded up to a power of two, one
+    /// row per group); nil picks by device (Ops/Loss.swift). Tests set it to run the GPU mapping on PoCL.
+    public var lossItemsPerRow: Int?
+    /// The cross-entropy kernel's count of finished work-groups (Ops/Loss.swift): 0 between launches,
+    /// the last group resets it.
+    let lossDone: Tensor
 
-    public init(_ info: DeviceInfo) throws { device = try CLContext.shared(for: info) }
+    public init(_ info: DeviceInfo) throws {
+        device = try CLContext.shared(for: info)
+        lossDone = Tensor(zeros: [1], context: device)
+        lossDone.label = "loss groups done"
+    }
 
     public func synchronize() throws { try device.finish() }
 

@@ -286,8 +286,10 @@ struct CaseRunner {
     // MARK: Softmax cross-entropy
 
     /// Forward: the loss and the number correct; backward: ∂loss/∂logits (computed by the same fused call).
+    /// K on both sides of the kernels' switch (a work-item per row below 16), with float16 tails (33,
+    /// 1001); N = 93 and 300 run many work-groups, the last of which sums the batch.
     mutating func loss(_ rng: inout SeededRNG) throws -> CaseResult {
-        let n = 1 + rng.int(5), k = pick([2, 10, 1000], &rng)
+        let n = pick([1 + rng.int(5), 1 + rng.int(5), 93, 300], &rng), k = pick([1, 2, 10, 16, 33, 1000, 1001], &rng)
         let std: Float = pick([1, 4], &rng)
         let (ld, lr) = try pair(rng.normals(n * k, std: std), [n, k], "logits")
         let (yd, yr) = try pair((0..<n).map { _ in Float(rng.int(k)) }, [n], "labels")

@@ -3,8 +3,8 @@ import SGETensor
 import SGEDeviceTestSupport
 import XCTest
 
-/// BatchNorm, pooling, cross-entropy and SGD: the OpenCL backend against the reference backend on
-/// awkward shapes, and the argument checks both share.
+/// BatchNorm, pooling and SGD: the OpenCL backend against the reference backend on awkward shapes,
+/// and the argument checks both share (the cross-entropy's too; its kernels: LossTests).
 final class OpsTests: XCTestCase {
     /// BatchNorm forward: float32 sums of up to ~300 O(1) values (mean, variance) against Double; the
     /// normalised outputs are O(1) with a few ulps of error each step, so 1e-5 absolute/relative is ample.
@@ -14,8 +14,6 @@ final class OpsTests: XCTestCase {
     /// Average pooling sums at most 9 floats in another order than the Double reference (measured
     /// ≤ 5e-7 absolute on sums up to ~4, i.e. ~1 ulp), so 1e-6 + 1e-6·|ref|. (Max pooling: MaxPoolTests.)
     let poolTolerance = 1e-6
-    /// Cross-entropy: float exp/log (a few ulps) on losses up to ~10; gradients are ≤ 1/N in size.
-    let lossTolerance = 1e-5
     /// SGD: a handful of float multiply-adds against Double, values O(1).
     let sgdTolerance = 1e-6
 
@@ -156,34 +154,6 @@ final class OpsTests: XCTestCase {
             try assertClose(try device.globalAvgPoolBackward(gd, inputShape: shape), try reference.globalAvgPoolBackward(gr, inputShape: shape),
                             atol: poolTolerance, rtol: poolTolerance, "\(shape) backward")
         }
-    }
-
-    // MARK: Cross-entropy
-
-    func testSoftmaxCrossEntropyMatchesReference() throws {
-        let device = try testDevice()
-        // N = 300 is more rows than one 256-item work-group holds.
-        for (n, k) in [(7, 10), (3, 1000), (1, 10), (1, 1000), (300, 10)] {
-            let (zd, zr) = try pair(device, [n, k], std: 3, label: "logits")
-            let labels = (0..<n).map { _ in Float(rng.int(k)) }
-            let ld = try device.tensor(labels, [n], label: "labels"), lr = try reference.tensor(labels, [n], label: "labels")
-            let d = try device.softmaxCrossEntropy(zd, labels: ld), r = try reference.softmaxCrossEntropy(zr, labels: lr)
-            try assertClose(d.loss, r.loss, atol: lossTolerance, rtol: lossTolerance, "N\(n) K\(k) loss")
-            try assertClose(d.correct, r.correct, atol: 0, rtol: 0, "N\(n) K\(k) correct")
-            try assertClose(d.gradLogits, r.gradLogits, atol: lossTolerance / Double(n), rtol: lossTolerance, "N\(n) K\(k) grad")
-        }
-    }
-
-    /// Labels only on the device cannot be validated without a sync: the kernel flags them with a NaN loss.
-    func testSoftmaxCrossEntropyFlagsInvalidDeviceLabels() throws {
-        let device = try testDevice()
-        let host = try device.tensor([1, 10], [2], label: "labels")
-        let onDevice = try device.output([2], label: "device labels")
-        try device.copy(host, to: onDevice)
-        XCTAssertEqual(onDevice.residency, .device)
-        let r = try device.softmaxCrossEntropy(try device.tensor([Float](repeating: 0, count: 20), [2, 10]), labels: onDevice)
-        XCTAssertTrue(try r.loss.read()[0].isNaN)
-        XCTAssertThrowsError(try device.softmaxCrossEntropy(try device.tensor([Float](repeating: 0, count: 20), [2, 10]), labels: host))
     }
 
     // MARK: SGD

@@ -30,6 +30,13 @@ extension ReferenceBackend: LossOps {
 }
 
 extension OpenCLBackend: LossOps {
+    /// Below this many classes a work-item takes a whole row (`softmax_cross_entropy_rows`, the
+    /// arithmetic of the single-group kernel it replaced: bit-identical training at K = 10); from here
+    /// the float16 kernel. On PoCL at N = 256 the float16 kernel is already 4x faster at K = 16.
+    static let lossRowsMaxK = 16
+
+    /// One launch at any N and K (Kernels/loss.cl): the per-row terms go to a scratch [2N] tensor and
+    /// the last work-group to finish sums them, counting groups on `lossDone`.
     public func softmaxCrossEntropy(_ logits: Tensor, labels: Tensor) throws -> (loss: Tensor, correct: Tensor, gradLogits: Tensor) {
         try checkSoftmaxCrossEntropy(logits, labels: labels)
         let (n, k) = (logits.shape[0], logits.shape[1])
@@ -39,12 +46,33 @@ extension OpenCLBackend: LossOps {
         }
         let loss = try output([1], label: "loss"), correct = try output([1], label: "correct")
         let grad = try output(logits.shape, label: "logits grad")
-        let kern = try kernel("softmax_cross_entropy", KernelSource.loss)
-        let local = reductionLocalSize(kern, items: n)
-        try launch(kern, [.buffer(logits.deviceBuffer()), .buffer(labels.deviceBuffer()), .buffer(loss.deviceBufferForOverwrite()),
-                          .buffer(correct.deviceBufferForOverwrite()), .buffer(grad.deviceBufferForOverwrite()),
-                          .int(Int32(n)), .int(Int32(k)), .local(local * 4)],
-                   global: [local], local: [local])
+        let rowOut = try output([2 * n], label: "loss rows")
+        let args: [CLKernel.Arg] = try [.buffer(logits.deviceBuffer()), .buffer(labels.deviceBuffer()), .buffer(loss.deviceBufferForOverwrite()),
+                                    .buffer(correct.deviceBufferForOverwrite()), .buffer(grad.deviceBufferForOverwrite()),
+                                    .buffer(rowOut.deviceBufferForOverwrite()), .buffer(lossDone.deviceBuffer()),
+                                    .int(Int32(n)), .int(Int32(k))]
+        if k < Self.lossRowsMaxK {
+            let kern = try kernel("softmax_cross_entropy_rows", KernelSource.loss)
+            let local = reductionLocalSize(kern, items: n)
+            try launch(kern, args + [.local(local * 4)], global: [(n + local - 1) / local * local], local: [local])
+        } else {
+            let kern = try kernel("softmax_cross_entropy", KernelSource.loss, ["LOSS_PREFETCH": device.info.isGPU ? "0" : "1"])
+            let (local, rows) = lossGroupShape(kern, n: n, k: k)
+            let groups = (n + rows - 1) / rows
+            try launch(kern, args + [.int(Int32(rows)), .local(local * 4)], global: [groups * local], local: [local])
+        }
         return (loss, correct, grad)
     }
+
+    /// Work-items per row and rows per work-group for `softmax_cross_entropy`. GPUs: one row per
+    /// group, an item per float16 chunk of it (up to 256). CPU drivers: one item per group walks its
+    /// rows with float16 vectors, `lossGroupsPerUnit` groups per compute unit to balance the cores.
+    func lossGroupShape(_ kern: CLKernel, n: Int, k: Int) -> (local: Int, rows: Int) {
+        if let items = lossItemsPerRow { return (reductionLocalSize(kern, items: items), 1) }
+        if device.info.isGPU { return (reductionLocalSize(kern, items: (k + 15) / 16), 1) }
+        let groups = min(n, Self.lossGroupsPerUnit * max(1, device.info.computeUnits))
+        return (1, (n + groups - 1) / groups)
+    }
+
+    static let lossGroupsPerUnit = 8
 }
