@@ -29,6 +29,8 @@ struct BenchConv: ParsableCommand {
     @Option(help: "Timed repeats per measurement (the median is reported).") var repeats = 5
     @Option(help: "Untimed warm-up runs per measurement.") var warmup = 2
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Time the wide algorithm's backward plans at this shape instead of the two cases: CIN,COUT,K[,STRIDE[,PAD]] (repeatable).")
+    var `case`: [String] = []
 
     func run() throws {
         try runCLI {
@@ -36,7 +38,8 @@ struct BenchConv: ParsableCommand {
             guard let device = choice.backend as? OpenCLBackend else {
                 throw SGEError.invalidArgument("sge bench conv times the OpenCL backend; select an OpenCL device with --device")
             }
-            let rows = try ConvBenchmark(batch: batch, size: size, repeats: repeats, warmup: warmup).run(device)
+            let bench = try ConvBenchmark(batch: batch, size: size, repeats: repeats, warmup: warmup)
+            let rows = `case`.isEmpty ? try bench.run(device) : try `case`.flatMap { try bench.runPlans(device, ConvBenchCase(parsing: $0)) }
             if json {
                 print(try jsonText(rows))
                 return
@@ -46,7 +49,7 @@ struct BenchConv: ParsableCommand {
             for r in rows {
                 let what = r.op == "conv" ? "\(r.direction) \(r.algorithm)" : "  \(r.op) \(r.direction)"
                 print("  \(r.shape.padding(toLength: 28, withPad: " ", startingAt: 0)) \(what.padding(toLength: 48, withPad: " ", startingAt: 0))"
-                      + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops) + (r.gflops > 0 ? String(format: " %5.0f%% of SGEMM", 100 * r.fractionOfSgemm) : ""))
+                      + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops) + (r.fractionOfSgemm.isFinite ? String(format: " %5.0f%% of SGEMM", 100 * r.fractionOfSgemm) : ""))
             }
         }
     }
