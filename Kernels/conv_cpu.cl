@@ -18,6 +18,9 @@
 #define TM 4
 #define TN 4
 #define MB 8
+// The tile loops are unrolled so the accumulator arrays live in registers (without it PoCL's
+// compiler kept them on the stack: every FMA read and wrote memory).
+#define UNROLL _Pragma("unroll")
 
 inline float hsum16(const float16 v) {
     const float8 a = v.lo + v.hi;
@@ -41,19 +44,19 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
         for (int r = 0; r < N; r += TN) {
             float16 acc[TM][TN];
             float tail[TM][TN];
-            for (int i = 0; i < TM; ++i)
-                for (int t = 0; t < TN; ++t) { acc[i][t] = (float16)(0.0f); tail[i][t] = 0.0f; }
+            UNROLL for (int i = 0; i < TM; ++i)
+                UNROLL for (int t = 0; t < TN; ++t) { acc[i][t] = (float16)(0.0f); tail[i][t] = 0.0f; }
             for (int n = n0; n < n1; ++n) {
                 __global const float *ar[TM], *br[TN];
-                for (int i = 0; i < TM; ++i) ar[i] = a + a_off + (size_t)n * a_img + (size_t)min(m + i, M - 1) * a_ld + p0;
-                for (int t = 0; t < TN; ++t) br[t] = b + b_off + (size_t)n * b_img + (size_t)min(r + t, N - 1) * b_ld + p0;
+                UNROLL for (int i = 0; i < TM; ++i) ar[i] = a + a_off + (size_t)n * a_img + (size_t)min(m + i, M - 1) * a_ld + p0;
+                UNROLL for (int t = 0; t < TN; ++t) br[t] = b + b_off + (size_t)n * b_img + (size_t)min(r + t, N - 1) * b_ld + p0;
                 int q = 0;
                 for (; q + 16 <= len; q += 16) {
                     float16 av[TM], bv[TN];
-                    for (int i = 0; i < TM; ++i) av[i] = vload16(0, ar[i] + q);
-                    for (int t = 0; t < TN; ++t) bv[t] = vload16(0, br[t] + q);
-                    for (int i = 0; i < TM; ++i)
-                        for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
+                    UNROLL for (int i = 0; i < TM; ++i) av[i] = vload16(0, ar[i] + q);
+                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = vload16(0, br[t] + q);
+                    UNROLL for (int i = 0; i < TM; ++i)
+                        UNROLL for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
                 }
                 if (q < len && len >= 16) {
                     // The last rem positions as one vector ending at the piece's end, the lanes
@@ -61,18 +64,18 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
                     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                     const int16 keep = lane >= (int16)(16 - (len - q));
                     float16 av[TM], bv[TN];
-                    for (int i = 0; i < TM; ++i) av[i] = select((float16)(0.0f), vload16(0, ar[i] + len - 16), keep);
-                    for (int t = 0; t < TN; ++t) bv[t] = select((float16)(0.0f), vload16(0, br[t] + len - 16), keep);
-                    for (int i = 0; i < TM; ++i)
-                        for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
+                    UNROLL for (int i = 0; i < TM; ++i) av[i] = select((float16)(0.0f), vload16(0, ar[i] + len - 16), keep);
+                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = select((float16)(0.0f), vload16(0, br[t] + len - 16), keep);
+                    UNROLL for (int i = 0; i < TM; ++i)
+                        UNROLL for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
                     q = len;
                 }
                 for (; q < len; ++q)
-                    for (int i = 0; i < TM; ++i)
-                        for (int t = 0; t < TN; ++t) tail[i][t] = fma(ar[i][q], br[t][q], tail[i][t]);
+                    UNROLL for (int i = 0; i < TM; ++i)
+                        UNROLL for (int t = 0; t < TN; ++t) tail[i][t] = fma(ar[i][q], br[t][q], tail[i][t]);
             }
-            for (int i = 0; i < TM; ++i)
-                for (int t = 0; t < TN; ++t)
+            UNROLL for (int i = 0; i < TM; ++i)
+                UNROLL for (int t = 0; t < TN; ++t)
                     if (m + i < M && r + t < N) out[(m + i) * N + r + t] = hsum16(acc[i][t]) + tail[i][t];
         }
     }
@@ -88,20 +91,20 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
 #define SMALL_A_STEP(NV, P)                                                                         \
     {                                                                                               \
         float16 acc[MB][NV];                                                                        \
-        for (int i = 0; i < MB; ++i)                                                                \
-            for (int v = 0; v < NV; ++v) acc[i][v] = (float16)(0.0f);                               \
+        UNROLL for (int i = 0; i < MB; ++i)                                                                \
+            UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = (float16)(0.0f);                               \
         __global const float *bk = bn + (P);                                                        \
         for (int k = 0; k < K; ++k, bk += b_ld) {                                                   \
             float16 bv[NV];                                                                         \
-            for (int v = 0; v < NV; ++v) bv[v] = vload16(v, bk);                                    \
-            for (int i = 0; i < MB; ++i) {                                                          \
+            UNROLL for (int v = 0; v < NV; ++v) bv[v] = vload16(v, bk);                                    \
+            UNROLL for (int i = 0; i < MB; ++i) {                                                          \
                 const float16 av = (float16)(wr[i][k * a_k]);                                       \
-                for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);                 \
+                UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);                 \
             }                                                                                       \
         }                                                                                           \
-        for (int i = 0; i < MB; ++i)                                                                \
+        UNROLL for (int i = 0; i < MB; ++i)                                                                \
             if (m + i < M)                                                                          \
-                for (int v = 0; v < NV; ++v) vstore16(acc[i][v] + bi[i], v, cn + (size_t)(m + i) * c_ld + (P)); \
+                UNROLL for (int v = 0; v < NV; ++v) vstore16(acc[i][v] + bi[i], v, cn + (size_t)(m + i) * c_ld + (P)); \
     }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
@@ -116,7 +119,7 @@ void conv_small_a(__global const float *w, const int a_m, const int a_k,
     for (int m = 0; m < M; m += MB) {
         __global const float *wr[MB];
         float bi[MB];
-        for (int i = 0; i < MB; ++i) {
+        UNROLL for (int i = 0; i < MB; ++i) {
             wr[i] = w + min(m + i, M - 1) * a_m;
             bi[i] = has_bias ? bias[min(m + i, M - 1)] : 0.0f;
         }
@@ -129,12 +132,12 @@ void conv_small_a(__global const float *w, const int a_m, const int a_k,
         }
         for (; p < p1; ++p) {
             float acc[MB];
-            for (int i = 0; i < MB; ++i) acc[i] = 0.0f;
+            UNROLL for (int i = 0; i < MB; ++i) acc[i] = 0.0f;
             for (int k = 0; k < K; ++k) {
                 const float bv = bn[(size_t)k * b_ld + p];
-                for (int i = 0; i < MB; ++i) acc[i] = fma(wr[i][k * a_k], bv, acc[i]);
+                UNROLL for (int i = 0; i < MB; ++i) acc[i] = fma(wr[i][k * a_k], bv, acc[i]);
             }
-            for (int i = 0; i < MB; ++i)
+            UNROLL for (int i = 0; i < MB; ++i)
                 if (m + i < M) cn[(size_t)(m + i) * c_ld + p] = acc[i] + bi[i];
         }
     }

@@ -43,7 +43,7 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// The column buffer's cap in bytes: the batch is processed in chunks of images whose
     /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
     /// image larger than the cap still runs). Tests lower it to force chunking.
-    public var columnLimitBytes: Int = 64 << 20
+    public var columnLimitBytes: Int = (Int(ProcessInfo.processInfo.environment["SGE_CONV_COLUMN_LIMIT_KB"] ?? "") ?? 65536) << 10
     /// The convolution algorithm. Default `.wide` (`SGE_CONV_ALGORITHM` overrides it); the
     /// measurements behind the choice are in docs/performance/pocl.md.
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
