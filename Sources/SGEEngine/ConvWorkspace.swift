@@ -68,8 +68,9 @@ public final class ConvWorkspace: @unchecked Sendable {
 
     /// Floats a conv_cpu.cl work-item keeps re-reading (its share of L2): the weight-gradient
     /// kernel's reduction piece is this ÷ (M + N) positions, the small-matrix kernel's chunk this ÷ 2K.
-    /// Tests lower it to force many pieces and chunks and their tails.
-    public var cpuCacheFloats = 128 << 10
+    /// Tests lower it to force many pieces and chunks and their tails; `SGE_CONV_CPU_CACHE_FLOATS`
+    /// sets it for measurements.
+    public var cpuCacheFloats = Int(ProcessInfo.processInfo.environment["SGE_CONV_CPU_CACHE_FLOATS"] ?? "") ?? 128 << 10
 
     /// Forces the wide backward's grad-weight slice length in images (1: per image; a value ≥ the
     /// chunk: one GEMM); nil: by shape (`ConvBackwardPlan.choose`). `SGE_CONV_GW_SLICE` sets it.
