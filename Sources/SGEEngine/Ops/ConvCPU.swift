@@ -69,48 +69,44 @@ extension OpenCLBackend {
                    global: [chunks, batch], local: [1, 1])
     }
 
-    /// The wide forward with conv_cpu.cl: per chunk, cols = im2col(x) (x itself when pointwise),
-    /// out = W · cols + bias written in NCHW.
-    func cpuForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: CLBuffer?) throws {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let pointwise = isPointwise(s)
-        let chunk = pointwise ? s.n : wideImagesPerChunk(s)
-        let cols = pointwise ? nil : try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
+    /// Runs `body(n0, b, cols)` per chunk of b images with cols = im2col of the chunk in the wide
+    /// layout, or x itself in NCHW when the convolution is pointwise (one chunk, no im2col).
+    private func forEachColumnChunk(_ s: Reference.Conv2dShape, x: CLBuffer,
+                                    _ body: (_ n0: Int, _ b: Int, _ cols: ConvOperand) throws -> Void) throws {
+        let p = s.outH * s.outW
+        if isPointwise(s) { return try body(0, s.n, .nchw(x, n0: 0, rows: s.c, plane: p)) }
+        let chunk = wideImagesPerChunk(s)
+        let cols = try convWorkspace.columnBuffer(bytes: chunk * s.c * s.kh * s.kw * p * 4, context: device)
         for n0 in stride(from: 0, to: s.n, by: chunk) {
             let b = min(chunk, s.n - n0)
-            var src = ConvOperand.nchw(x, n0: n0, rows: s.c, plane: p)
-            if let cols {
-                try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
-                src = .wide(cols, batch: b, plane: p)
-            }
-            try enqueueSmallA(weight, aM: ckk, aK: 1, b: src, c: .nchw(out, n0: n0, rows: s.k, plane: p), bias: bias,
+            try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
+            try body(n0, b, .wide(cols, batch: b, plane: p))
+        }
+    }
+
+    /// The wide forward with conv_cpu.cl: per chunk, out = W · cols + bias, written in NCHW.
+    func cpuForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: CLBuffer?) throws {
+        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
+        try forEachColumnChunk(s, x: x) { n0, b, cols in
+            try enqueueSmallA(weight, aM: ckk, aK: 1, b: cols, c: .nchw(out, n0: n0, rows: s.k, plane: p), bias: bias,
                               m: s.k, k: ckk, batch: b, plane: p)
         }
     }
 
-    /// The wide backward with conv_cpu.cl: per chunk, cols = im2col(x) (x itself when pointwise),
-    /// gW += G · colsᵀ, then cols = Wᵀ · G and gx = col2im(cols) (when pointwise, gx = Wᵀ · G), with
-    /// G read from NCHW.
+    /// The wide backward with conv_cpu.cl: per chunk, gW += G · colsᵀ, then cols = Wᵀ · G and gx =
+    /// col2im(cols) (when pointwise, gx = Wᵀ · G directly), with G read from NCHW.
     func cpuBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
                      gradInput: CLBuffer?) throws {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let pointwise = isPointwise(s)
-        let chunk = pointwise ? s.n : wideImagesPerChunk(s)
-        let cols = pointwise ? nil : try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
-        for n0 in stride(from: 0, to: s.n, by: chunk) {
-            let b = min(chunk, s.n - n0)
+        try forEachColumnChunk(s, x: x) { n0, b, cols in
             let g = ConvOperand.nchw(gradOut, n0: n0, rows: s.k, plane: p)
-            var src = ConvOperand.nchw(x, n0: n0, rows: s.c, plane: p)
-            if let cols {
-                try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
-                src = .wide(cols, batch: b, plane: p)
-            }
-            try enqueueWeightGradCPU(a: g, b: src, gradWeight: gradWeight, m: s.k, n: ckk, batch: b, plane: p)
-            guard let gradInput else { continue }
+            try enqueueWeightGradCPU(a: g, b: cols, gradWeight: gradWeight, m: s.k, n: ckk, batch: b, plane: p)
+            guard let gradInput else { return }
             // Wᵀ: A(r, k) = W[k][r].
-            try enqueueSmallA(weight, aM: 1, aK: ckk, b: g, c: cols == nil ? .nchw(gradInput, n0: n0, rows: s.c, plane: p) : src,
+            try enqueueSmallA(weight, aM: 1, aK: ckk, b: g, c: pointwise ? .nchw(gradInput, n0: n0, rows: s.c, plane: p) : cols,
                               bias: nil, m: ckk, k: s.k, batch: b, plane: p)
-            if let cols { try enqueueCol2imWide(s, cols: cols, colOffset: 0, gx: gradInput, n0: n0, b: b) }
+            if !pointwise { try enqueueCol2imWide(s, cols: cols.buffer, colOffset: 0, gx: gradInput, n0: n0, b: b) }
         }
     }
 }
