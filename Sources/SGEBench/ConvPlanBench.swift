@@ -60,11 +60,20 @@ extension ConvBenchmark {
             list.append(Measurement(direction: "backward gw only", algorithm: "wide gw slice " + (slice == Int.max ? "chunk" : "\(slice)"),
                                     flops: flops, body: plan(slice, nil, gwOnly)))
         }
+        // The plain CLBlast SGEMM of the forward's size (values in [-1, 1], no denormals): the
+        // reference of fraction_of_sgemm.
+        let (gm, gn, gk) = (c.cout, o * o * batch, c.cin * c.kernel * c.kernel)
+        let (ga, gb, gc) = try (device.tensor(rng.uniforms(gm * gk), [gm * gk]).deviceBuffer(),
+                                device.tensor(rng.uniforms(gk * gn), [gk * gn]).deviceBuffer(), device.tensor(rng.uniforms(gm * gn), [gm * gn]).deviceBuffer())
+        list.append(Measurement(op: "sgemm", direction: "NN M=\(gm) N=\(gn) K=\(gk)", algorithm: "clblast", flops: flops) {
+            try device.device.enqueueSgemm(.no, .no, m: gm, n: gn, k: gk, a: ga, lda: gk, b: gb, ldb: gn, c: gc, ldc: gn)
+        })
         let times = try time(device, list)
         let shape = "\(c.name) \(batch)x\(c.cin)x\(size)x\(size)"
+        let peak = flops / (times[times.count - 1] * 1e6)
         return zip(list, times).map { m, ms in
             ConvBenchRow(op: m.op, shape: shape, direction: m.direction, algorithm: m.algorithm, ms: ms, gflops: m.flops / (ms * 1e6),
-                         sgemmGflops: .nan, device: device.name)
+                         sgemmGflops: peak, device: device.name)
         }
     }
 }

@@ -11,8 +11,9 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case im2colBatchedGemm
     /// CLBlast im2col per image, then one GEMM per image.
     case im2colGemm
-    /// A chunk of images as one column matrix [C·KH·KW][B·OH·OW] (our im2col_wide kernel), so
-    /// each direction is one GEMM per chunk; permute kernels move between NCHW and [K][B·P].
+    /// A chunk of images as one column matrix [C·KH·KW][B·OH·OW] (our im2col kernels). On CPU
+    /// drivers conv_cpu.cl's kernels do the GEMMs, reading and writing NCHW; on GPUs CLBlast's
+    /// GEMMs, cut per shape by `ConvBackwardPlan`, with permute kernels between NCHW and [K][B·P].
     case wide
 }
 

@@ -20,7 +20,10 @@ struct BenchConv: ParsableCommand {
             JSON array on stdout, one object per row: op ("conv", or "sgemm"/"im2col" for the reference and the \
             breakdown), shape (the case in ASCII, e.g. "3x3 64->64 pad 1 8x64x56x56"), direction ("forward", \
             "backward" = grad input + grad weight + grad bias, "backward gw only"), algorithm, ms, gflops, \
-            fraction_of_sgemm, device.
+            fraction_of_sgemm, device. --case CIN,COUT,K[,STRIDE[,PAD]] times one shape instead (at --batch and \
+            --size) under the wide algorithm: the forward and backward with conv_cpu.cl's kernels and with CLBlast, the \
+            CLBlast backward plans (grad input per image or one GEMM; grad weight per image, in slices of 2-32 images \
+            or one GEMM: `backward gw only`), and the plain SGEMM of the forward's size.
             """)
 
     @OptionGroup var options: DeviceOptions
@@ -49,7 +52,7 @@ struct BenchConv: ParsableCommand {
             for r in rows {
                 let what = r.op == "conv" ? "\(r.direction) \(r.algorithm)" : "  \(r.op) \(r.direction)"
                 print("  \(r.shape.padding(toLength: 28, withPad: " ", startingAt: 0)) \(what.padding(toLength: 48, withPad: " ", startingAt: 0))"
-                      + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops) + (r.fractionOfSgemm.isFinite ? String(format: " %5.0f%% of SGEMM", 100 * r.fractionOfSgemm) : ""))
+                      + String(format: "%9.2f ms %8.1f GFLOP/s", r.ms, r.gflops) + (r.gflops > 0 ? String(format: " %5.0f%% of SGEMM", 100 * r.fractionOfSgemm) : ""))
             }
         }
     }
