@@ -23,9 +23,9 @@ public struct ConvBenchCase: Sendable {
 }
 
 extension ConvBenchmark {
-    /// The wide algorithm's backward plans at one shape, timed side by side (interleaved): the grad
-    /// weight alone per slice length (1 = per image, "chunk" = one GEMM), the whole backward with the
-    /// grad input per image and as one GEMM, the shape's default plan, and the forward.
+    /// The wide algorithm at one shape, timed side by side (interleaved): forward and backward with
+    /// conv_cpu.cl's kernels and with CLBlast (the shape's default plan, the grad input per image and
+    /// as one GEMM, the grad weight alone per slice length: 1 = per image, "chunk" = one GEMM).
     public func runPlans(_ device: OpenCLBackend, _ c: ConvBenchCase) throws -> [ConvBenchRow] {
         var rng = SeededRNG(seed: 42)
         let params = Conv2dParams(stride: c.stride, padding: c.pad)
@@ -45,19 +45,19 @@ extension ConvBenchmark {
         }
         let backward = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: true) }
         let gwOnly = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false) }
-        var list: [Measurement] = [Measurement(direction: "forward", algorithm: "wide", flops: flops,
+        var list: [Measurement] = [Measurement(direction: "forward", algorithm: "wide clblast", flops: flops,
                                                body: plan(nil, nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) })]
-        list.append(Measurement(direction: "backward", algorithm: "wide default plan", flops: 2 * flops, body: plan(nil, nil, backward)))
+        list.append(Measurement(direction: "backward", algorithm: "wide clblast default plan", flops: 2 * flops, body: plan(nil, nil, backward)))
         list.append(Measurement(direction: "forward", algorithm: "wide cpu kernels", flops: flops,
                                 body: plan(nil, nil, cpu: true) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }))
         list.append(Measurement(direction: "backward", algorithm: "wide cpu kernels", flops: 2 * flops, body: plan(nil, nil, cpu: true, backward)))
         list.append(Measurement(direction: "backward gw only", algorithm: "wide cpu kernels", flops: flops, body: plan(nil, nil, cpu: true, gwOnly)))
         for perImage in [true, false] {
-            list.append(Measurement(direction: "backward", algorithm: "wide gi " + (perImage ? "per image" : "one GEMM"), flops: 2 * flops,
+            list.append(Measurement(direction: "backward", algorithm: "wide clblast gi " + (perImage ? "per image" : "one GEMM"), flops: 2 * flops,
                                     body: plan(nil, perImage, backward)))
         }
         for slice in [1, 2, 4, 8, 16, 32, Int.max] where slice < batch || slice == Int.max {
-            list.append(Measurement(direction: "backward gw only", algorithm: "wide gw slice " + (slice == Int.max ? "chunk" : "\(slice)"),
+            list.append(Measurement(direction: "backward gw only", algorithm: "wide clblast gw slice " + (slice == Int.max ? "chunk" : "\(slice)"),
                                     flops: flops, body: plan(slice, nil, gwOnly)))
         }
         // The plain CLBlast SGEMM of the forward's size (values in [-1, 1], no denormals): the
