@@ -115,9 +115,13 @@ final class ConvTests: XCTestCase {
             try checkConv(device, x: [7, 6, 9, 11], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
                           what: "cpu kernels batch 7, cache \(budget)")
         }
-        // Chunks of 2 images (5000-byte column cap, as in testConvForcedChunkingAndAlgorithms).
+        // Chunks of 2 images (5000-byte column cap, as in testConvForcedChunkingAndAlgorithms); then
+        // one image per chunk whose six 16-position pieces of 9×54 partials (11.7 KB) exceed the cap,
+        // so the pieces are merged (3, then 2) to fit.
         ws.columnLimitBytes = 5000
         try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1), what: "cpu kernels chunked")
+        try checkConv(device, x: [4, 6, 9, 9], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
+                      what: "cpu kernels, partials merged under the cap")
     }
 
     /// The wide algorithm's CLBlast backward plans, each forced: grad weight per image, in slices of

@@ -35,17 +35,23 @@ extension OpenCLBackend {
     /// small plane, or a piece of a large one) with (M + N)·Q ≈ `cpuCacheFloats` (512 KB), so the
     /// rows it re-reads for every 4×4 output tile stay in L2.
     func enqueueWeightGradCPU(a: ConvOperand, b: ConvOperand, gradWeight: CLBuffer, m: Int, n: Int, batch: Int, plane: Int) throws {
-        let q = max(16, min(8192, convWorkspace.cpuCacheFloats / (m + n)))
+        // At least 256 positions per piece (the budget allowing), else writing and summing the M×N
+        // partials costs more than computing them.
+        let budget = convWorkspace.cpuCacheFloats
+        let q = max(16, min(256, budget), min(8192, budget / (m + n)))
         var (pieces, pieceLen, group) = (1, plane, 1)
-        if plane > q {
-            pieces = (plane + q - 1) / q
+        func split(_ count: Int) {
+            pieces = count
             pieceLen = ((plane + pieces - 1) / pieces + 15) / 16 * 16
             pieces = (plane + pieceLen - 1) / pieceLen
-        } else {
-            group = max(1, q / plane)
         }
+        if plane > q { split((plane + q - 1) / q) } else { group = max(1, q / plane) }
         // At least 8 work-items where the batch allows, so every core has work.
         while group > 1, pieces * ((batch + group - 1) / group) < 8 { group = (group + 1) / 2 }
+        // The partials under the column cap (large M×N: fewer, longer pieces).
+        while pieces * ((batch + group - 1) / group) > 1, pieces * ((batch + group - 1) / group) * m * n * 4 > convWorkspace.columnLimitBytes {
+            if pieces > 1 { split((pieces + 1) / 2) } else { group *= 2 }
+        }
         let groups = (batch + group - 1) / group, parts = groups * pieces
         let partial = try convWorkspace.partialBuffer(bytes: parts * m * n * 4, context: device)
         try launch(kernel("conv_gw_partials", KernelSource.convCPU),
