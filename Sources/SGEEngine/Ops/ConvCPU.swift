@@ -30,6 +30,9 @@ extension OpenCLBackend {
     /// Whether the wide algorithm runs its GEMMs with conv_cpu.cl (CPU drivers) or CLBlast (GPUs).
     var convCPUKernels: Bool { convWorkspace.cpuKernels ?? !device.info.isGPU }
 
+    /// The column (and partials) cap of this path: the smaller of the workspace's two caps.
+    private var cpuColumnLimit: Int { min(convWorkspace.columnLimitBytes, convWorkspace.cpuColumnLimitBytes) }
+
     /// gW (M×N) += Σ_{n < batch, p < plane} A(n, m, p) · B(n, r, p): conv_gw_partials over pieces
     /// of the reduction, then accumulate_partials. A work-item covers Q positions (whole images of a
     /// small plane, or a piece of a large one) with (M + N)·Q ≈ `cpuCacheFloats` (512 KB), so the
@@ -49,7 +52,7 @@ extension OpenCLBackend {
         // At least 8 work-items where the batch allows, so every core has work.
         while group > 1, pieces * ((batch + group - 1) / group) < 8 { group = (group + 1) / 2 }
         // The partials under the column cap (large M×N: fewer, longer pieces).
-        while pieces * ((batch + group - 1) / group) > 1, pieces * ((batch + group - 1) / group) * m * n * 4 > convWorkspace.columnLimitBytes {
+        while pieces * ((batch + group - 1) / group) > 1, pieces * ((batch + group - 1) / group) * m * n * 4 > cpuColumnLimit {
             if pieces > 1 { split((pieces + 1) / 2) } else { group *= 2 }
         }
         let groups = (batch + group - 1) / group, parts = groups * pieces
@@ -81,8 +84,9 @@ extension OpenCLBackend {
                                     _ body: (_ n0: Int, _ b: Int, _ cols: ConvOperand) throws -> Void) throws {
         let p = s.outH * s.outW
         if isPointwise(s) { return try body(0, s.n, .nchw(x, n0: 0, rows: s.c, plane: p)) }
-        let chunk = wideImagesPerChunk(s)
-        let cols = try convWorkspace.columnBuffer(bytes: chunk * s.c * s.kh * s.kw * p * 4, context: device)
+        let perImage = s.c * s.kh * s.kw * p * 4
+        let chunk = max(1, min(s.n, cpuColumnLimit / max(perImage, 1)))
+        let cols = try convWorkspace.columnBuffer(bytes: chunk * perImage, context: device)
         for n0 in stride(from: 0, to: s.n, by: chunk) {
             let b = min(chunk, s.n - n0)
             try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
