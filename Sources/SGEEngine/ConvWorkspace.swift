@@ -31,7 +31,7 @@ public struct ConvBackwardPlan: Hashable, Sendable {
 
     /// The plan by shape: GEMMs per image for planes of at least `perImageMinPlane` positions up to
     /// `perImageMaxWork` multiply-adds per image, else one GEMM per chunk.
-    static func choose(_ s: Reference.Conv2dShape, isGPU: Bool) -> ConvBackwardPlan {
+    static func choose(_ s: Reference.Conv2dShape) -> ConvBackwardPlan {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let perImage = p >= ConvWorkspace.perImageMinPlane && s.k * ckk * p <= ConvWorkspace.perImageMaxWork
         return ConvBackwardPlan(weightSliceImages: perImage ? 1 : Int.max, inputPerImage: perImage)

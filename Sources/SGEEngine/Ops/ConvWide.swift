@@ -63,7 +63,7 @@ extension OpenCLBackend {
 
     /// The backward plan for this shape: the workspace's forced knobs, else `ConvBackwardPlan.choose`.
     func wideBackwardPlan(_ s: Reference.Conv2dShape) -> ConvBackwardPlan {
-        var plan = ConvBackwardPlan.choose(s, isGPU: device.info.isGPU)
+        var plan = ConvBackwardPlan.choose(s)
         if let l = convWorkspace.weightSliceImages { plan.weightSliceImages = l }
         if let i = convWorkspace.inputGradPerImage { plan.inputPerImage = i }
         return plan
