@@ -1,5 +1,6 @@
 import Foundation
 import SGEOpenCL
+import SGEReference
 
 /// How the OpenCL backend runs a convolution. Under `.wide` (the default) every convolution goes
 /// through the wide layout, 1×1 ones included; under the per-image algorithms a 1×1, stride-1,
@@ -10,9 +11,31 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case im2colBatchedGemm
     /// CLBlast im2col per image, then one GEMM per image.
     case im2colGemm
-    /// A chunk of images as one column matrix [C·KH·KW][B·OH·OW] (our im2col_wide kernel), so
-    /// each direction is one GEMM per chunk; permute kernels move between NCHW and [K][B·P].
+    /// A chunk of images as one column matrix [C·KH·KW][B·OH·OW] (our im2col kernels). On CPU
+    /// drivers conv_cpu.cl's kernels do the GEMMs, reading and writing NCHW; on GPUs CLBlast's
+    /// GEMMs, cut per shape by `ConvBackwardPlan`, with permute kernels between NCHW and [K][B·P].
     case wide
+}
+
+/// How the wide backward cuts its GEMMs for one convolution shape (see `OpenCLBackend.wideBackward`).
+public struct ConvBackwardPlan: Hashable, Sendable {
+    /// Images per grad-weight GEMM slice: 1 per image (reads the output gradient in NCHW), a value
+    /// ≥ the chunk one GEMM over the chunk, between: split-K over slices of that many images.
+    public var weightSliceImages: Int
+    /// The grad-input GEMM per image (reads the output gradient in NCHW) or as one GEMM per chunk.
+    public var inputPerImage: Bool
+
+    public init(weightSliceImages: Int, inputPerImage: Bool) {
+        (self.weightSliceImages, self.inputPerImage) = (weightSliceImages, inputPerImage)
+    }
+
+    /// The plan by shape: GEMMs per image for planes of at least `perImageMinPlane` positions up to
+    /// `perImageMaxWork` multiply-adds per image, else one GEMM per chunk.
+    static func choose(_ s: Reference.Conv2dShape) -> ConvBackwardPlan {
+        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
+        let perImage = p >= ConvWorkspace.perImageMinPlane && s.k * ckk * p <= ConvWorkspace.perImageMaxWork
+        return ConvBackwardPlan(weightSliceImages: perImage ? 1 : Int.max, inputPerImage: perImage)
+    }
 }
 
 /// Scratch device memory and settings for convolutions on one `OpenCLBackend`: the im2col column
@@ -22,6 +45,10 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// (C·KH·KW) × (OH·OW) column matrices fit under it (at least one image per chunk, so a single
     /// image larger than the cap still runs). Tests lower it to force chunking.
     public var columnLimitBytes: Int = 64 << 20
+    /// The column cap of conv_cpu.cl's path (the smaller of the two applies), so the columns that
+    /// im2col writes are still in cache when the kernels read them: the small model's step measured
+    /// 395 vs 382 images/s median (4 vs 64 MiB, 6 interleaved pairs, 5 won). `SGE_CONV_CPU_COLUMN_LIMIT_KB` sets it.
+    public var cpuColumnLimitBytes: Int = (Int(ProcessInfo.processInfo.environment["SGE_CONV_CPU_COLUMN_LIMIT_KB"] ?? "") ?? 4096) << 10
     /// The convolution algorithm. Default `.wide` (`SGE_CONV_ALGORITHM` overrides it); the
     /// measurements behind the choice are in docs/performance/pocl.md.
     public var algorithm: ConvAlgorithm = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["SGE_CONV_ALGORITHM"] ?? "")
@@ -39,6 +66,23 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// Planes (OH·OW) at least this large run the wide backward GEMMs per image (see wideBackward);
     /// `SGE_CONV_PER_IMAGE_MIN_PLANE` overrides it for measurements.
     public static var perImageMinPlane = Int(ProcessInfo.processInfo.environment["SGE_CONV_PER_IMAGE_MIN_PLANE"] ?? "") ?? 196
+
+    /// The wide algorithm's GEMMs: conv_cpu.cl's kernels (true) or CLBlast (false); nil: the kernels
+    /// on CPU drivers, CLBlast on GPUs. `SGE_CONV_CPU_KERNELS=0|1` sets it.
+    public var cpuKernels: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_CPU_KERNELS"].flatMap { Int($0) }.map { $0 != 0 }
+
+    /// Floats a conv_cpu.cl work-item keeps re-reading (its share of L2): the weight-gradient
+    /// kernel's reduction piece is this ÷ (M + N) positions, the small-matrix kernel's chunk this ÷ 2K.
+    /// Tests lower it to force many pieces and chunks and their tails; `SGE_CONV_CPU_CACHE_FLOATS`
+    /// sets it for measurements.
+    public var cpuCacheFloats = Int(ProcessInfo.processInfo.environment["SGE_CONV_CPU_CACHE_FLOATS"] ?? "") ?? 128 << 10
+
+    /// Forces the wide backward's grad-weight slice length in images (1: per image; a value ≥ the
+    /// chunk: one GEMM); nil: by shape (`ConvBackwardPlan.choose`). `SGE_CONV_GW_SLICE` sets it.
+    public var weightSliceImages: Int? = Int(ProcessInfo.processInfo.environment["SGE_CONV_GW_SLICE"] ?? "")
+    /// Forces the wide backward's grad-input GEMM per image (true) or as one GEMM (false); nil: by
+    /// shape. `SGE_CONV_GI_PER_IMAGE=0|1` sets it.
+    public var inputGradPerImage: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_GI_PER_IMAGE"].flatMap { Int($0) }.map { $0 != 0 }
 
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?

@@ -111,6 +111,8 @@ struct CaseRunner {
         let hasBias = rng.int(4) != 0, needInputGrad = rng.int(5) != 0
         let xs = Shape([n, cin, h, w]), ws = Shape([cout, cin, k, k]), os = Shape([n, cout, oh, ow])
         let params = Conv2dParams(stride: s, padding: p, dilation: d)
+        let (path, restorePath) = drawConvPath(&rng)
+        defer { restorePath() }
         let (xd, xr) = try pair(rng.normals(xs.count), xs, "x")
         let (wd, wr) = try pair(rng.normals(ws.count), ws, "weight")
         let biasPair = hasBias ? try pair(rng.normals(cout), [cout], "bias") : nil
@@ -132,8 +134,30 @@ struct CaseRunner {
             guard let gxd, let gxr else { throw SGEError.shape("validate conv: needInputGrad = true but no grad_x returned") }
             backward.append(try compared("grad_x", gxd, gxr, Tol.reduction(cout * k * k, Tol.conv)))
         }
-        let what = "x \(xs) w \(ws) s\(s) p\(p) d\(d)\(hasBias ? "" : " no bias")\(needInputGrad ? "" : " no grad_x")"
+        let what = "x \(xs) w \(ws) s\(s) p\(p) d\(d)\(hasBias ? "" : " no bias")\(needInputGrad ? "" : " no grad_x")\(path)"
         return CaseResult(shape: what, directions: [("forward", forward), ("backward", backward)])
+    }
+
+    /// On an OpenCL device, the convolution path for one case: the default (by device and shape)
+    /// or one forced algorithm or wide plan, so every path is validated; returns its description
+    /// and what puts the workspace back.
+    func drawConvPath(_ rng: inout SeededRNG) -> (String, () -> Void) {
+        guard let cl = device as? OpenCLBackend else { return ("", {}) }
+        let ws = cl.convWorkspace
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage)
+        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage) = saved }
+        switch rng.int(6) {
+        case 0: return ("", restore)
+        case 1: ws.algorithm = .im2colBatchedGemm
+        case 2: ws.algorithm = .im2colGemm
+        case 3: (ws.algorithm, ws.cpuKernels) = (.wide, true)
+        default:
+            (ws.algorithm, ws.cpuKernels) = (.wide, false)
+            (ws.weightSliceImages, ws.inputGradPerImage) = (pick([1, 2, Int.max], &rng), pick([true, false], &rng))
+        }
+        let plan = ws.algorithm == .wide && ws.cpuKernels == false
+            ? ", gw slice \(ws.weightSliceImages! == Int.max ? "chunk" : "\(ws.weightSliceImages!)"), gi per image \(ws.inputGradPerImage!)" : ""
+        return (" [\(ws.algorithm.rawValue)\(ws.cpuKernels == true ? " cpu kernels" : "")\(plan)]", restore)
     }
 
     // MARK: BatchNorm

@@ -20,7 +20,10 @@ struct BenchConv: ParsableCommand {
             JSON array on stdout, one object per row: op ("conv", or "sgemm"/"im2col" for the reference and the \
             breakdown), shape (the case in ASCII, e.g. "3x3 64->64 pad 1 8x64x56x56"), direction ("forward", \
             "backward" = grad input + grad weight + grad bias, "backward gw only"), algorithm, ms, gflops, \
-            fraction_of_sgemm, device.
+            fraction_of_sgemm, device. --case CIN,COUT,K[,STRIDE[,PAD]] times one shape instead (at --batch and \
+            --size) under the wide algorithm: the forward and backward with conv_cpu.cl's kernels and with CLBlast, the \
+            CLBlast backward plans (grad input per image or one GEMM; grad weight per image, in slices of 2-32 images \
+            or one GEMM: `backward gw only`), and the plain SGEMM of the forward's size.
             """)
 
     @OptionGroup var options: DeviceOptions
@@ -29,6 +32,8 @@ struct BenchConv: ParsableCommand {
     @Option(help: "Timed repeats per measurement (the median is reported).") var repeats = 5
     @Option(help: "Untimed warm-up runs per measurement.") var warmup = 2
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Time the wide algorithm's backward plans at this shape instead of the two cases: CIN,COUT,K[,STRIDE[,PAD]] (repeatable).")
+    var `case`: [String] = []
 
     func run() throws {
         try runCLI {
@@ -36,7 +41,8 @@ struct BenchConv: ParsableCommand {
             guard let device = choice.backend as? OpenCLBackend else {
                 throw SGEError.invalidArgument("sge bench conv times the OpenCL backend; select an OpenCL device with --device")
             }
-            let rows = try ConvBenchmark(batch: batch, size: size, repeats: repeats, warmup: warmup).run(device)
+            let bench = try ConvBenchmark(batch: batch, size: size, repeats: repeats, warmup: warmup)
+            let rows = `case`.isEmpty ? try bench.run(device) : try `case`.flatMap { try bench.runPlans(device, ConvBenchCase(parsing: $0)) }
             if json {
                 print(try jsonText(rows))
                 return

@@ -76,9 +76,11 @@ final class ConvTests: XCTestCase {
         device.convWorkspace.im2colPerElement = nil
         // The wide layout with both backward forms: per-image batched GEMMs and one GEMM per chunk,
         // and with both im2col/col2im kernels (per element, the GPU default; blocks, the CPU default).
+        // CLBlast's GEMMs (the GPU default); conv_cpu.cl's kernels are tested in testConvWideCPUKernels.
         device.convWorkspace.algorithm = .wide
+        device.convWorkspace.cpuKernels = false
         let saved = (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement)
-        defer { (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement) = saved }
+        defer { (ConvWorkspace.perImageMinPlane, device.convWorkspace.im2colPerElement, device.convWorkspace.cpuKernels) = (saved.0, saved.1, nil) }
         for perElement in [true, false] {
             device.convWorkspace.im2colPerElement = perElement
             for minPlane in [1, 1 << 30] {
@@ -89,6 +91,102 @@ final class ConvTests: XCTestCase {
                           what: "wide 7x7 stride 2 pad 3, im2col per element \(perElement)")
             try checkConv(device, x: [1, 2, 5, 4], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 3, padding: 2),
                           what: "wide stride 3 pad 2, im2col per element \(perElement)")
+        }
+    }
+
+    /// The wide algorithm with conv_cpu.cl's kernels (the CPU-driver default), forced on any device:
+    /// the awkward shapes plus C = 1 with stride 2 and no padding, a pointwise batch of 1 and a
+    /// batch of 7 with odd planes. With a cache budget of 1 float every reduction piece is 16
+    /// positions (K longer than one split: many partial products summed by accumulate_partials) and
+    /// the small-matrix kernel runs 16-position chunks with scalar tails.
+    func testConvWideCPUKernels() throws {
+        let device = try testDevice()
+        let ws = device.convWorkspace
+        let saved = (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes)
+        defer { (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes) = saved }
+        (ws.algorithm, ws.cpuKernels) = (.wide, true)
+        for budget in [128 << 10, 1] {
+            ws.cpuCacheFloats = budget
+            try awkwardShapes(device, "cpu kernels, cache \(budget) floats")
+            try checkConv(device, x: [3, 1, 23, 19], cout: 1, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 0),
+                          what: "cpu kernels C = 1 stride 2, cache \(budget)")
+            try checkConv(device, x: [1, 5, 21, 17], cout: 3, kernel: (1, 1), params: Conv2dParams(), bias: false,
+                          what: "cpu kernels pointwise batch 1, cache \(budget)")
+            try checkConv(device, x: [7, 6, 9, 11], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
+                          what: "cpu kernels batch 7, cache \(budget)")
+        }
+        // Chunks of 2 images (5000-byte column cap, as in testConvForcedChunkingAndAlgorithms); then
+        // one image per chunk whose six 16-position pieces of 9×54 partials (11.7 KB) exceed the cap,
+        // so the pieces are merged (3, then 2) to fit.
+        ws.columnLimitBytes = 5000
+        try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1), what: "cpu kernels chunked")
+        try checkConv(device, x: [4, 6, 9, 9], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
+                      what: "cpu kernels, partials merged under the cap")
+    }
+
+    /// The wide algorithm's CLBlast backward plans, each forced: grad weight per image, in slices of
+    /// 2 and 3 images (split-K over the wide copy, with a shorter last slice at batch 7) and as one
+    /// GEMM; grad input per image and as one GEMM.
+    func testConvWideBackwardPlans() throws {
+        let device = try testDevice()
+        let ws = device.convWorkspace
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage)
+        defer { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage) = saved }
+        (ws.algorithm, ws.cpuKernels) = (.wide, false)
+        for (slice, perImage) in [(1, true), (1, false), (2, false), (3, true), (Int.max, true), (Int.max, false)] {
+            (ws.weightSliceImages, ws.inputGradPerImage) = (slice, perImage)
+            let what = "gw slice \(slice), gi per image \(perImage)"
+            try awkwardShapes(device, what)
+            try checkConv(device, x: [7, 2, 9, 7], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "batch 7, \(what)")
+            try checkConv(device, x: [7, 4, 6, 5], cout: 3, kernel: (1, 1), params: Conv2dParams(), what: "pointwise batch 7, \(what)")
+        }
+    }
+
+    /// The device backward against central differences of the device forward, for each wide path.
+    /// L = Σ r ⊙ conv(x, w) is linear in x and in w, so (L(x + h) − L(x − h)) / 2h is exact but for
+    /// float32 rounding: the ~100 outputs here are ≲ 5 in size, so L carries ≲ 100·5·6e-8 ≈ 3e-5 of
+    /// rounding, 6e-5 in the quotient with h = 0.25; 1e-3 absolute (+ 1e-3 relative) is far above
+    /// that and far below what a dropped or misplaced tap costs (≥ 0.05 with values in [-1, 1]).
+    func testConvBackwardFiniteDifferences() throws {
+        let device = try testDevice()
+        let ws = device.convWorkspace
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats)
+        defer { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats) = saved }
+        ws.algorithm = .wide
+        let cases: [(Shape, Int, Int, Conv2dParams)] = [([2, 1, 7, 6], 3, 3, Conv2dParams(stride: 2, padding: 0)),
+                                                         ([2, 3, 5, 4], 2, 1, Conv2dParams()),
+                                                         ([1, 2, 5, 5], 2, 3, Conv2dParams(stride: 1, padding: 1))]
+        let paths: [(String, Bool, Int?, Bool?)] = [("cpu kernels", true, nil, nil), ("clblast per image", false, 1, true),
+                                                    ("clblast split 2 / one GEMM", false, 2, false)]
+        for (name, cpu, slice, perImage) in paths {
+            (ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats) = (cpu, slice, perImage, 1)
+            for (xs, cout, k, params) in cases {
+                let ws4: Shape = [cout, xs.c, k, k]
+                let (x, w) = (random(xs, seed: 21), random(ws4, seed: 22))
+                let xt = try device.tensor(x, xs, label: "x"), wt = try device.tensor(w, ws4, label: "w")
+                let out = try device.conv2dForward(xt, weight: wt, bias: nil, params: params)
+                let r = random(out.shape, seed: 23)
+                let gw = try device.tensor([Float](repeating: 0, count: ws4.count), ws4, label: "gw")
+                let gx = try device.conv2dBackward(try device.tensor(r, out.shape, label: "r"), x: xt, weight: wt, params: params,
+                                                   gradWeight: gw, gradBias: nil, needInputGrad: true)
+                func loss(_ xv: [Float], _ wv: [Float]) throws -> Double {
+                    let o = try device.conv2dForward(try device.tensor(xv, xs, label: "x"), weight: try device.tensor(wv, ws4, label: "w"),
+                                                     bias: nil, params: params).read()
+                    return zip(o, r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+                }
+                let h: Float = 0.25
+                func central(_ v: [Float], _ f: ([Float]) throws -> Double) throws -> [Float] {
+                    try v.indices.map { i in
+                        var (plus, minus) = (v, v)
+                        plus[i] += h
+                        minus[i] -= h
+                        return Float((try f(plus) - f(minus)) / Double(2 * h))
+                    }
+                }
+                let label = "\(name): x \(xs), w \(ws4), \(params)"
+                assertClose(try gx!.read(), try central(x) { try loss($0, w) }, atol: 1e-3, rtol: 1e-3, "\(label): grad input vs finite differences")
+                assertClose(try gw.read(), try central(w) { try loss(x, $0) }, atol: 1e-3, rtol: 1e-3, "\(label): grad weight vs finite differences")
+            }
         }
     }
 

@@ -144,10 +144,11 @@ extension ReferenceBackend: ConvOps {
 
 // MARK: OpenCL backend
 
-/// The convolution algorithms (`ConvWorkspace.algorithm`; the default is `.wide`, see wideForward
-/// and wideBackward below). 1×1/stride-1/pad-0 convolutions are plain GEMMs on the tensors in the
-/// per-image algorithms; `.wide` runs them through its column layout like any other shape. Grad
-/// weight accumulates (beta = 1); grad input is computed into columns and gathered back with col2im.
+/// The convolution algorithms (`ConvWorkspace.algorithm`; the default is `.wide`, in ConvWide.swift,
+/// whose GEMMs are conv_cpu.cl's kernels on CPU drivers (ConvCPU.swift) and CLBlast on GPUs).
+/// 1×1/stride-1/pad-0 convolutions read x as their columns and write the input gradient directly
+/// (no im2col, no col2im) in every path that runs per image. Grad weight accumulates (beta = 1);
+/// grad input is computed into columns and gathered back with col2im.
 /// The measurements that chose these are in docs/performance/pocl.md ("Convolution algorithm notes").
 extension OpenCLBackend: ConvOps {
     private func geometry(_ s: Reference.Conv2dShape) -> CLContext.ConvGeometry {
@@ -156,7 +157,7 @@ extension OpenCLBackend: ConvOps {
     }
 
     /// A 1×1 kernel with stride 1 and no padding: the input image is its own column matrix.
-    private func isPointwise(_ s: Reference.Conv2dShape) -> Bool {
+    func isPointwise(_ s: Reference.Conv2dShape) -> Bool {
         s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0
     }
 
@@ -318,111 +319,3 @@ extension OpenCLBackend: ConvOps {
 
 /// Greatest common divisor of two positive integers.
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-
-// MARK: the wide layout (ConvAlgorithm.wide)
-
-extension OpenCLBackend {
-    /// Images per wide chunk: the columns (C·KH·KW × B·P) and the [K][B·P] scratch under the cap.
-    func wideImagesPerChunk(_ s: Reference.Conv2dShape) -> Int {
-        let perImage = (s.c * s.kh * s.kw + s.k) * s.outH * s.outW * 4
-        return max(1, min(s.n, convWorkspace.columnLimitBytes / max(perImage, 1)))
-    }
-
-    /// The wide kernels with this convolution's geometry compiled in.
-    func wideKernel(_ name: String, _ s: Reference.Conv2dShape) throws -> CLKernel {
-        try kernel(name, KernelSource.conv, ["KH": "\(s.kh)", "KW": "\(s.kw)", "SH": "\(s.strideH)", "SW": "\(s.strideW)",
-                                            "PH": "\(s.padH)", "PW": "\(s.padW)", "DH": "\(s.dilationH)", "DW": "\(s.dilationW)"])
-    }
-
-    /// Whether the column kernels run per element (GPUs) or per contiguous block (CPU drivers); see
-    /// `ConvWorkspace.im2colPerElement`.
-    var columnKernelsPerElement: Bool { convWorkspace.im2colPerElement ?? device.info.isGPU }
-
-    private func enqueueIm2colWide(_ s: Reference.Conv2dShape, x: CLBuffer, cols: CLBuffer, n0: Int, b: Int) throws {
-        let args: [CLKernel.Arg] = [.buffer(x), .buffer(cols), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)), .int(Int32(s.h)),
-                                    .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
-        if columnKernelsPerElement {
-            // GPUs: one work-item per output position, so neighbouring work-items write neighbouring columns.
-            try launch(wideKernel("im2col_wide", s), args, global: [s.outW, s.outH, b * s.c], local: nil)
-        } else {
-            try launch(wideKernel("im2col_rows", s), args, global: [s.kh * s.kw, b * s.c], local: [1, 1])
-        }
-    }
-
-    /// gx[n0 ..< n0+b] = col2im of the chunk's columns (a gather that overwrites gx).
-    func enqueueCol2imWide(_ s: Reference.Conv2dShape, cols: CLBuffer, colOffset: Int, gx: CLBuffer, n0: Int, b: Int) throws {
-        let args: [CLKernel.Arg] = [.buffer(cols), .int(Int32(colOffset)), .buffer(gx), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.c)),
-                                    .int(Int32(s.h)), .int(Int32(s.w)), .int(Int32(s.outH)), .int(Int32(s.outW))]
-        if columnKernelsPerElement {
-            try launch(wideKernel("col2im_wide", s), args, global: [s.w, s.h, b * s.c], local: nil)
-        } else {
-            try launch(wideKernel("col2im_rows", s), args, global: [b * s.c], local: [1])
-        }
-    }
-
-    /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
-    func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?) throws {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let chunk = wideImagesPerChunk(s)
-        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
-        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
-        let biasBuffer = try bias?.deviceBuffer()
-        for n0 in stride(from: 0, to: s.n, by: chunk) {
-            let b = min(chunk, s.n - n0)
-            try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
-            try device.enqueueSgemm(.no, .no, m: s.k, n: b * p, k: ckk, a: weight, lda: ckk, b: cols, ldb: b * p, c: wide, ldc: b * p)
-            try launch(kernel("wide_to_nchw", KernelSource.conv),
-                       [.buffer(wide), .buffer(out), .buffer(biasBuffer ?? wide), .int(biasBuffer == nil ? 0 : 1), .int(Int32(n0)),
-                        .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))], global: [p, b, s.k], local: nil)
-        }
-    }
-
-    /// Per chunk: G (K × B·P) = wide(gradOut); cols = im2col_wide(x); gW += G · colsᵀ; and for the
-    /// input gradient cols = Wᵀ · G, gx = col2im_wide(cols) (a gather that overwrites gx).
-    ///
-    /// The two backward GEMMs run per image (strided-batched over the column blocks) when a plane
-    /// has ≥ `perImageMinPlane` positions, else as one GEMM over the chunk. Measured on PoCL with
-    /// tuned CLBlast (`sge bench gemm`, `sge tune`): grad weight 16×144×(128·784) NT as one GEMM 3.8
-    /// GFLOP/s (3 output tiles for a 100k-long reduction) vs 8.5 batched per image; at 7×7 planes
-    /// (64×576×(128·49)) one GEMM 46 vs 17 batched; grad input 144×(128·784)×16 TN 10.4 vs 18.6
-    /// batched, 576×(128·49)×64 89.6 vs 19.0. The forward GEMM is always one GEMM (16.7 vs 12.6 at
-    /// 28×28, 125 vs 15 at 7×7). Large per-image GEMMs (K·C·KH·KW·P above `perImageMaxWork`) go back
-    /// to one GEMM: at batch 8, 56×56, 3×3 64→64 the backward took 626 ms per image vs 124 ms as
-    /// one GEMM, 1×1 256→64 473 vs 53 ms (`sge bench`, SGE_CONV_PER_IMAGE_MIN_PLANE to compare).
-    func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
-                      gradInput: CLBuffer?) throws {
-        let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        let perImage = p >= ConvWorkspace.perImageMinPlane && s.k * ckk * p <= ConvWorkspace.perImageMaxWork
-        let chunk = wideImagesPerChunk(s)
-        let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
-        let wide = try convWorkspace.wideBuffer(bytes: chunk * s.k * p * 4, context: device)
-        for n0 in stride(from: 0, to: s.n, by: chunk) {
-            let b = min(chunk, s.n - n0)
-            try launch(kernel("nchw_to_wide", KernelSource.conv),
-                       [.buffer(gradOut), .buffer(wide), .int(Int32(n0)), .int(Int32(b)), .int(Int32(s.k)), .int(Int32(p))],
-                       global: [p, b, s.k], local: nil)
-            try enqueueIm2colWide(s, x: x, cols: cols, n0: n0, b: b)
-            let bp = b * p
-            if perImage {
-                // Per image b: partial[b] (K×CKK) = G[:, b·P ..] · cols[:, b·P ..]ᵀ, one batched GEMM
-                // (b independent outputs to run in parallel), then summed into gW.
-                let partial = try convWorkspace.partialBuffer(bytes: b * s.k * ckk * 4, context: device)
-                try device.enqueueSgemmStridedBatched(.no, .yes, m: s.k, n: ckk, k: p, a: wide, lda: bp, strideA: p,
-                                                      b: cols, ldb: bp, strideB: p, c: partial, ldc: ckk, strideC: s.k * ckk, batch: b)
-                try launch(kernel("accumulate_partials", KernelSource.conv),
-                           [.buffer(partial), .buffer(gradWeight), .int(Int32(s.k * ckk)), .int(Int32(b))], count: s.k * ckk)
-            } else {
-                try device.enqueueSgemm(.no, .yes, m: s.k, n: ckk, k: bp, a: wide, lda: bp, b: cols, ldb: bp, beta: 1,
-                                        c: gradWeight, ldc: ckk)
-            }
-            guard let gradInput else { continue }
-            if perImage {
-                try device.enqueueSgemmStridedBatched(.yes, .no, m: ckk, n: p, k: s.k, a: weight, lda: ckk, strideA: 0,
-                                                      b: wide, ldb: bp, strideB: p, c: cols, ldc: bp, strideC: p, batch: b)
-            } else {
-                try device.enqueueSgemm(.yes, .no, m: ckk, n: bp, k: s.k, a: weight, lda: ckk, b: wide, ldb: bp, c: cols, ldc: bp)
-            }
-            try enqueueCol2imWide(s, cols: cols, colOffset: 0, gx: gradInput, n0: n0, b: b)
-        }
-    }
-}
