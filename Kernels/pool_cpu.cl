@@ -110,10 +110,41 @@ __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, _
         for (; i < (n); ++i) ONE;                  \
     } while (0)
 
+// grad_x rows are written with streaming stores where the compiler has them: a normal store first
+// reads each line (read for ownership), so writing grad_x would cost two transfers. The floats up to
+// the next 32-byte boundary go one at a time, then whole float8s; the work-item ends with an sfence
+// (streaming stores are weakly ordered on x86).
+#ifdef __has_builtin
+#if __has_builtin(__builtin_nontemporal_store)
+#define POOL_NT 1
+#endif
+#endif
+#ifdef POOL_NT
+#define POOL_EACH_OUT(dst, n, V8, ONE)                                                          \
+    do {                                                                                        \
+        int i = 0;                                                                              \
+        const int head = min((n), (int)(((32 - ((size_t)(dst) & 31)) & 31) / 4));              \
+        for (; i < head; ++i) ONE;                                                              \
+        for (; i + 8 <= (n); i += 8) {                                                          \
+            const float8 pool_v = (V8);                                                         \
+            __builtin_nontemporal_store(pool_v, (__global float8 *)((dst) + i));                \
+        }                                                                                       \
+        for (; i < (n); ++i) ONE;                                                               \
+    } while (0)
+#if __has_builtin(__builtin_ia32_sfence)
+#define POOL_FENCE() __builtin_ia32_sfence()
+#else
+#define POOL_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
+#endif
+#else
+#define POOL_EACH_OUT(dst, n, V8, ONE) POOL_EACH(n, POOL_ST8(V8, (dst) + i), ONE)
+#define POOL_FENCE()
+#endif
+
 inline void pool_store_rows(__global float *dst, __local const float *src, const int n) {
-    POOL_EACH(n, POOL_ST8(POOL_LD8L(src + i), dst + i), dst[i] = src[i]);
+    POOL_EACH_OUT(dst, n, POOL_LD8L(src + i), dst[i] = src[i]);
 }
-inline void pool_zero_rows(__global float *dst, const int n) { POOL_EACH(n, POOL_ST8((float8)(0.0f), dst + i), dst[i] = 0.0f); }
+inline void pool_zero_rows(__global float *dst, const int n) { POOL_EACH_OUT(dst, n, (float8)(0.0f), dst[i] = 0.0f); }
 inline void pool_zero_buffer(__local float *dst, const int n) { POOL_EACH(n, POOL_ST8L((float8)(0.0f), dst + i), dst[i] = 0.0f); }
 // rows[0, n) = rows[from, from + n): a forward copy, safe because it moves down.
 inline void pool_shift_rows(__local float *rows, const int from, const int n) {
@@ -151,4 +182,5 @@ __kernel void max_pool_backward_cpu(__global const float *grad_out, __global con
     }
     pool_store_rows(gx + first * W, rows, (live - first) * W);
     pool_zero_rows(gx + live * W, (H - live) * W);
+    POOL_FENCE();
 }
