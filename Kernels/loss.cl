@@ -42,6 +42,10 @@ inline void put_row(__global float *row_out, const int N, const int row, const f
 
 // After every row of this group is in row_out: the last group to finish writes loss and correct.
 // `scratch` holds at least L floats; every work-item of the group must call this.
+// The last group to take a ticket sums every group's rows. OpenCL 1.2 orders memory only within a
+// work-group, so this relies on what CUDA-era drivers and PoCL do in practice (a global fence before
+// the atomic ticket makes a group's rows visible device-wide); `validate` and LossTests check it
+// with many groups on each device they run on.
 inline void finish_batch(__global float *row_out, volatile __global int *done, __global float *loss,
                          __global float *correct, const int N, __local float *scratch) {
     const int l = get_local_id(0), L = get_local_size(0);

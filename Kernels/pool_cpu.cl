@@ -19,7 +19,7 @@
 // Measured on PoCL (2-core Xeon, `sge bench --quick` 8x64x112x112 3/2): pool.cl 45 / 100 ms, these 3.8 / 4.7 ms.
 
 // Unaligned vector loads and stores as single moves (PoCL's vload on a float-aligned pointer splits
-// them; see sge_cpu.cl); other compilers keep vloadn/vstoren.
+// them; see vector_prelude.cl); other compilers keep vloadn/vstoren.
 #ifdef __clang__
 typedef float pool_float8u __attribute__((ext_vector_type(8), aligned(4)));
 typedef float pool_float16u __attribute__((ext_vector_type(16), aligned(4)));

@@ -49,7 +49,7 @@ extension OpenCLBackend: LossOps {
         let rowOut = try output([2 * n], label: "loss rows")
         let args: [CLKernel.Arg] = try [.buffer(logits.deviceBuffer()), .buffer(labels.deviceBuffer()), .buffer(loss.deviceBufferForOverwrite()),
                                     .buffer(correct.deviceBufferForOverwrite()), .buffer(grad.deviceBufferForOverwrite()),
-                                    .buffer(rowOut.deviceBufferForOverwrite()), .buffer(lossDone.deviceBuffer()),
+                                    .buffer(rowOut.deviceBufferForOverwrite()), .buffer(lossDone.deviceBufferForUpdate()),
                                     .int(Int32(n)), .int(Int32(k))]
         if k < Self.lossRowsMaxK {
             let kern = try kernel("softmax_cross_entropy_rows", KernelSource.loss)

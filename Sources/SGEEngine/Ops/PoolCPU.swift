@@ -3,7 +3,7 @@ import SGEOpenCL
 import SGETensor
 
 /// The max-pooling kernels: `.gpu` (Kernels/pool.cl, one work-item per output or input element) or
-/// `.cpu` (Kernels/pool_cpu.cl, one work-item per plane walking it with float8 vectors, for CPU
+/// `.cpu` (Kernels/pool_cpu.cl, one work-item per plane walking it with float16 vectors, for CPU
 /// drivers). Both give bit-identical results.
 public enum PoolVariant: String, CaseIterable, Sendable {
     case gpu, cpu

@@ -40,7 +40,8 @@ extension ReferenceBackend {
 
 extension OpenCLBackend {
     public func packSGD(_ entries: [SGDEntry]) throws -> SGDPack? {
-        guard !entries.isEmpty else { return nil }
+        // Nothing to gain without tensors, and an empty region cannot be a sub-buffer.
+        guard !entries.isEmpty, entries.allSatisfy({ $0.param.count > 0 }) else { return nil }
         for e in entries {
             try requireSameShape(e.param, e.grad, op: "packSGD")
             try requireSameShape(e.param, e.momentumBuffer, op: "packSGD")
