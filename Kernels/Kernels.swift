@@ -11,16 +11,16 @@ public enum KernelSource {
     public static let sgeCPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_cpu_hints_cl)
         + text(PackageResources.vector_prelude_cl) + text(PackageResources.sge_cpu_cl)
     public static let conv = text(PackageResources.conv_cl)
-    /// The wide convolution's GEMMs for CPU drivers (conv_cpu.cl).
-    public static let convCPU = text(PackageResources.conv_cpu_cl)
+    /// The wide convolution's GEMMs for CPU drivers (conv_cpu.cl, after the vector helpers).
+    public static let convCPU = text(PackageResources.vector_prelude_cl) + text(PackageResources.conv_cpu_cl)
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
     public static let batchnormCPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cpu_cl)
     public static let batchnormGPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.reduce_prelude_cl)
         + text(PackageResources.batchnorm_gpu_cl)
     public static let pool = text(PackageResources.pool_cl)
-    /// Max pooling for CPU drivers: pool_cpu.cl after pool.cl (its geometry defines and helpers).
-    public static let poolCPU = pool + text(PackageResources.pool_cpu_cl)
+    /// Max pooling for CPU drivers: pool_cpu.cl after pool.cl (its geometry defines and helpers) and the vector helpers.
+    public static let poolCPU = pool + text(PackageResources.vector_prelude_cl) + text(PackageResources.pool_cpu_cl)
     /// loss.cl after the tree sum and the vector helpers (the exp polynomial, unaligned loads).
     public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.vector_prelude_cl)
         + text(PackageResources.loss_cl)

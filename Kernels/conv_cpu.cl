@@ -22,12 +22,7 @@
 // compiler kept them on the stack: every FMA read and wrote memory).
 #define UNROLL _Pragma("unroll")
 
-inline float hsum16(const float16 v) {
-    const float8 a = v.lo + v.hi;
-    const float4 b = a.lo + a.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
-}
+inline float hsum16(const float16 v) { return hsum8(v.lo + v.hi); }
 
 // Range (pieces, groups). Group g covers images [g*group_images, ...) of `batch`, piece j the
 // positions [j*piece_len, ...) of a plane of `plane`; partial[(g*pieces + j)*M*N + m*N + r].
@@ -53,8 +48,8 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
                 int q = 0;
                 for (; q + 16 <= len; q += 16) {
                     float16 av[TM], bv[TN];
-                    UNROLL for (int i = 0; i < TM; ++i) av[i] = vload16(0, ar[i] + q);
-                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = vload16(0, br[t] + q);
+                    UNROLL for (int i = 0; i < TM; ++i) av[i] = LD16G(ar[i] + q);
+                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = LD16G(br[t] + q);
                     UNROLL for (int i = 0; i < TM; ++i)
                         UNROLL for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
                 }
@@ -64,8 +59,8 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
                     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                     const int16 keep = lane >= (int16)(16 - (len - q));
                     float16 av[TM], bv[TN];
-                    UNROLL for (int i = 0; i < TM; ++i) av[i] = select((float16)(0.0f), vload16(0, ar[i] + len - 16), keep);
-                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = select((float16)(0.0f), vload16(0, br[t] + len - 16), keep);
+                    UNROLL for (int i = 0; i < TM; ++i) av[i] = select((float16)(0.0f), LD16G(ar[i] + len - 16), keep);
+                    UNROLL for (int t = 0; t < TN; ++t) bv[t] = select((float16)(0.0f), LD16G(br[t] + len - 16), keep);
                     UNROLL for (int i = 0; i < TM; ++i)
                         UNROLL for (int t = 0; t < TN; ++t) acc[i][t] = fma(av[i], bv[t], acc[i][t]);
                     q = len;
@@ -96,7 +91,7 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
         __global const float *bk = bn + (P);                                                        \
         for (int k = 0; k < K; ++k, bk += b_ld) {                                                   \
             float16 bv[NV];                                                                         \
-            UNROLL for (int v = 0; v < NV; ++v) bv[v] = vload16(v, bk);                                    \
+            UNROLL for (int v = 0; v < NV; ++v) bv[v] = LD16G(bk + 16 * v);                                    \
             UNROLL for (int i = 0; i < MB; ++i) {                                                          \
                 const float16 av = (float16)(wr[i][k * a_k]);                                       \
                 UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = fma(av, bv[v], acc[i][v]);                 \
@@ -104,7 +99,7 @@ void conv_gw_partials(__global const float *a, const int a_off, const int a_img,
         }                                                                                           \
         UNROLL for (int i = 0; i < MB; ++i)                                                                \
             if (m + i < M)                                                                          \
-                UNROLL for (int v = 0; v < NV; ++v) vstore16(acc[i][v] + bi[i], v, cn + (size_t)(m + i) * c_ld + (P)); \
+                UNROLL for (int v = 0; v < NV; ++v) ST16G(acc[i][v] + bi[i], cn + (size_t)(m + i) * c_ld + (P) + 16 * v); \
     }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))

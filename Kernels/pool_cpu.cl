@@ -18,30 +18,14 @@
 //     the rows of their output's window (not produced by the forward pass) are ignored.
 // Measured on PoCL (2-core Xeon, `sge bench --quick` 8x64x112x112 3/2): pool.cl 45 / 100 ms, these 3.8 / 4.7 ms.
 
-// Unaligned vector loads and stores as single moves (PoCL's vload on a float-aligned pointer splits
-// them; see vector_prelude.cl); other compilers keep vloadn/vstoren.
-#ifdef __clang__
-typedef float pool_float8u __attribute__((ext_vector_type(8), aligned(4)));
-typedef float pool_float16u __attribute__((ext_vector_type(16), aligned(4)));
-#define POOL_LD16(p) (*(__global const pool_float16u *)(p))
-#define POOL_ST8(v, p) (*(__global pool_float8u *)(p) = (v))
-#define POOL_ST16(v, p) (*(__global pool_float16u *)(p) = (v))
-#define POOL_LD8L(p) (*(__local const pool_float8u *)(p))
-#define POOL_ST8L(v, p) (*(__local pool_float8u *)(p) = (v))
-#else
-#define POOL_LD16(p) vload16(0, p)
-#define POOL_ST8(v, p) vstore8(v, 0, p)
-#define POOL_ST16(v, p) vstore16(v, 0, p)
-#define POOL_LD8L(p) vload8(0, p)
-#define POOL_ST8L(v, p) vstore8(v, 0, p)
-#endif
+// Unaligned vector loads and stores (LD16G, ST8G, ST16G, LD8L, ST8L) come from vector_prelude.cl.
 
 // Window column kw of sixteen neighbouring outputs: the values p[0], p[S], ..., p[15S], reading no
 // float outside [p, p + 15S] (stride 2: the even lanes of p[0..15] and the odd lanes of p[15..30]).
 #if POOL_S == 1
-#define POOL_LD_STRIDED(p) POOL_LD16(p)
+#define POOL_LD_STRIDED(p) LD16G(p)
 #elif POOL_S == 2
-#define POOL_LD_STRIDED(p) ((float16)(POOL_LD16(p).even, POOL_LD16((p) + 15).odd))
+#define POOL_LD_STRIDED(p) ((float16)(LD16G(p).even, LD16G((p) + 15).odd))
 #else
 #define POOL_LD_STRIDED(p) \
     (float16)((p)[0], (p)[POOL_S], (p)[2 * POOL_S], (p)[3 * POOL_S], (p)[4 * POOL_S], (p)[5 * POOL_S], (p)[6 * POOL_S], \
@@ -66,8 +50,8 @@ inline void pool_max16(__global const float *xp, const int W, const int h0, cons
             best_index = select(best_index, (int16)(ih * W + ws + kw) + lane, better);
         }
     }
-    POOL_ST16(best, yr + ow);
-    POOL_ST16(convert_float16(best_index), ar + ow);
+    ST16G(best, yr + ow);
+    ST16G(convert_float16(best_index), ar + ow);
 }
 
 __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, __global float *argmax,
@@ -137,18 +121,18 @@ __kernel void max_pool_forward_cpu(__global const float *x, __global float *y, _
 #define POOL_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
 #endif
 #else
-#define POOL_EACH_OUT(dst, n, V8, ONE) POOL_EACH(n, POOL_ST8(V8, (dst) + i), ONE)
+#define POOL_EACH_OUT(dst, n, V8, ONE) POOL_EACH(n, ST8G(V8, (dst) + i), ONE)
 #define POOL_FENCE()
 #endif
 
 inline void pool_store_rows(__global float *dst, __local const float *src, const int n) {
-    POOL_EACH_OUT(dst, n, POOL_LD8L(src + i), dst[i] = src[i]);
+    POOL_EACH_OUT(dst, n, LD8L(src + i), dst[i] = src[i]);
 }
 inline void pool_zero_rows(__global float *dst, const int n) { POOL_EACH_OUT(dst, n, (float8)(0.0f), dst[i] = 0.0f); }
-inline void pool_zero_buffer(__local float *dst, const int n) { POOL_EACH(n, POOL_ST8L((float8)(0.0f), dst + i), dst[i] = 0.0f); }
+inline void pool_zero_buffer(__local float *dst, const int n) { POOL_EACH(n, ST8L((float8)(0.0f), dst + i), dst[i] = 0.0f); }
 // rows[0, n) = rows[from, from + n): a forward copy, safe because it moves down.
 inline void pool_shift_rows(__local float *rows, const int from, const int n) {
-    POOL_EACH(n, POOL_ST8L(POOL_LD8L(rows + from + i), rows + i), rows[i] = rows[from + i]);
+    POOL_EACH(n, ST8L(LD8L(rows + from + i), rows + i), rows[i] = rows[from + i]);
 }
 
 // rows: a __local buffer of POOL_K * W floats per work-group (the host passes its size).

@@ -9,16 +9,12 @@
 #endif
 
 
-// LD8 reads the slab (SLAB address space), LD8L and ST8L local memory (float8u, LD8G and ST8G come
-// from vector_prelude.cl).
+// LD8 reads the slab (SLAB address space; float8u and the global and local forms come from
+// vector_prelude.cl).
 #ifdef __clang__
 #define LD8(p) (*(SLAB const float8u *)(p))
-#define LD8L(p) (*(__local const float8u *)(p))
-#define ST8L(v, p) (*(__local float8u *)(p) = (v))
 #else
 #define LD8(p) vload8(0, p)
-#define LD8L(p) vload8(0, p)
-#define ST8L(v, p) vstore8(v, 0, p)
 #endif
 
 // ---- Narrow variant (WG == 1): one work-item walks its slab with explicit float8 vectors. On CPU

@@ -1,12 +1,12 @@
 // vector_prelude.cl: explicit-vector helpers for kernels that walk rows with float8/float16 on CPU
-// drivers (sge_cpu.cl, loss.cl), prepended by Kernels.swift: unaligned loads and stores, the exp
+// drivers (sge_cpu.cl, loss.cl, pool_cpu.cl, conv_cpu.cl), prepended by Kernels.swift: unaligned loads and stores, the exp
 // polynomial (EXP_REDUCED), exp8, hsum8.
 
 // Unaligned float8 loads and stores as single 32-byte moves. PoCL's vload8/vstore8 on a pointer only
 // known to be float-aligned compile to four 8-byte pieces plus shuffles (seen in the generated x86).
 // With clang (PoCL) a float8 type of alignment 4 gives plain unaligned vector moves; other compilers
-// keep vload8/vstore8. LD8G, ST8G (and the float16 forms) read and write global memory; sge_cpu.cl
-// adds its own for other address spaces.
+// keep vload8/vstore8. LD8G, ST8G (and the float16 forms) read and write global memory, LD8L and
+// ST8L local memory; sge_cpu.cl adds LD8 for its slab's address space.
 #ifdef __clang__
 typedef float float8u __attribute__((ext_vector_type(8), aligned(4)));
 typedef float float16u __attribute__((ext_vector_type(16), aligned(4)));
@@ -14,11 +14,15 @@ typedef float float16u __attribute__((ext_vector_type(16), aligned(4)));
 #define ST8G(v, p) (*(__global float8u *)(p) = (v))
 #define LD16G(p) (*(__global const float16u *)(p))
 #define ST16G(v, p) (*(__global float16u *)(p) = (v))
+#define LD8L(p) (*(__local const float8u *)(p))
+#define ST8L(v, p) (*(__local float8u *)(p) = (v))
 #else
 #define LD8G(p) vload8(0, p)
 #define ST8G(v, p) vstore8(v, 0, p)
 #define LD16G(p) vload16(0, p)
 #define ST16G(v, p) vstore16(v, 0, p)
+#define LD8L(p) vload8(0, p)
+#define ST8L(v, p) vstore8(v, 0, p)
 #endif
 
 // e^x = 2^n e^r with n = round(x / ln2) given by the caller, r = x - n ln2 (Cody-Waite split of ln2,
