@@ -135,6 +135,11 @@ public struct ConvBenchmark {
             })
         }
         let times = try time(device, list)
+        // The default algorithm's rows name the path each direction ran with (chosen per shape).
+        for i in list.indices where list[i].op == "conv" && list[i].algorithm == ConvAlgorithm.wide.rawValue && saved == .wide {
+            let choice = try device.convChoice(x: x, weight: w, params: params, list[i].direction == "forward" ? .forward : .backward)
+            list[i].algorithm = "wide \(choice.path.rawValue) (\(choice.source.rawValue))"
+        }
         let gflops = zip(list, times).map { m, ms in m.flops / (ms * 1e6) }
         let peak = gflops[list.firstIndex { $0.op == "sgemm" }!]
         return zip(zip(list, times), gflops).map { mt, g in

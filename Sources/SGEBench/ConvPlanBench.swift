@@ -40,12 +40,18 @@ extension ConvBenchmark {
         let saved = (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels)
         defer { (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels) = saved }
         ws.algorithm = .wide
-        func plan(_ slice: Int?, _ perImage: Bool?, cpu: Bool = false, _ body: @escaping () throws -> Void) -> () throws -> Void {
+        func plan(_ slice: Int?, _ perImage: Bool?, cpu: Bool? = false, _ body: @escaping () throws -> Void) -> () throws -> Void {
             { (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels) = (slice, perImage, cpu); try body() }
         }
         let backward = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: true) }
         let gwOnly = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false) }
-        var list: [Measurement] = [Measurement(direction: "forward", algorithm: "wide clblast", flops: flops,
+        // The path chosen for this shape (timed once per device and stored), unforced; named below.
+        var list: [Measurement] = [
+            Measurement(direction: "forward", algorithm: "chosen", flops: flops,
+                        body: plan(nil, nil, cpu: nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }),
+            Measurement(direction: "backward", algorithm: "chosen", flops: 2 * flops, body: plan(nil, nil, cpu: nil, backward)),
+        ]
+        list += [Measurement(direction: "forward", algorithm: "wide clblast", flops: flops,
                                                body: plan(nil, nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) })]
         list.append(Measurement(direction: "backward", algorithm: "wide clblast default plan", flops: 2 * flops, body: plan(nil, nil, backward)))
         list.append(Measurement(direction: "forward", algorithm: "wide cpu kernels", flops: flops,
@@ -69,6 +75,10 @@ extension ConvBenchmark {
             try device.device.enqueueSgemm(.no, .no, m: gm, n: gn, k: gk, a: ga, lda: gk, b: gb, ldb: gn, c: gc, ldc: gn)
         })
         let times = try time(device, list)
+        // Named after timing: the first run of an untimed shape may have timed its candidates.
+        let after = try (device.convChoice(x: x, weight: w, params: params, .forward), device.convChoice(x: x, weight: w, params: params, .backward))
+        list[0].algorithm = "chosen: wide \(after.0.path.rawValue) (\(after.0.source.rawValue))"
+        list[1].algorithm = "chosen: wide \(after.1.path.rawValue) (\(after.1.source.rawValue))"
         let shape = "\(c.name) \(batch)x\(c.cin)x\(size)x\(size)"
         let peak = flops / (times[times.count - 1] * 1e6)
         return zip(list, times).map { m, ms in

@@ -84,6 +84,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// shape. `SGE_CONV_GI_PER_IMAGE=0|1` sets it.
     public var inputGradPerImage: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_GI_PER_IMAGE"].flatMap { Int($0) }.map { $0 != 0 }
 
+    /// The per-shape path choice (timed once per device and stored; Ops/ConvChoice.swift).
+    public let chooser = ConvChooser()
+
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?
     private var partials: CLBuffer?

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Known-good CLBlast parameters shipped with sge, per device class (`ShippedTuning.json`,
+/// Known-good CLBlast parameters and convolution choices shipped with sge, per device class (`ShippedTuning.json`,
 /// embedded in the binary). They apply whenever the device has no tuning of its own stored by
 /// `sge tune`, so a fresh machine's first run is tuned. Each entry records how it was measured; an
 /// entry without kernel parameters records that CLBlast's defaults measured best for that class.
@@ -18,9 +18,13 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
         public var xgemm: [String: Int]?
         public var xgemmDirect: [String: Int]?
         public var gemmRoutine: [String: Int]?
+        /// Convolution algorithm choices measured on this class, by `ConvShapeKey` (what
+        /// `ConvChoices` would store after timing them); they apply where the device has no stored
+        /// choice for a shape.
+        public var conv: [String: ConvChoiceRecord]?
 
         enum CodingKeys: String, CodingKey {
-            case name, measured, xgemm
+            case name, measured, xgemm, conv
             case xgemmDirect = "xgemm_direct", gemmRoutine = "gemm_routine"
             case platformContains = "platform_contains", deviceContains = "device_contains", vendorContains = "vendor_contains"
         }

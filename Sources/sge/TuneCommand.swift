@@ -33,7 +33,7 @@ struct Tune: ParsableCommand {
     var imageSize = 28
     @Flag(help: "Print the result as JSON.")
     var json = false
-    @Flag(help: "Delete the stored tuning of the device and exit.")
+    @Flag(help: "Delete the stored tuning and convolution choices of the device and exit.")
     var reset = false
     @Flag(help: "Tune even if a tuning is already stored.")
     var force = false
@@ -49,6 +49,8 @@ struct Tune: ParsableCommand {
             if reset {
                 let existed = try CLBlastTuning.reset(for: info)
                 print(existed ? "deleted \(file.path)" : "no stored tuning for \(info.name) (\(file.path))")
+                let convFile = ConvChoices.file(for: info)
+                if try ConvChoices.reset(for: info) { print("deleted the stored convolution choices \(convFile.path)") }
                 return
             }
             if !force, FileManager.default.fileExists(atPath: file.path) {

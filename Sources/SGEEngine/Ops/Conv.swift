@@ -145,7 +145,8 @@ extension ReferenceBackend: ConvOps {
 // MARK: OpenCL backend
 
 /// The convolution algorithms (`ConvWorkspace.algorithm`; the default is `.wide`, in ConvWide.swift,
-/// whose GEMMs are conv_cpu.cl's kernels on CPU drivers (ConvCPU.swift) and CLBlast on GPUs).
+/// whose path per shape and direction is chosen by timing once per device (ConvChoice.swift):
+/// conv_cpu.cl's kernels on CPU drivers (ConvCPU.swift), CLBlast's backward plans on GPUs).
 /// 1×1/stride-1/pad-0 convolutions read x as their columns and write the input gradient directly
 /// (no im2col, no col2im) in every path that runs per image. Grad weight accumulates (beta = 1);
 /// grad input is computed into columns and gathered back with col2im.
@@ -193,7 +194,12 @@ extension OpenCLBackend: ConvOps {
         let (xb, wb, ob) = (try x.deviceBuffer(), try weight.deviceBuffer(), try out.deviceBufferForOverwrite())
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         if convWorkspace.algorithm == .wide {
-            try wideForward(s, x: xb, weight: wb, out: ob, bias: bias)
+            var scratch: Tensor?
+            let path = try chooseConvPath(s, .forward) { candidate in
+                if scratch == nil { scratch = try output(out.shape, label: "conv2d (timing a path)") }
+                try wideForward(s, x: xb, weight: wb, out: scratch!.deviceBufferForOverwrite(), bias: bias, path: candidate)
+            }
+            try wideForward(s, x: xb, weight: wb, out: ob, bias: bias, path: path)
             return out
         }
         if isPointwise(s) {
@@ -234,8 +240,18 @@ extension OpenCLBackend: ConvOps {
         if let gradBias { try enqueueBiasGrad(gradOut, gradBias: gradBias, batch: s.n, channels: s.k, inner: p) }
 
         if convWorkspace.algorithm == .wide {
+            var scratch: (gw: Tensor, gx: Tensor?)?
+            let path = try chooseConvPath(s, .backward) { candidate in
+                if scratch == nil {
+                    scratch = (try output(weight.shape, label: "conv2d grad weight (timing a path)"),
+                               needInputGrad ? try output(x.shape, label: "conv2d grad input (timing a path)") : nil)
+                    try fill(scratch!.gw, 0)
+                }
+                try wideBackward(s, gradOut: gob, x: xb, weight: wb, gradWeight: scratch!.gw.deviceBufferForUpdate(),
+                                 gradInput: try scratch!.gx?.deviceBufferForOverwrite(), path: candidate)
+            }
             let gx = needInputGrad ? try output(x.shape, label: "conv2d grad input") : nil
-            try wideBackward(s, gradOut: gob, x: xb, weight: wb, gradWeight: gwb, gradInput: try gx?.deviceBufferForOverwrite())
+            try wideBackward(s, gradOut: gob, x: xb, weight: wb, gradWeight: gwb, gradInput: try gx?.deviceBufferForOverwrite(), path: path)
             return gx
         }
         if isPointwise(s) {

@@ -44,9 +44,9 @@ extension OpenCLBackend {
     }
 
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
-    func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?) throws {
+    func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?, path: ConvPath) throws {
         let biasBuffer = try bias?.deviceBuffer()
-        if convCPUKernels { return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
+        if path == .cpuKernels { return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let chunk = wideImagesPerChunk(s)
         let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
@@ -61,9 +61,10 @@ extension OpenCLBackend {
         }
     }
 
-    /// The backward plan for this shape: the workspace's forced knobs, else `ConvBackwardPlan.choose`.
-    func wideBackwardPlan(_ s: Reference.Conv2dShape) -> ConvBackwardPlan {
-        var plan = ConvBackwardPlan.choose(s)
+    /// The backward plan of a CLBlast path for this shape: the workspace's forced knobs, else the
+    /// path's plan (`ConvBackwardPlan.choose` for `.clblast`).
+    func wideBackwardPlan(_ s: Reference.Conv2dShape, path: ConvPath = .clblast) -> ConvBackwardPlan {
+        var plan = path.backwardPlan(s) ?? ConvBackwardPlan.choose(s)
         if let l = convWorkspace.weightSliceImages { plan.weightSliceImages = l }
         if let i = convWorkspace.inputGradPerImage { plan.inputPerImage = i }
         return plan
@@ -83,12 +84,12 @@ extension OpenCLBackend {
     ///   write gx in NCHW, with no im2col and no col2im.
     /// The wide copy of G (`nchw_to_wide`) is made only when a GEMM reads it.
     func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
-                      gradInput: CLBuffer?) throws {
-        if convCPUKernels {
+                      gradInput: CLBuffer?, path: ConvPath) throws {
+        if path == .cpuKernels {
             return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput)
         }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw, kp = s.k * p
-        let plan = wideBackwardPlan(s)
+        let plan = wideBackwardPlan(s, path: path)
         let pointwise = isPointwise(s)
         let chunk = wideImagesPerChunk(s)
         let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)

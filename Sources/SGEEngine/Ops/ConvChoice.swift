@@ -1,0 +1,211 @@
+import Foundation
+import SGEOpenCL
+import SGEReference
+import SGETensor
+
+/// The implementations a convolution direction can run with under the default `.wide` algorithm.
+public enum ConvPath: String, CaseIterable, Sendable {
+    /// conv_cpu.cl's cache-blocked kernels, reading and writing NCHW (ConvCPU.swift). CPU drivers.
+    case cpuKernels = "cpu-kernels"
+    /// CLBlast GEMMs over the wide layout; the backward cut by `ConvBackwardPlan.choose`. GPUs.
+    case clblast
+    /// Backward only: both CLBlast GEMMs per image, reading the output gradient in NCHW.
+    case clblastPerImage = "clblast-per-image"
+    /// Backward only: one CLBlast GEMM per chunk for each gradient, over the wide copy.
+    case clblastOneGemm = "clblast-one-gemm"
+
+    /// The backward plan a CLBlast path runs (nil for the others).
+    func backwardPlan(_ s: Reference.Conv2dShape) -> ConvBackwardPlan? {
+        switch self {
+        case .clblast: return ConvBackwardPlan.choose(s)
+        case .clblastPerImage: return ConvBackwardPlan(weightSliceImages: 1, inputPerImage: true)
+        case .clblastOneGemm: return ConvBackwardPlan(weightSliceImages: Int.max, inputPerImage: false)
+        default: return nil
+        }
+    }
+}
+
+/// Which way of a convolution a choice is for.
+public enum ConvDirection: String, Sendable { case forward, backward }
+
+/// Where a convolution's path came from.
+public enum ConvChoiceSource: String, Sendable {
+    /// An environment variable or property of `ConvWorkspace` forces it.
+    case forced
+    /// Timed on this device (now or by an earlier run) and stored.
+    case timed
+    /// Shipped with sge for the device's class (ShippedTuning.json).
+    case shipped
+    /// Not timed (one candidate, a small convolution, or timing off): the device kind's default.
+    case fallback = "default"
+}
+
+/// The per-shape choice of `ConvPath` on one device ("conv find"). The first time a shape runs
+/// in a direction, the candidates are timed on the real tensors into scratch outputs (one warm-up
+/// run, then the median of `repeats`) and the fastest is stored in `ConvChoices` beside the
+/// CLBlast tuning, so later runs reuse it. Stored choices win over shipped ones; shapes too small to
+/// matter (< `minWork` multiply-adds) and devices with one candidate take the default path untimed.
+/// Candidates: conv_cpu.cl's kernels on CPU drivers (CLBlast measured 1.5–5× slower there at every
+/// measured shape, and timing it costs PoCL 25–90 s of compilation per GEMM program), CLBlast's
+/// backward plans on GPUs.
+public final class ConvChooser: @unchecked Sendable {
+    /// Whether missing shapes are timed (`SGE_CONV_FIND=0` turns it off: stored, shipped or default).
+    public var find = ProcessInfo.processInfo.environment["SGE_CONV_FIND"].map { $0 != "0" } ?? true
+    /// Shapes below this many multiply-adds per direction (N·K·C·KH·KW·OH·OW) are not timed.
+    public var minWork = 1 << 24
+    /// Timed runs per candidate (after one warm-up); the median counts.
+    public var repeats = 3
+    /// Whether timed choices are written to the device's choice file.
+    public var persist = true
+    /// The choice file; nil: `ConvChoices.file(for:)` beside the CLBlast tuning (tests use a temporary one).
+    public var file: URL?
+    /// Replaces the device's candidate list (tests time CLBlast against conv_cpu.cl on PoCL).
+    public var candidateOverride: [ConvPath]?
+
+    private var records: [String: ConvChoiceRecord]?
+    private var announced = Set<String>()
+    private let lock = NSLock()
+
+    public init() {}
+
+    /// Forgets what this process has timed and loaded (the next lookup reads the file again).
+    public func clear() {
+        lock.lock()
+        defer { lock.unlock() }
+        records = nil
+        announced.removeAll()
+    }
+
+    func record(_ key: String, info: DeviceInfo) -> ConvChoiceRecord? {
+        lock.lock()
+        defer { lock.unlock() }
+        if records == nil {
+            do { records = try ConvChoices.load(for: info, from: file)?.choices ?? [:] } catch {
+                FileHandle.standardError.write(Data("sge: warning: ignoring stored convolution choices: \(error) (run `sge tune --reset`)\n".utf8))
+                records = [:]
+            }
+        }
+        return records?[key]
+    }
+
+    func store(_ key: String, _ direction: ConvDirection, _ path: ConvPath, timings: [String: Double], info: DeviceInfo) {
+        lock.lock()
+        defer { lock.unlock() }
+        var r = records?[key] ?? ConvChoiceRecord()
+        if direction == .forward { r.forward = path.rawValue } else { r.backward = path.rawValue }
+        r.timings = (r.timings ?? [:]).merging(timings) { $1 }
+        records?[key] = r
+        guard persist else { return }
+        do {
+            // Merge with what other processes stored since this one read the file.
+            var stored = (try? ConvChoices.load(for: info, from: file)) ?? ConvChoices(device: info.cacheIdentity)
+            var entry = stored.choices[key] ?? ConvChoiceRecord()
+            if direction == .forward { entry.forward = path.rawValue } else { entry.backward = path.rawValue }
+            entry.timings = (entry.timings ?? [:]).merging(timings) { $1 }
+            stored.choices[key] = entry
+            try stored.save(for: info, to: file)
+        } catch {
+            FileHandle.standardError.write(Data("sge: warning: cannot store the convolution choice for \(key): \(error)\n".utf8))
+        }
+    }
+
+    /// Prints `line` once per process under SGE_VERBOSE.
+    func announce(_ id: String, _ line: @autoclosure () -> String) {
+        guard ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false else { return }
+        lock.lock()
+        let first = announced.insert(id).inserted
+        lock.unlock()
+        if first { FileHandle.standardError.write(Data("[sge] \(line())\n".utf8)) }
+    }
+}
+
+extension OpenCLBackend {
+    /// The choice-table key of a convolution shape.
+    func convKey(_ s: Reference.Conv2dShape) -> String {
+        ConvShapeKey.text(n: s.n, c: s.c, h: s.h, w: s.w, k: s.k, kh: s.kh, kw: s.kw, strideH: s.strideH, strideW: s.strideW,
+                          padH: s.padH, padW: s.padW, dilationH: s.dilationH, dilationW: s.dilationW)
+    }
+
+    /// The paths this device may run `direction` of `s` with, its default first.
+    func convCandidates(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> [ConvPath] {
+        if let list = convWorkspace.chooser.candidateOverride, !list.isEmpty {
+            return direction == .forward ? list.filter { $0.backwardPlan(s) == nil || $0 == .clblast } : list
+        }
+        if !device.info.isGPU { return [.cpuKernels] }
+        guard direction == .backward else { return [.clblast] }
+        // The heuristic plan, then the other plans where they differ from it.
+        var list: [ConvPath] = [.clblast]
+        for p in [ConvPath.clblastPerImage, .clblastOneGemm] where !list.contains(where: { $0.backwardPlan(s) == p.backwardPlan(s) }) {
+            list.append(p)
+        }
+        return list
+    }
+
+    /// The path forced by `ConvWorkspace`'s knobs (environment variables or tests), if any.
+    private func forcedConvPath(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> ConvPath? {
+        if let cpu = convWorkspace.cpuKernels { return cpu ? .cpuKernels : .clblast }
+        if direction == .backward, convWorkspace.weightSliceImages != nil || convWorkspace.inputGradPerImage != nil {
+            return convCPUKernels ? .cpuKernels : .clblast
+        }
+        return nil
+    }
+
+    /// The path `direction` of `s` runs with and where it came from, without timing anything.
+    public func convChoice(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> (path: ConvPath, source: ConvChoiceSource) {
+        if let forced = forcedConvPath(s, direction) { return (forced, .forced) }
+        let candidates = convCandidates(s, direction)
+        func valid(_ name: String?) -> ConvPath? { name.flatMap(ConvPath.init(rawValue:)).flatMap { candidates.contains($0) ? $0 : nil } }
+        let key = convKey(s)
+        let chooser = convWorkspace.chooser
+        if let r = chooser.record(key, info: device.info), let p = valid(direction == .forward ? r.forward : r.backward) { return (p, .timed) }
+        if let r = ShippedTuning.embedded.match(device.info)?.conv?[key], let p = valid(direction == .forward ? r.forward : r.backward) {
+            return (p, .shipped)
+        }
+        return (candidates[0], .fallback)
+    }
+
+    /// The path to run `direction` of `s` with: `convChoice`, after timing the candidates when the
+    /// shape has no choice yet, timing is on, there is more than one candidate and the convolution
+    /// is large enough. `run(path, scratch)` enqueues the direction with a path into scratch outputs.
+    func chooseConvPath(_ s: Reference.Conv2dShape, _ direction: ConvDirection,
+                        run: (ConvPath) throws -> Void) throws -> ConvPath {
+        let key = convKey(s)
+        let chooser = convWorkspace.chooser
+        var (path, source) = convChoice(s, direction)
+        let candidates = convCandidates(s, direction)
+        let work = s.n * s.k * s.c * s.kh * s.kw * s.outH * s.outW
+        if source == .fallback, chooser.find, candidates.count > 1, work >= chooser.minWork {
+            var times: [Double] = []
+            for c in candidates {
+                try run(c)  // warm-up: compiles the path's kernels
+                try synchronize()
+                var samples: [Double] = []
+                for _ in 0..<max(chooser.repeats, 1) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try run(c)
+                    try synchronize()
+                    samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                }
+                times.append(samples.sorted()[samples.count / 2])
+            }
+            path = candidates[times.indices.min { times[$0] < times[$1] }!]
+            source = .timed
+            let timings = Dictionary(uniqueKeysWithValues: zip(candidates, times).map { ("\(direction.rawValue) \($0.rawValue)", $1) })
+            chooser.store(key, direction, path, timings: timings, info: device.info)
+            let list = zip(candidates, times).map { String(format: "%@ %.2f ms", $0.rawValue, $1) }.joined(separator: ", ")
+            chooser.announce("\(key) \(direction.rawValue)", "conv \(key) \(direction.rawValue): \(path.rawValue) (timed now: \(list))")
+        } else {
+            chooser.announce("\(key) \(direction.rawValue)", "conv \(key) \(direction.rawValue): \(path.rawValue) (\(source.rawValue))")
+        }
+        return path
+    }
+}
+
+extension OpenCLBackend {
+    /// The path a convolution of input `x` and weight `weight` runs `direction` with and where it came
+    /// from (no timing; `sge bench conv` prints it).
+    public func convChoice(x: Tensor, weight: Tensor, params: Conv2dParams, _ direction: ConvDirection) throws
+        -> (path: ConvPath, source: ConvChoiceSource) {
+        convChoice(try conv2dShape(x, weight: weight, bias: nil, params: params, op: "conv2d"), direction)
+    }
+}
