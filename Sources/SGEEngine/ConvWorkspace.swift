@@ -84,6 +84,10 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// shape. `SGE_CONV_GI_PER_IMAGE=0|1` sets it.
     public var inputGradPerImage: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_GI_PER_IMAGE"].flatMap { Int($0) }.map { $0 != 0 }
 
+    /// 3×3 stride-1 convolutions of the wide algorithm by Winograd F(2×2, 3×3) (forward and input
+    /// gradient; ConvWinograd.swift) when true; nil or false: off. `SGE_CONV_WINOGRAD=0|1` sets it.
+    public var winograd: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_WINOGRAD"].flatMap { Int($0) }.map { $0 != 0 }
+
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?
     private var partials: CLBuffer?

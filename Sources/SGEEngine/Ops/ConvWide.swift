@@ -46,6 +46,9 @@ extension OpenCLBackend {
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
     func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?) throws {
         let biasBuffer = try bias?.deviceBuffer()
+        if convWorkspace.winograd == true && Self.winogradApplies(s) {
+            return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer)
+        }
         if convCPUKernels { return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let chunk = wideImagesPerChunk(s)
@@ -84,6 +87,10 @@ extension OpenCLBackend {
     /// The wide copy of G (`nchw_to_wide`) is made only when a GEMM reads it.
     func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
                       gradInput: CLBuffer?) throws {
+        if convWorkspace.winograd == true && Self.winogradApplies(s), let gradInput {
+            try winogradBackwardInput(s, gradOut: gradOut, weight: weight, gradInput: gradInput)
+            return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: nil)
+        }
         if convCPUKernels {
             return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput)
         }
