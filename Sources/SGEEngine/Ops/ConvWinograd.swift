@@ -29,8 +29,9 @@ struct WinogradGeometry {
 /// tiles, in local memory), on GPUs the portable path: input transform, 16 strided-batched CLBlast
 /// GEMMs, output transform, per chunk of images under the column cap.
 extension OpenCLBackend {
-    /// Output channels per register block of winograd_fused (OB accumulator pairs).
-    static let winogradOutputBlock = 8
+    /// Output channels per register block of winograd_fused (OB accumulator pairs);
+    /// `SGE_WINOGRAD_OB` sets it for measurements.
+    static let winogradOutputBlock = Int(ProcessInfo.processInfo.environment["SGE_WINOGRAD_OB"] ?? "") ?? 8
     /// Lanes (tiles) per winograd_fused work-item.
     static let winogradLanes = 32
 
