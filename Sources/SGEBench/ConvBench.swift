@@ -7,7 +7,9 @@ import SGETensor
 /// and 1×1 256→64 on `size`×`size` images), next to the plain CLBlast SGEMM of the same size and a
 /// breakdown (batched and looped per-image GEMMs, the grad-weight GEMM, im2col). Each timing is a
 /// whole call followed by clFinish; the median of `repeats` after `warmup`, interleaved round-robin.
-/// FLOPs per direction 2·N·Cout·Cin·KH·KW·OH·OW (backward, grad input + grad weight: twice that).
+/// FLOPs per direction 2·N·Cout·Cin·KH·KW·OH·OW (backward, grad input + grad weight: twice that);
+/// the 3×3 case's Winograd rows count the same FLOPs (an effective rate: F(2×2, 3×3) multiplies 2.25×
+/// less).
 public struct ConvBenchmark {
     public var batch: Int
     public var size: Int
@@ -72,24 +74,47 @@ public struct ConvBenchmark {
         let gw = device.zeros([cout, cin, k, k], label: "grad w"), gb = device.zeros([cout], label: "grad b")
         let flops = 2.0 * Double(batch * cout * cin * k * k * oh * ow)
         var list: [Measurement] = []
-        let saved = device.convWorkspace.algorithm
-        defer { device.convWorkspace.algorithm = saved }
+        let saved = device.convWorkspace.algorithm, savedWinograd = device.convWorkspace.winograd
+        defer { (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (saved, savedWinograd) }
         // Every algorithm for the 3×3 case; the 1×1 case with the configured one (`.wide` by default).
         let algorithms: [ConvAlgorithm] = k == 1 ? [saved] : ConvAlgorithm.allCases
         for a in algorithms {
             let tag = a.rawValue
             list.append(Measurement(direction: "forward", algorithm: tag, flops: flops) {
-                device.convWorkspace.algorithm = a
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (a, false)
                 _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
             })
             if a == .im2colGemm { continue }  // their backward is im2colBatchedGemm's
             list.append(Measurement(direction: "backward", algorithm: tag, flops: 2 * flops) {
-                device.convWorkspace.algorithm = a
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (a, false)
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
             })
             list.append(Measurement(direction: "backward gw only", algorithm: tag, flops: flops) {
-                device.convWorkspace.algorithm = a
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (a, false)
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false)
+            })
+        }
+        // The path chosen for this shape (timed once per device and stored; named after timing).
+        if saved == .wide {
+            list.append(Measurement(direction: "forward", algorithm: "chosen", flops: flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, savedWinograd)
+                _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
+            })
+            list.append(Measurement(direction: "backward", algorithm: "chosen", flops: 2 * flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, savedWinograd)
+                _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
+            })
+        }
+        // Winograd F(2×2, 3×3) (the wide algorithm with `ConvWorkspace.winograd`): the forward, and the
+        // backward as Winograd's grad input plus the wide path's grad weight.
+        if k == 3 {
+            list.append(Measurement(direction: "forward", algorithm: "winograd", flops: flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
+                _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
+            })
+            list.append(Measurement(direction: "backward", algorithm: "winograd", flops: 2 * flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
+                _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
             })
         }
         // The equivalent plain GEMM: M = Cout, N = OH·OW·batch, K = Cin·KH·KW.
@@ -135,10 +160,10 @@ public struct ConvBenchmark {
             })
         }
         let times = try time(device, list)
-        // The default algorithm's rows name the path each direction ran with (chosen per shape).
-        for i in list.indices where list[i].op == "conv" && list[i].algorithm == ConvAlgorithm.wide.rawValue && saved == .wide {
+        device.convWorkspace.winograd = savedWinograd
+        for i in list.indices where list[i].algorithm == "chosen" {
             let choice = try device.convChoice(x: x, weight: w, params: params, list[i].direction == "forward" ? .forward : .backward)
-            list[i].algorithm = "wide \(choice.path.rawValue) (\(choice.source.rawValue))"
+            list[i].algorithm = "chosen: wide \(choice.path.rawValue) (\(choice.source.rawValue))"
         }
         let gflops = zip(list, times).map { m, ms in m.flops / (ms * 1e6) }
         let peak = gflops[list.firstIndex { $0.op == "sgemm" }!]

@@ -37,19 +37,20 @@ extension ConvBenchmark {
         let gw = device.zeros([c.cout, c.cin, c.kernel, c.kernel], label: "grad w")
         let flops = 2.0 * Double(batch * c.cout * c.cin * c.kernel * c.kernel * o * o)
         let ws = device.convWorkspace
-        let saved = (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels)
-        defer { (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels) = saved }
+        let saved = (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd)
+        defer { (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = saved }
         ws.algorithm = .wide
-        func plan(_ slice: Int?, _ perImage: Bool?, cpu: Bool? = false, _ body: @escaping () throws -> Void) -> () throws -> Void {
-            { (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels) = (slice, perImage, cpu); try body() }
+        func plan(_ slice: Int?, _ perImage: Bool?, cpu: Bool? = false, winograd: Bool? = false,
+                  _ body: @escaping () throws -> Void) -> () throws -> Void {
+            { (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = (slice, perImage, cpu, winograd); try body() }
         }
         let backward = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: true) }
         let gwOnly = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false) }
         // The path chosen for this shape (timed once per device and stored), unforced; named below.
         var list: [Measurement] = [
             Measurement(direction: "forward", algorithm: "chosen", flops: flops,
-                        body: plan(nil, nil, cpu: nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }),
-            Measurement(direction: "backward", algorithm: "chosen", flops: 2 * flops, body: plan(nil, nil, cpu: nil, backward)),
+                        body: plan(nil, nil, cpu: nil, winograd: nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }),
+            Measurement(direction: "backward", algorithm: "chosen", flops: 2 * flops, body: plan(nil, nil, cpu: nil, winograd: nil, backward)),
         ]
         list += [Measurement(direction: "forward", algorithm: "wide clblast", flops: flops,
                                                body: plan(nil, nil) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) })]
@@ -58,6 +59,15 @@ extension ConvBenchmark {
                                 body: plan(nil, nil, cpu: true) { _ = try device.conv2dForward(x, weight: w, bias: nil, params: params) }))
         list.append(Measurement(direction: "backward", algorithm: "wide cpu kernels", flops: 2 * flops, body: plan(nil, nil, cpu: true, backward)))
         list.append(Measurement(direction: "backward gw only", algorithm: "wide cpu kernels", flops: flops, body: plan(nil, nil, cpu: true, gwOnly)))
+        // Winograd F(2×2, 3×3) where it applies: forward, and grad input with the cpu kernels' grad weight.
+        if c.kernel == 3 && c.stride == 1 && c.pad <= 2 {
+            list.append(Measurement(direction: "forward", algorithm: "winograd", flops: flops,
+                                    body: plan(nil, nil, cpu: !device.device.info.isGPU, winograd: true) {
+                                        _ = try device.conv2dForward(x, weight: w, bias: nil, params: params)
+                                    }))
+            list.append(Measurement(direction: "backward", algorithm: "winograd", flops: 2 * flops,
+                                    body: plan(nil, nil, cpu: !device.device.info.isGPU, winograd: true, backward)))
+        }
         for perImage in [true, false] {
             list.append(Measurement(direction: "backward", algorithm: "wide clblast gi " + (perImage ? "per image" : "one GEMM"), flops: 2 * flops,
                                     body: plan(nil, perImage, backward)))

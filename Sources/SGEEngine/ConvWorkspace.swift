@@ -87,6 +87,11 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// The per-shape path choice (timed once per device and stored; Ops/ConvChoice.swift).
     public let chooser = ConvChooser()
 
+    /// 3×3 stride-1 convolutions of the wide algorithm by Winograd F(2×2, 3×3) (forward and input
+    /// gradient; ConvWinograd.swift): true forces it where it applies, false rules it out, nil leaves
+    /// it to the per-shape choice (`chooser`). `SGE_CONV_WINOGRAD=0|1` sets it.
+    public var winograd: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_WINOGRAD"].flatMap { Int($0) }.map { $0 != 0 }
+
     private var columns: CLBuffer?
     private var wideScratch: CLBuffer?
     private var partials: CLBuffer?

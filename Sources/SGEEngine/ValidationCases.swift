@@ -118,7 +118,10 @@ struct CaseRunner {
         let biasPair = hasBias ? try pair(rng.normals(cout), [cout], "bias") : nil
         let od = try device.conv2dForward(xd, weight: wd, bias: biasPair?.0, params: params)
         let or = try reference.conv2dForward(xr, weight: wr, bias: biasPair?.1, params: params)
-        let forward = [try compared("out", od, or, Tol.reduction(cin * k * k, Tol.conv))]
+        // Winograd's transforms round sums of the terms' magnitudes, not of the result (Tol.winograd).
+        let winograd = path.contains("winograd") && k == 3 && s == 1 && d == 1
+        let cData = winograd ? Tol.winograd : Tol.conv
+        let forward = [try compared("out", od, or, Tol.reduction(cin * k * k, cData))]
 
         let (god, gor) = try pair(rng.normals(os.count), os, "grad out")
         let (gwd, gwr) = try pair(rng.normals(ws.count), ws, "grad weight")
@@ -132,7 +135,7 @@ struct CaseRunner {
         if let (gbd, gbr) = gbPair { backward.append(try compared("grad_bias", gbd, gbr, tParam)) }
         if needInputGrad {
             guard let gxd, let gxr else { throw SGEError.shape("validate conv: needInputGrad = true but no grad_x returned") }
-            backward.append(try compared("grad_x", gxd, gxr, Tol.reduction(cout * k * k, Tol.conv)))
+            backward.append(try compared("grad_x", gxd, gxr, Tol.reduction(cout * k * k, cData)))
         }
         let what = "x \(xs) w \(ws) s\(s) p\(p) d\(d)\(hasBias ? "" : " no bias")\(needInputGrad ? "" : " no grad_x")\(path)"
         return CaseResult(shape: what, directions: [("forward", forward), ("backward", backward)])
@@ -144,10 +147,14 @@ struct CaseRunner {
     func drawConvPath(_ rng: inout SeededRNG) -> (String, () -> Void) {
         guard let cl = device as? OpenCLBackend else { return ("", {}) }
         let ws = cl.convWorkspace
-        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage)
-        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage) = saved }
-        switch rng.int(6) {
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd)
+        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd) = saved }
+        switch rng.int(7) {
         case 0: return ("", restore)
+        case 6:
+            // Winograd F(2×2, 3×3) where it applies (3×3, stride 1, dilation 1), the wide path elsewhere.
+            (ws.algorithm, ws.winograd) = (.wide, true)
+            return (" [wide winograd]", restore)
         case 1: ws.algorithm = .im2colBatchedGemm
         case 2: ws.algorithm = .im2colGemm
         case 3: (ws.algorithm, ws.cpuKernels) = (.wide, true)

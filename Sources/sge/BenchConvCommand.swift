@@ -16,14 +16,17 @@ struct BenchConv: ParsableCommand {
             followed by clFinish (wall clock), after warm-up runs; the median of the repeats is reported, \
             with the measurements interleaved round-robin so load from other processes hits all alike. \
             FLOPs per direction: 2·N·Cout·Cin·KH·KW·OH·OW (backward = grad input + grad weight = 2 directions). \
-            The 3×3 case is timed with every ConvAlgorithm; indented rows break the work down. --json prints only a \
+            The 3×3 case is timed with every ConvAlgorithm and with Winograd F(2×2, 3×3) (algorithm "winograd": \
+            the forward, and its grad input with the wide grad weight; same FLOP count, an effective rate); \
+            indented rows break the work down. --json prints only a \
             JSON array on stdout, one object per row: op ("conv", or "sgemm"/"im2col" for the reference and the \
             breakdown), shape (the case in ASCII, e.g. "3x3 64->64 pad 1 8x64x56x56"), direction ("forward", \
             "backward" = grad input + grad weight + grad bias, "backward gw only"), algorithm, ms, gflops, \
             fraction_of_sgemm, device. --case CIN,COUT,K[,STRIDE[,PAD]] times one shape instead (at --batch and \
             --size) under the wide algorithm: the forward and backward with conv_cpu.cl's kernels and with CLBlast, the \
             CLBlast backward plans (grad input per image or one GEMM; grad weight per image, in slices of 2-32 images \
-            or one GEMM: `backward gw only`), and the plain SGEMM of the forward's size.
+            or one GEMM: `backward gw only`), Winograd where it applies (3×3, stride 1, pad ≤ 2), and the plain \
+            SGEMM of the forward's size.
             """)
 
     @OptionGroup var options: DeviceOptions

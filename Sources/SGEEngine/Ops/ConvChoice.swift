@@ -13,6 +13,9 @@ public enum ConvPath: String, CaseIterable, Sendable {
     case clblastPerImage = "clblast-per-image"
     /// Backward only: one CLBlast GEMM per chunk for each gradient, over the wide copy.
     case clblastOneGemm = "clblast-one-gemm"
+    /// Winograd F(2×2, 3×3) (ConvWinograd.swift) for 3×3 stride-1 convolutions: the forward, and the
+    /// input gradient with the weight gradient by the device kind's GEMM path.
+    case winograd
 
     /// The backward plan a CLBlast path runs (nil for the others).
     func backwardPlan(_ s: Reference.Conv2dShape) -> ConvBackwardPlan? {
@@ -47,7 +50,7 @@ public enum ConvChoiceSource: String, Sendable {
 /// matter (< `minWork` multiply-adds) and devices with one candidate take the default path untimed.
 /// Candidates: conv_cpu.cl's kernels on CPU drivers (CLBlast measured 1.5–5× slower there at every
 /// measured shape, and timing it costs PoCL 25–90 s of compilation per GEMM program), CLBlast's
-/// backward plans on GPUs.
+/// backward plans on GPUs, and Winograd on both for 3×3 stride-1 convolutions.
 public final class ConvChooser: @unchecked Sendable {
     /// Whether missing shapes are timed (`SGE_CONV_FIND=0` turns it off: stored, shipped or default).
     public var find = ProcessInfo.processInfo.environment["SGE_CONV_FIND"].map { $0 != "0" } ?? true
@@ -131,18 +134,26 @@ extension OpenCLBackend {
         if let list = convWorkspace.chooser.candidateOverride, !list.isEmpty {
             return direction == .forward ? list.filter { $0.backwardPlan(s) == nil || $0 == .clblast } : list
         }
-        if !device.info.isGPU { return [.cpuKernels] }
-        guard direction == .backward else { return [.clblast] }
-        // The heuristic plan, then the other plans where they differ from it.
-        var list: [ConvPath] = [.clblast]
-        for p in [ConvPath.clblastPerImage, .clblastOneGemm] where !list.contains(where: { $0.backwardPlan(s) == p.backwardPlan(s) }) {
-            list.append(p)
+        let winograd = convWorkspace.winograd != false && Self.winogradApplies(s)
+        if !device.info.isGPU {
+            // Untimed, Winograd first: on PoCL it measured faster at every 3×3 shape but one input
+            // channel (the stem; docs/performance/pocl.md).
+            guard winograd else { return [.cpuKernels] }
+            return s.c > 1 ? [.winograd, .cpuKernels] : [.cpuKernels, .winograd]
         }
-        return list
+        var list: [ConvPath] = [.clblast]
+        if direction == .backward {
+            // The heuristic plan, then the other plans where they differ from it.
+            for p in [ConvPath.clblastPerImage, .clblastOneGemm] where !list.contains(where: { $0.backwardPlan(s) == p.backwardPlan(s) }) {
+                list.append(p)
+            }
+        }
+        return winograd ? list + [.winograd] : list
     }
 
     /// The path forced by `ConvWorkspace`'s knobs (environment variables or tests), if any.
     private func forcedConvPath(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> ConvPath? {
+        if convWorkspace.winograd == true, Self.winogradApplies(s) { return .winograd }
         if let cpu = convWorkspace.cpuKernels { return cpu ? .cpuKernels : .clblast }
         if direction == .backward, convWorkspace.weightSliceImages != nil || convWorkspace.inputGradPerImage != nil {
             return convCPUKernels ? .cpuKernels : .clblast

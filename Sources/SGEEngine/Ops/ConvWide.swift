@@ -46,6 +46,7 @@ extension OpenCLBackend {
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
     func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?, path: ConvPath) throws {
         let biasBuffer = try bias?.deviceBuffer()
+        if path == .winograd { return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
         if path == .cpuKernels { return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let chunk = wideImagesPerChunk(s)
@@ -85,6 +86,12 @@ extension OpenCLBackend {
     /// The wide copy of G (`nchw_to_wide`) is made only when a GEMM reads it.
     func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
                       gradInput: CLBuffer?, path: ConvPath) throws {
+        if path == .winograd {
+            // Winograd grad input; the grad weight by the device kind's GEMM path.
+            if let gradInput { try winogradBackwardInput(s, gradOut: gradOut, weight: weight, gradInput: gradInput) }
+            return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: nil,
+                                    path: device.info.isGPU ? .clblast : .cpuKernels)
+        }
         if path == .cpuKernels {
             return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput)
         }
