@@ -13,6 +13,8 @@ public enum KernelSource {
     public static let conv = text(PackageResources.conv_cl)
     /// The wide convolution's GEMMs for CPU drivers (conv_cpu.cl, after the vector helpers).
     public static let convCPU = text(PackageResources.vector_prelude_cl) + text(PackageResources.conv_cpu_cl)
+    /// The implicit-GEMM convolution for CPU drivers (conv_implicit_cpu.cl, after the vector helpers).
+    public static let convImplicitCPU = text(PackageResources.vector_prelude_cl) + text(PackageResources.conv_implicit_cpu_cl)
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
     public static let batchnormCPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cpu_cl)
@@ -28,7 +30,7 @@ public enum KernelSource {
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("conv_implicit_cpu.cl", convImplicitCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("pool_cpu.cl", poolCPU), ("loss.cl", loss), ("optim.cl", optim)]
     }
 
