@@ -133,7 +133,8 @@ final class ConvTests: XCTestCase {
     /// 400 channels at 7×7 (groups of images shrunk to fit) and 20×20 (pieces split to fit), and 669
     /// channels under a 7×7 kernel, whose 16-position block (32781 rows) fits nowhere, so every
     /// direction falls back to the chunked columns. Last the default choice (nil): forward and weight
-    /// gradient implicit, the stride-2 input gradient chunked.
+    /// gradient implicit, the stride-2 input gradient chunked. The forward also equals the chunked
+    /// path's bit for bit.
     func testConvImplicitCPUKernels() throws {
         let device = try testDevice()
         let ws = device.convWorkspace
@@ -157,6 +158,18 @@ final class ConvTests: XCTestCase {
         try checkConv(device, x: [2, 400, 7, 7], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit, groups shrunk")
         try checkConv(device, x: [2, 400, 20, 20], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit, pieces split")
         try checkConv(device, x: [1, 669, 1, 1], cout: 2, kernel: (7, 7), params: Conv2dParams(stride: 1, padding: 3), what: "implicit, no fit")
+        // The forward is the chunked path's arithmetic (same FMAs in the same order per output): bit-identical.
+        for (xs, cout, k, params) in [(Shape([3, 19, 30, 29]), 17, 3, Conv2dParams(stride: 1, padding: 1)),
+                                      (Shape([2, 3, 13, 10]), 4, 5, Conv2dParams(stride: 2, padding: 2))] {
+            let x = try device.tensor(random(xs, seed: 31), xs, label: "x")
+            let w = try device.tensor(random([cout, xs.c, k, k], seed: 32), [cout, xs.c, k, k], label: "w")
+            let b = try device.tensor(random([cout], seed: 33), [cout], label: "b")
+            let outs = try [true, false].map { implicit in
+                ws.cpuImplicit = implicit
+                return try device.conv2dForward(x, weight: w, bias: b, params: params).read()
+            }
+            XCTAssertEqual(outs[0], outs[1], "implicit vs chunked forward, x \(xs), \(params): not bit-identical")
+        }
         ws.cpuImplicit = nil
         try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1), what: "implicit by default, stride 2")
         try checkConv(device, x: [4, 6, 9, 9], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit by default")
