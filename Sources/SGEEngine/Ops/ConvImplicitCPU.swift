@@ -80,7 +80,7 @@ extension OpenCLBackend {
     /// gW += G · im2col(x)ᵀ over the whole batch: conv_gw_implicit over `weightGradSplit`'s pieces
     /// (groups of images shrunk, then pieces split, until a work-item's columns fit in local
     /// memory), then accumulate_partials. False (nothing enqueued) when they cannot fit, or when the
-    /// extra pieces would take the partials over the column cap.
+    /// extra pieces would take the partials over `columnLimitBytes`.
     func implicitWeightGrad(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, gradWeight: CLBuffer) throws -> Bool {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         var sp = weightGradSplit(m: s.k, n: ckk, batch: s.n, plane: p)
@@ -94,7 +94,9 @@ extension OpenCLBackend {
                 return false
             }
         }
-        if sp.parts > fitted, sp.parts * s.k * ckk * 4 > cpuColumnLimit { return false }
+        // Split further than the cap allowed: the partials may reach the general column cap (64 MiB;
+        // e.g. 3×3 64→64 at 56×56, batch 8: 32 pieces of 147 KB) before this falls back.
+        if sp.parts > fitted, sp.parts * s.k * ckk * 4 > convWorkspace.columnLimitBytes { return false }
         let partial = try convWorkspace.partialBuffer(bytes: sp.parts * s.k * ckk * 4, context: device)
         try launch(implicitKernel("conv_gw_implicit", s),
                    [.buffer(gradOut), .buffer(x), .buffer(partial), .int(Int32(s.k)), .int(Int32(s.c)), .int(Int32(s.n)),
