@@ -51,8 +51,9 @@ extension OpenCLBackend {
     /// The reduction's cut for gW (M×N): a work-item covers Q positions (whole images of a small
     /// plane, or a piece of a large one) with (M + N)·Q ≈ `cpuCacheFloats` (512 KB), so the rows it
     /// re-reads for every 4×4 output tile stay in L2; at least 8 work-items where the batch allows;
-    /// the M×N partials under the column cap.
-    func weightGradSplit(m: Int, n: Int, batch: Int, plane: Int) -> WeightGradSplit {
+    /// the M×N partials under `partialsCap` (default: the column cap).
+    func weightGradSplit(m: Int, n: Int, batch: Int, plane: Int, partialsCap: Int? = nil) -> WeightGradSplit {
+        let cap = partialsCap ?? cpuColumnLimit
         // At least 256 positions per piece (the budget allowing), else writing and summing the M×N
         // partials costs more than computing them.
         let budget = convWorkspace.cpuCacheFloats
@@ -61,7 +62,7 @@ extension OpenCLBackend {
         if plane > q { sp.split((plane + q - 1) / q) } else { sp.group = max(1, q / plane) }
         while sp.group > 1, sp.parts < 8 { sp.group = (sp.group + 1) / 2 }
         // Large M×N: fewer, longer pieces.
-        while sp.parts > 1, sp.parts * m * n * 4 > cpuColumnLimit {
+        while sp.parts > 1, sp.parts * m * n * 4 > cap {
             if sp.pieces > 1 { sp.split((sp.pieces + 1) / 2) } else { sp.group *= 2 }
         }
         return sp

@@ -83,7 +83,11 @@ extension OpenCLBackend {
     /// extra pieces would take the partials over `columnLimitBytes`.
     func implicitWeightGrad(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, gradWeight: CLBuffer) throws -> Bool {
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
-        var sp = weightGradSplit(m: s.k, n: ckk, batch: s.n, plane: p)
+        // The partials may reach the general column cap (64 MiB), not the 4 MiB of the chunked path:
+        // that path cuts each chunk (at 3×3 64→64, 56×56: one image) under 4 MiB, so its pieces are
+        // L2-sized; over the whole batch the same pieces need more partials (there 104 of 147 KB).
+        // Merging pieces to stay under 4 MiB made gW 1.6× slower (bench conv, 3 rounds).
+        var sp = weightGradSplit(m: s.k, n: ckk, batch: s.n, plane: p, partialsCap: convWorkspace.columnLimitBytes)
         let fitted = sp.parts
         while sp.group * sp.pieceLen * ckk > localFloats {
             if sp.group > 1 {
@@ -94,8 +98,6 @@ extension OpenCLBackend {
                 return false
             }
         }
-        // Split further than the cap allowed: the partials may reach the general column cap (64 MiB;
-        // e.g. 3×3 64→64 at 56×56, batch 8: 32 pieces of 147 KB) before this falls back.
         if sp.parts > fitted, sp.parts * s.k * ckk * 4 > convWorkspace.columnLimitBytes { return false }
         let partial = try convWorkspace.partialBuffer(bytes: sp.parts * s.k * ckk * 4, context: device)
         try launch(implicitKernel("conv_gw_implicit", s),
