@@ -17,6 +17,8 @@ public enum KernelSource {
     /// CPU-driver kernel (winograd_cpu.cl, after the vector helpers).
     public static let winograd = text(PackageResources.winograd_cl)
     public static let winogradCPU = text(PackageResources.vector_prelude_cl) + text(PackageResources.winograd_cpu_cl)
+    /// The implicit-GEMM convolution for CPU drivers (conv_implicit_cpu.cl, after the vector helpers).
+    public static let convImplicitCPU = text(PackageResources.vector_prelude_cl) + text(PackageResources.conv_implicit_cpu_cl)
     /// The BatchNorm files each start with batchnorm_prelude.cl (the maths, BN_RELU).
     public static let batchnorm = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cl)
     public static let batchnormCPU = text(PackageResources.batchnorm_prelude_cl) + text(PackageResources.batchnorm_cpu_cl)
@@ -32,7 +34,7 @@ public enum KernelSource {
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("winograd.cl", winograd), ("winograd_cpu.cl", winogradCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("conv_implicit_cpu.cl", convImplicitCPU), ("winograd.cl", winograd), ("winograd_cpu.cl", winogradCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("pool_cpu.cl", poolCPU), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

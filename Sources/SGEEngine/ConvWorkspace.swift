@@ -70,6 +70,12 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// The wide algorithm's GEMMs: conv_cpu.cl's kernels (true) or CLBlast (false); nil: the kernels
     /// on CPU drivers, CLBlast on GPUs. `SGE_CONV_CPU_KERNELS=0|1` sets it.
     public var cpuKernels: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_CPU_KERNELS"].flatMap { Int($0) }.map { $0 != 0 }
+    /// conv_cpu.cl's path as an implicit GEMM (conv_implicit_cpu.cl: each work-item gathers its own
+    /// positions' columns into local memory; one launch per forward and per input gradient, two per
+    /// weight gradient, no column buffer): true wherever it runs (the columns of one 16-position block
+    /// fit in the device's local memory), false the chunked columns; nil: where it measured faster
+    /// (`OpenCLBackend.implicitApplies`). `SGE_CONV_CPU_IMPLICIT=0|1` sets it.
+    public var cpuImplicit: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_CPU_IMPLICIT"].flatMap { Int($0) }.map { $0 != 0 }
 
     /// Floats a conv_cpu.cl work-item keeps re-reading (its share of L2): the weight-gradient
     /// kernel's reduction piece is this ÷ (M + N) positions, the small-matrix kernel's chunk this ÷ 2K.

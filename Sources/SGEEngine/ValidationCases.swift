@@ -147,8 +147,8 @@ struct CaseRunner {
     func drawConvPath(_ rng: inout SeededRNG) -> (String, () -> Void) {
         guard let cl = device as? OpenCLBackend else { return ("", {}) }
         let ws = cl.convWorkspace
-        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd)
-        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd) = saved }
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd, ws.cpuImplicit)
+        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd, ws.cpuImplicit) = saved }
         switch rng.int(7) {
         case 0: return ("", restore)
         case 6:
@@ -157,14 +157,17 @@ struct CaseRunner {
             return (" [wide winograd]", restore)
         case 1: ws.algorithm = .im2colBatchedGemm
         case 2: ws.algorithm = .im2colGemm
-        case 3: (ws.algorithm, ws.cpuKernels) = (.wide, true)
+        case 3:
+            // conv_cpu.cl's kernels: the chunked columns, the implicit GEMM everywhere, or by shape.
+            (ws.algorithm, ws.cpuKernels, ws.cpuImplicit) = (.wide, true, pick([false, true, nil], &rng))
         default:
             (ws.algorithm, ws.cpuKernels) = (.wide, false)
             (ws.weightSliceImages, ws.inputGradPerImage) = (pick([1, 2, Int.max], &rng), pick([true, false], &rng))
         }
         let plan = ws.algorithm == .wide && ws.cpuKernels == false
             ? ", gw slice \(ws.weightSliceImages! == Int.max ? "chunk" : "\(ws.weightSliceImages!)"), gi per image \(ws.inputGradPerImage!)" : ""
-        return (" [\(ws.algorithm.rawValue)\(ws.cpuKernels == true ? " cpu kernels" : "")\(plan)]", restore)
+        let cpu = ws.cpuKernels == true ? " cpu kernels" + (ws.cpuImplicit.map { $0 ? " implicit" : " chunked" } ?? " implicit by shape") : ""
+        return (" [\(ws.algorithm.rawValue)\(cpu)\(plan)]", restore)
     }
 
     // MARK: BatchNorm

@@ -94,7 +94,7 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// The wide algorithm with conv_cpu.cl's kernels (the CPU-driver default), forced on any device:
+    /// The wide algorithm with conv_cpu.cl's kernels over chunks of im2col columns (`cpuImplicit = false`), forced on any device:
     /// the awkward shapes plus C = 1 with stride 2 and no padding, a pointwise batch of 1 and a
     /// batch of 7 with odd planes. With a cache budget of 1 float every reduction piece is 16
     /// positions (K longer than one split: many partial products summed by accumulate_partials) and
@@ -102,9 +102,9 @@ final class ConvTests: XCTestCase {
     func testConvWideCPUKernels() throws {
         let device = try testDevice()
         let ws = device.convWorkspace
-        let saved = (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes)
-        defer { (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes) = saved }
-        (ws.algorithm, ws.cpuKernels) = (.wide, true)
+        let saved = (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes, ws.cpuImplicit)
+        defer { (ws.algorithm, ws.cpuKernels, ws.cpuCacheFloats, ws.columnLimitBytes, ws.cpuImplicit) = saved }
+        (ws.algorithm, ws.cpuKernels, ws.cpuImplicit) = (.wide, true, false)
         for budget in [128 << 10, 1] {
             ws.cpuCacheFloats = budget
             try awkwardShapes(device, "cpu kernels, cache \(budget) floats")
@@ -122,6 +122,57 @@ final class ConvTests: XCTestCase {
         try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1), what: "cpu kernels chunked")
         try checkConv(device, x: [4, 6, 9, 9], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
                       what: "cpu kernels, partials merged under the cap")
+    }
+
+    /// The implicit GEMM (conv_implicit_cpu.cl) forced wherever it runs (`cpuImplicit = true`, so
+    /// the input gradient at stride 2 takes the gather too), against the reference: the awkward
+    /// shapes; C = 1 → K = 1 at stride 2 without padding; batch 1 with a 1×1 plane; the 1×1 stride-2
+    /// shortcut with 17 → 20 channels; 5×5 stride 2; 19 → 17 channels on 30×29 planes (several
+    /// chunks per plane: 3 at the default budget, 55 at 1 float, where every local block is 16
+    /// positions and the weight gradient's pieces too). Then the local-memory caps (2 MiB on PoCL):
+    /// 400 channels at 7×7 (groups of images shrunk to fit) and 20×20 (pieces split to fit), and 669
+    /// channels under a 7×7 kernel, whose 16-position block (32781 rows) fits nowhere, so every
+    /// direction falls back to the chunked columns. Last the default choice (nil): forward and weight
+    /// gradient implicit, the stride-2 input gradient chunked. The forward also equals the chunked
+    /// path's bit for bit.
+    func testConvImplicitCPUKernels() throws {
+        let device = try testDevice()
+        let ws = device.convWorkspace
+        let saved = (ws.algorithm, ws.cpuKernels, ws.cpuImplicit, ws.cpuCacheFloats)
+        defer { (ws.algorithm, ws.cpuKernels, ws.cpuImplicit, ws.cpuCacheFloats) = saved }
+        (ws.algorithm, ws.cpuKernels, ws.cpuImplicit) = (.wide, true, true)
+        for budget in [128 << 10, 1] {
+            ws.cpuCacheFloats = budget
+            let what = "implicit, cache \(budget) floats"
+            try awkwardShapes(device, what)
+            try checkConv(device, x: [3, 1, 23, 19], cout: 1, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 0), what: "C = K = 1 stride 2, \(what)")
+            try checkConv(device, x: [1, 5, 1, 1], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), bias: false,
+                          what: "batch 1, 1x1 plane, \(what)")
+            try checkConv(device, x: [2, 17, 9, 11], cout: 20, kernel: (1, 1), params: Conv2dParams(stride: 2, padding: 0),
+                          what: "1x1 stride 2, \(what)")
+            try checkConv(device, x: [2, 3, 13, 10], cout: 4, kernel: (5, 5), params: Conv2dParams(stride: 2, padding: 2), what: "5x5 stride 2, \(what)")
+            try checkConv(device, x: [3, 19, 30, 29], cout: 17, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1),
+                          what: "several chunks per plane, \(what)")
+        }
+        ws.cpuCacheFloats = 128 << 10
+        try checkConv(device, x: [2, 400, 7, 7], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit, groups shrunk")
+        try checkConv(device, x: [2, 400, 20, 20], cout: 3, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit, pieces split")
+        try checkConv(device, x: [1, 669, 1, 1], cout: 2, kernel: (7, 7), params: Conv2dParams(stride: 1, padding: 3), what: "implicit, no fit")
+        // The forward is the chunked path's arithmetic (same FMAs in the same order per output): bit-identical.
+        for (xs, cout, k, params) in [(Shape([3, 19, 30, 29]), 17, 3, Conv2dParams(stride: 1, padding: 1)),
+                                      (Shape([2, 3, 13, 10]), 4, 5, Conv2dParams(stride: 2, padding: 2))] {
+            let x = try device.tensor(random(xs, seed: 31), xs, label: "x")
+            let w = try device.tensor(random([cout, xs.c, k, k], seed: 32), [cout, xs.c, k, k], label: "w")
+            let b = try device.tensor(random([cout], seed: 33), [cout], label: "b")
+            let outs = try [true, false].map { implicit in
+                ws.cpuImplicit = implicit
+                return try device.conv2dForward(x, weight: w, bias: b, params: params).read()
+            }
+            XCTAssertEqual(outs[0], outs[1], "implicit vs chunked forward, x \(xs), \(params): not bit-identical")
+        }
+        ws.cpuImplicit = nil
+        try checkConv(device, x: [5, 3, 9, 7], cout: 4, kernel: (3, 3), params: Conv2dParams(stride: 2, padding: 1), what: "implicit by default, stride 2")
+        try checkConv(device, x: [4, 6, 9, 9], cout: 9, kernel: (3, 3), params: Conv2dParams(stride: 1, padding: 1), what: "implicit by default")
     }
 
     /// The wide algorithm's CLBlast backward plans, each forced: grad weight per image, in slices of
@@ -150,16 +201,18 @@ final class ConvTests: XCTestCase {
     func testConvBackwardFiniteDifferences() throws {
         let device = try testDevice()
         let ws = device.convWorkspace
-        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats)
-        defer { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats) = saved }
+        let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats, ws.cpuImplicit)
+        defer { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats, ws.cpuImplicit) = saved }
         ws.algorithm = .wide
         let cases: [(Shape, Int, Int, Conv2dParams)] = [([2, 1, 7, 6], 3, 3, Conv2dParams(stride: 2, padding: 0)),
                                                          ([2, 3, 5, 4], 2, 1, Conv2dParams()),
                                                          ([1, 2, 5, 5], 2, 3, Conv2dParams(stride: 1, padding: 1))]
-        let paths: [(String, Bool, Int?, Bool?)] = [("cpu kernels", true, nil, nil), ("clblast per image", false, 1, true),
-                                                    ("clblast split 2 / one GEMM", false, 2, false)]
-        for (name, cpu, slice, perImage) in paths {
-            (ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats) = (cpu, slice, perImage, 1)
+        let paths: [(String, Bool, Bool, Int?, Bool?)] = [("cpu kernels, chunked columns", true, false, nil, nil),
+                                                          ("cpu kernels, implicit", true, true, nil, nil),
+                                                          ("clblast per image", false, false, 1, true),
+                                                          ("clblast split 2 / one GEMM", false, false, 2, false)]
+        for (name, cpu, implicit, slice, perImage) in paths {
+            (ws.cpuKernels, ws.cpuImplicit, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuCacheFloats) = (cpu, implicit, slice, perImage, 1)
             for (xs, cout, k, params) in cases {
                 let ws4: Shape = [cout, xs.c, k, k]
                 let (x, w) = (random(xs, seed: 21), random(ws4, seed: 22))

@@ -5,8 +5,12 @@ import SGETensor
 
 /// The implementations a convolution direction can run with under the default `.wide` algorithm.
 public enum ConvPath: String, CaseIterable, Sendable {
-    /// conv_cpu.cl's cache-blocked kernels, reading and writing NCHW (ConvCPU.swift). CPU drivers.
+    /// conv_cpu.cl's cache-blocked kernels, reading and writing NCHW, over chunks of im2col columns
+    /// (ConvCPU.swift). CPU drivers.
     case cpuKernels = "cpu-kernels"
+    /// The same products as an implicit GEMM: each work-item gathers its columns into local memory
+    /// (conv_implicit_cpu.cl, ConvImplicitCPU.swift; where it applies, else the chunked columns). CPU drivers.
+    case cpuImplicit = "cpu-implicit"
     /// CLBlast GEMMs over the wide layout; the backward cut by `ConvBackwardPlan.choose`. GPUs.
     case clblast
     /// Backward only: both CLBlast GEMMs per image, reading the output gradient in NCHW.
@@ -14,8 +18,10 @@ public enum ConvPath: String, CaseIterable, Sendable {
     /// Backward only: one CLBlast GEMM per chunk for each gradient, over the wide copy.
     case clblastOneGemm = "clblast-one-gemm"
     /// Winograd F(2×2, 3×3) (ConvWinograd.swift) for 3×3 stride-1 convolutions: the forward, and the
-    /// input gradient with the weight gradient by the device kind's GEMM path.
+    /// input gradient with the weight gradient by CLBlast (GPUs) or conv_cpu.cl's chunked columns.
     case winograd
+    /// Backward only, CPU drivers: Winograd's input gradient, the implicit GEMM's weight gradient.
+    case winogradImplicit = "winograd-implicit"
 
     /// The backward plan a CLBlast path runs (nil for the others).
     func backwardPlan(_ s: Reference.Conv2dShape) -> ConvBackwardPlan? {
@@ -131,15 +137,21 @@ extension OpenCLBackend {
 
     /// The paths this device may run `direction` of `s` with, its default first.
     func convCandidates(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> [ConvPath] {
+        let backwardOnly: Set<ConvPath> = [.clblastPerImage, .clblastOneGemm, .winogradImplicit]
         if let list = convWorkspace.chooser.candidateOverride, !list.isEmpty {
-            return direction == .forward ? list.filter { $0.backwardPlan(s) == nil || $0 == .clblast } : list
+            return direction == .forward ? list.filter { !backwardOnly.contains($0) } : list
         }
         let winograd = convWorkspace.winograd != false && Self.winogradApplies(s)
         if !device.info.isGPU {
-            // Untimed, Winograd first: on PoCL it measured faster at every 3×3 shape but one input
-            // channel (the stem; docs/performance/pocl.md).
-            guard winograd else { return [.cpuKernels] }
-            return s.c > 1 ? [.winograd, .cpuKernels] : [.cpuKernels, .winograd]
+            // Untimed, the first: Winograd measured faster on PoCL at every 3×3 stride-1 shape but
+            // one input channel (the stem); the implicit GEMM has the fewest launches.
+            var list: [ConvPath] = [.cpuImplicit, .cpuKernels]
+            if convWorkspace.cpuImplicit == false { list = [.cpuKernels] }
+            if winograd {
+                let w: [ConvPath] = direction == .forward ? [.winograd] : list.contains(.cpuImplicit) ? [.winogradImplicit, .winograd] : [.winograd]
+                list = s.c > 1 ? w + list : list + w
+            }
+            return list
         }
         var list: [ConvPath] = [.clblast]
         if direction == .backward {
@@ -153,10 +165,14 @@ extension OpenCLBackend {
 
     /// The path forced by `ConvWorkspace`'s knobs (environment variables or tests), if any.
     private func forcedConvPath(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> ConvPath? {
-        if convWorkspace.winograd == true, Self.winogradApplies(s) { return .winograd }
-        if let cpu = convWorkspace.cpuKernels { return cpu ? .cpuKernels : .clblast }
+        let cpuDriver = convWorkspace.cpuKernels ?? !device.info.isGPU
+        if convWorkspace.winograd == true, Self.winogradApplies(s) {
+            return direction == .backward && cpuDriver && convWorkspace.cpuImplicit == true ? .winogradImplicit : .winograd
+        }
+        if cpuDriver, let implicit = convWorkspace.cpuImplicit { return implicit ? .cpuImplicit : .cpuKernels }
+        if let cpu = convWorkspace.cpuKernels { return cpu ? .cpuImplicit : .clblast }
         if direction == .backward, convWorkspace.weightSliceImages != nil || convWorkspace.inputGradPerImage != nil {
-            return convCPUKernels ? .cpuKernels : .clblast
+            return cpuDriver ? .cpuImplicit : .clblast
         }
         return nil
     }

@@ -43,11 +43,19 @@ extension OpenCLBackend {
         }
     }
 
+    /// The implicit-GEMM mode of a conv_cpu.cl path (`implicitApplies`): chunked columns for
+    /// `.cpuKernels`; for `.cpuImplicit` by shape, or everywhere when `SGE_CONV_CPU_IMPLICIT=1` forces it.
+    func implicitMode(_ path: ConvPath) -> Bool? { path == .cpuKernels ? false : convWorkspace.cpuImplicit == true ? true : nil }
+
     /// Per chunk: cols = im2col_wide(x); R (K × B·P) = W · cols; out = NCHW(R) + bias.
     func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?, path: ConvPath) throws {
         let biasBuffer = try bias?.deviceBuffer()
-        if path == .winograd { return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
-        if path == .cpuKernels { return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer) }
+        switch path {
+        case .winograd, .winogradImplicit: return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer)
+        case .cpuKernels, .cpuImplicit:
+            return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer, implicit: implicitMode(path))
+        default: break
+        }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw
         let chunk = wideImagesPerChunk(s)
         let cols = try convWorkspace.columnBuffer(bytes: chunk * ckk * p * 4, context: device)
@@ -86,14 +94,16 @@ extension OpenCLBackend {
     /// The wide copy of G (`nchw_to_wide`) is made only when a GEMM reads it.
     func wideBackward(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, weight: CLBuffer, gradWeight: CLBuffer,
                       gradInput: CLBuffer?, path: ConvPath) throws {
-        if path == .winograd {
-            // Winograd grad input; the grad weight by the device kind's GEMM path.
+        switch path {
+        case .winograd, .winogradImplicit:
+            // Winograd grad input; the grad weight by conv_cpu.cl (chunked or implicit) or CLBlast.
             if let gradInput { try winogradBackwardInput(s, gradOut: gradOut, weight: weight, gradInput: gradInput) }
-            return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: nil,
-                                    path: device.info.isGPU ? .clblast : .cpuKernels)
-        }
-        if path == .cpuKernels {
-            return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput)
+            let gemm: ConvPath = device.info.isGPU ? .clblast : path == .winograd ? .cpuKernels : .cpuImplicit
+            return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: nil, path: gemm)
+        case .cpuKernels, .cpuImplicit:
+            return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput,
+                                   implicit: implicitMode(path))
+        default: break
         }
         let p = s.outH * s.outW, ckk = s.c * s.kh * s.kw, kp = s.k * p
         let plan = wideBackwardPlan(s, path: path)
