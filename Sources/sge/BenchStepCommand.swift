@@ -46,6 +46,14 @@ struct BenchStep: ParsableCommand {
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
             row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
             row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
+            row.stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
+            row.deviceAllocationsPerStep = r.deviceAllocations.max()
+            row.hostAllocationsPerStep = r.hostStorageAllocations.max()
+            if let plan = r.plan, plan.plansMade > 0 {
+                row.planArenaMiB = Double(plan.arenaBytes) / 1_048_576
+                row.planRequestedMiB = Double(plan.requestedBytes) / 1_048_576
+                row.planFallbacks = plan.fallbacks + plan.conflicts
+            }
             if json {
                 let info = choice.info
                 let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
@@ -61,7 +69,21 @@ struct BenchStep: ParsableCommand {
             }
             let mib = { (b: Int) in String(format: "%.0f MiB", Double(b) / 1_048_576) }
             print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]
-                .compactMap { $0 }.joined(separator: ", "))
+                .compactMap { $0 }.joined(separator: ", ") + (r.stepPeakDeviceBytes.map { "; device buffers in the last step \(mib($0))" } ?? ""))
+            if let plan = r.plan {
+                let perStep = "per timed step: \(r.deviceAllocations.max() ?? 0) device buffers created, "
+                    + "\(r.hostStorageAllocations.max() ?? 0) host tensor storages allocated"
+                if plan.plansMade > 0 {
+                    print(String(format: "memory plan: arena %.1f MiB for %d buffers (requested %.1f MiB, peak live %.1f MiB); %d requests "
+                                 + "planned, %d fell back to the pool (%d size mismatches, %d regions still held); ",
+                                 Double(plan.arenaBytes) / 1_048_576, plan.slots, Double(plan.requestedBytes) / 1_048_576,
+                                 Double(plan.peakLiveBytes) / 1_048_576, plan.planned, plan.fallbacks + plan.conflicts, plan.fallbacks,
+                                 plan.conflicts) + perStep)
+                } else {
+                    print(String(format: "memory plan: none (SGE_MEMORY_PLAN=0 or no stable step); a step requests %d buffers, %.1f MiB; ",
+                                 plan.stepRequests, Double(plan.stepRequestedBytes) / 1_048_576) + perStep)
+                }
+            }
             if kernels {
                 let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
                 func padded(_ s: String) -> String { pad(s, width) }
