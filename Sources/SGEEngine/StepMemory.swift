@@ -289,10 +289,12 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         recording.clock += 1
     }
 
-    /// Drops every plan and recording (the arenas are released once no tensor holds their regions).
+    /// Drops every plan, recording and counter (the arenas are released once no tensor holds their
+    /// regions).
     public func reset() {
         lock.lock()
         defer { lock.unlock() }
+        stats = Stats()
         mode = .idle
         plans = [:]
         previous = [:]

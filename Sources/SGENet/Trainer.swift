@@ -223,6 +223,8 @@ public final class Trainer {
             // correct count stays on the device and is read only when progress is reported.
             var lossSum = 0.0
             let correctSum = backend.zeros([1], label: "correct sum")
+            // Uploaded before the first step, so every step requests the same device buffers.
+            try correctSum.prefetchToDevice()
             var seen = 0
             var dataWait = 0.0, hostTime = 0.0, deviceWait = 0.0
             let epochStart = Date()
