@@ -32,9 +32,9 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var peakHostMiB: Double?
     /// Training-step rows with the step memory plan (see `StepMemory`): the peak device buffers of
     /// the last timed step; the plan's arena and the sum of the requests it serves, in MiB; cl_mem
-    /// objects created and host tensor storages allocated per timed step (the largest over the
-    /// timed steps); requests of planned steps that fell back to the pool (size mismatch or a region
-    /// still held).
+    /// objects created and host tensor storages allocated in the last timed step (the steady state;
+    /// the step that makes the plan creates its arena and sub-buffers); requests of planned steps
+    /// that fell back to the pool (size mismatch or a region still held).
     public var stepPeakDeviceMiB: Double?
     public var planArenaMiB: Double?
     public var planRequestedMiB: Double?

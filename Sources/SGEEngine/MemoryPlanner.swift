@@ -9,6 +9,9 @@
 /// `a.first <= b.last && b.first <= a.last`. Offsets are multiples of `alignment` and every block
 /// is sized up to a multiple of it. The result is at most the sum of the aligned sizes and at least
 /// the largest total of aligned sizes live at one time; O(n²) in the number of blocks.
+///
+/// With `arenaLimit` (a device's largest allocation) no block crosses a multiple of it, so the
+/// address space cuts into arenas of at most that size (`arenaIndex`); blocks are at most that big.
 public enum MemoryPlanner {
     public struct Block: Sendable, Equatable {
         public var bytes: Int
@@ -22,28 +25,47 @@ public enum MemoryPlanner {
     public static func aligned(_ bytes: Int, _ alignment: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
 
     /// Each block's offset (in the order given) and the arena size in bytes.
-    public static func plan(_ blocks: [Block], alignment: Int) -> (offsets: [Int], arenaBytes: Int) {
+    public static func plan(_ blocks: [Block], alignment: Int, arenaLimit: Int = .max) -> (offsets: [Int], arenaBytes: Int) {
         let align = max(alignment, 1)
+        let limit = cut(arenaLimit: arenaLimit, alignment: align)
         let order = blocks.indices.sorted { blocks[$0].bytes != blocks[$1].bytes ? blocks[$0].bytes > blocks[$1].bytes : $0 < $1 }
         var offsets = [Int](repeating: 0, count: blocks.count)
         var placed: [Int] = []  // indices of placed blocks, kept sorted by offset
         var arena = 0
+        // The lowest offset from `at` where `size` bytes do not cross a multiple of the limit.
+        func fitted(_ at: Int, _ size: Int) -> Int {
+            guard limit != .max, at / limit != (at + size - 1) / limit else { return at }
+            return (at / limit + 1) * limit
+        }
         for i in order {
             let size = aligned(blocks[i].bytes, align)
             var best: Int?, bestGap = Int.max
             var cursor = 0  // lowest free offset above the conflicting blocks seen so far
             for j in placed where blocks[j].overlapsInTime(blocks[i]) {
-                let gap = offsets[j] - cursor
-                if gap >= size && gap < bestGap { (best, bestGap) = (cursor, gap) }
+                let at = fitted(cursor, size), gap = offsets[j] - cursor
+                if offsets[j] - at >= size && gap < bestGap { (best, bestGap) = (at, gap) }
                 cursor = max(cursor, offsets[j] + aligned(blocks[j].bytes, align))
             }
-            let offset = best ?? cursor
+            let offset = best ?? fitted(cursor, size)
             offsets[i] = offset
             arena = max(arena, offset + size)
             let at = placed.firstIndex { offsets[$0] > offset } ?? placed.count
             placed.insert(i, at: at)
         }
         return (offsets, arena)
+    }
+
+    /// Which arena of at most `arenaLimit` bytes an offset of `plan(_:alignment:arenaLimit:)` is
+    /// in, and the offset there.
+    public static func arenaIndex(_ offset: Int, alignment: Int, arenaLimit: Int) -> (arena: Int, offset: Int) {
+        let limit = cut(arenaLimit: arenaLimit, alignment: alignment)
+        return (offset / limit, offset % limit)
+    }
+
+    /// Where the address space is cut into arenas: `arenaLimit` rounded down to the alignment.
+    public static func cut(arenaLimit: Int, alignment: Int) -> Int {
+        let align = max(alignment, 1)
+        return arenaLimit == .max ? .max : max(arenaLimit / align * align, align)
     }
 
     /// The largest total of aligned sizes live at one clock time: a lower bound for any arena.

@@ -38,6 +38,7 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         public var requestedBytes = 0
         public var peakLiveBytes = 0
         public var slots = 0
+        public var arenas = 0
         /// The last ended step (planned or not, plans on or off): its device buffer requests and their
         /// total bytes (what a step without any reuse would allocate).
         public var stepRequests = 0
@@ -51,6 +52,9 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
     public var maxPlans = 4
     /// Recordings of one key without two agreeing in a row after which it is no longer recorded.
     public var maxRecordings = 6
+    /// The largest arena in bytes; nil: the device's largest allocation. Tests lower it to cut plans
+    /// into several arenas.
+    public var arenaLimitBytes: Int?
     /// Called with a one-line summary when a plan is made (`SGE_VERBOSE=1` prints it).
     public var log: ((String) -> Void)?
 
@@ -69,15 +73,15 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
     }
 
     private final class Plan {
-        let arena: CLBuffer
+        let arenas: [CLBuffer]
         /// Per request: its sub-buffer, nil for a survivor (served by the pool).
         var slots: [CLBuffer?]
         let sizes: [Int]
         /// Per request: the other planned requests whose regions share bytes with its own.
         let overlaps: [[Int32]]
         var lastUse = 0
-        init(arena: CLBuffer, slots: [CLBuffer?], sizes: [Int], overlaps: [[Int32]]) {
-            (self.arena, self.slots, self.sizes, self.overlaps) = (arena, slots, sizes, overlaps)
+        init(arenas: [CLBuffer], slots: [CLBuffer?], sizes: [Int], overlaps: [[Int32]]) {
+            (self.arenas, self.slots, self.sizes, self.overlaps) = (arenas, slots, sizes, overlaps)
         }
     }
 
@@ -168,7 +172,7 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
             recordings[key, default: 0] += 1
             if let p = previous[key], p.bytes == r.bytes, p.survivors == r.survivors {
                 previous[key] = nil
-                try makePlan(r)
+                makePlan(r)
             } else if recordings[key]! >= maxRecordings {
                 previous[key] = nil
                 given.insert(key)
@@ -185,7 +189,17 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         if (recordings[key] ?? 0) >= maxRecordings { given.insert(key) }
     }
 
-    private func makePlan(_ r: Recording) throws {
+    /// Plans `r`; a failure (an allocation the device refuses) leaves this key to the pool.
+    private func makePlan(_ r: Recording) {
+        do {
+            try makePlanThrowing(r)
+        } catch {
+            given.insert(key)
+            log?("memory plan \(key): \(error); this step shape keeps using the buffer pool")
+        }
+    }
+
+    private func makePlanThrowing(_ r: Recording) throws {
         let alignment = try context.subBufferAlignment()
         var blocks: [MemoryPlanner.Block] = []
         var requestIndex: [Int] = []
@@ -194,22 +208,24 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
             requestIndex.append(i)
         }
         guard !blocks.isEmpty else { return }
-        let (offsets, arenaBytes) = MemoryPlanner.plan(blocks, alignment: alignment)
-        // One arena must be one allocation: a step too large for that keeps using the pool.
-        guard UInt64(arenaBytes) <= context.info.maxAllocation else {
-            given.insert(key)
-            log?("memory plan \(key): arena of \(arenaBytes) bytes exceeds the device's largest allocation "
-                + "(\(context.info.maxAllocation) bytes); this step shape keeps using the buffer pool")
-            return
-        }
+        // No arena larger than the device's largest allocation: the plan may cut into several.
+        let limit = min(arenaLimitBytes ?? .max, Int(clamping: context.info.maxAllocation))
+        let (offsets, arenaBytes) = MemoryPlanner.plan(blocks, alignment: alignment, arenaLimit: limit)
         while plans.count >= maxPlans, let oldest = plans.min(by: { $0.value.lastUse < $1.value.lastUse })?.key { plans[oldest] = nil }
         // The recording steps' buffers are free now; the arena replaces them.
         context.releasePooledBuffers()
-        let arena = try context.unpooledBuffer(bytes: arenaBytes)
+        // Every arena but the last is cut at the (aligned) limit.
+        let last = MemoryPlanner.arenaIndex(arenaBytes - 1, alignment: alignment, arenaLimit: limit)
+        var arenas: [CLBuffer] = []
+        for a in 0...last.arena {
+            let bytes = a == last.arena ? last.offset + 1 : MemoryPlanner.cut(arenaLimit: limit, alignment: alignment)
+            arenas.append(try context.unpooledBuffer(bytes: bytes))
+        }
         var slots = [CLBuffer?](repeating: nil, count: r.bytes.count)
         var regions: [(start: Int, end: Int, request: Int)] = []
         for (b, i) in requestIndex.enumerated() {
-            slots[i] = try context.subBuffer(of: arena, offset: offsets[b], bytes: r.bytes[i])
+            let place = MemoryPlanner.arenaIndex(offsets[b], alignment: alignment, arenaLimit: limit)
+            slots[i] = try context.subBuffer(of: arenas[place.arena], offset: place.offset, bytes: r.bytes[i])
             regions.append((offsets[b], offsets[b] + r.bytes[i], i))
         }
         // Regions sharing bytes: sweep in start order.
@@ -223,15 +239,16 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
                 b += 1
             }
         }
-        let plan = Plan(arena: arena, slots: slots, sizes: r.bytes, overlaps: overlaps)
+        let plan = Plan(arenas: arenas, slots: slots, sizes: r.bytes, overlaps: overlaps)
         plan.lastUse = useClock
         plans[key] = plan
         let requested = blocks.reduce(0) { $0 + MemoryPlanner.aligned($1.bytes, alignment) }
         let peak = MemoryPlanner.peakLive(blocks, alignment: alignment)
         stats.plansMade += 1
         (stats.arenaBytes, stats.requestedBytes, stats.peakLiveBytes, stats.slots) = (arenaBytes, requested, peak, blocks.count)
-        log?(String(format: "memory plan %@: %d buffers, arena %.1f MiB (requested %.1f MiB, peak live %.1f MiB), %d kept outside",
-                    key, blocks.count, Double(arenaBytes) / 1048576, Double(requested) / 1048576, Double(peak) / 1048576,
+        stats.arenas = arenas.count
+        log?(String(format: "memory plan %@: %d buffers, %d arena(s) of %.1f MiB (requested %.1f MiB, peak live %.1f MiB), %d kept outside",
+                    key, blocks.count, arenas.count, Double(arenaBytes) / 1048576, Double(requested) / 1048576, Double(peak) / 1048576,
                     r.bytes.count - blocks.count))
     }
 
@@ -295,6 +312,7 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         lock.lock()
         defer { lock.unlock() }
         stats = Stats()
+        arenaLimitBytes = nil
         mode = .idle
         plans = [:]
         previous = [:]
@@ -306,6 +324,6 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
     public var arenaBytes: Int {
         lock.lock()
         defer { lock.unlock() }
-        return plans.values.reduce(0) { $0 + $1.arena.bytes }
+        return plans.values.reduce(0) { $0 + $1.arenas.reduce(0) { $0 + $1.bytes } }
     }
 }

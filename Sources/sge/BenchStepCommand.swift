@@ -47,8 +47,8 @@ struct BenchStep: ParsableCommand {
             row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
             row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
             row.stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
-            row.deviceAllocationsPerStep = r.deviceAllocations.max()
-            row.hostAllocationsPerStep = r.hostStorageAllocations.max()
+            row.deviceAllocationsPerStep = r.deviceAllocations.last
+            row.hostAllocationsPerStep = r.hostStorageAllocations.last
             if let plan = r.plan, plan.plansMade > 0 {
                 row.planArenaMiB = Double(plan.arenaBytes) / 1_048_576
                 row.planRequestedMiB = Double(plan.requestedBytes) / 1_048_576
@@ -71,8 +71,9 @@ struct BenchStep: ParsableCommand {
             print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]
                 .compactMap { $0 }.joined(separator: ", ") + (r.stepPeakDeviceBytes.map { "; device buffers in the last step \(mib($0))" } ?? ""))
             if let plan = r.plan {
-                let perStep = "per timed step: \(r.deviceAllocations.max() ?? 0) device buffers created, "
-                    + "\(r.hostStorageAllocations.max() ?? 0) host tensor storages allocated"
+                let list = { (v: [Int]) in v.map(String.init).joined(separator: " ") }
+                let perStep = "per timed step: device buffers created \(list(r.deviceAllocations)), "
+                    + "host tensor storages allocated \(list(r.hostStorageAllocations))"
                 if plan.plansMade > 0 {
                     print(String(format: "memory plan: arena %.1f MiB for %d buffers (requested %.1f MiB, peak live %.1f MiB); %d requests "
                                  + "planned, %d fell back to the pool (%d size mismatches, %d regions still held); ",

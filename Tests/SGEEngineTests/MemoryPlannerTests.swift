@@ -56,6 +56,27 @@ final class MemoryPlannerTests: XCTestCase {
         XCTAssertEqual(offsets, [0, 400, 750, 1050, 1250, 1050])
     }
 
+    /// With an arena limit no block crosses a multiple of it (each lies in one arena), and the
+    /// invariants still hold.
+    func testArenaLimitKeepsEachBlockInOneArena() {
+        var rng = SeededRNG(seed: 5)
+        let blocks = (0..<60).map { _ -> Block in
+            let first = Int(rng.uniform() * 50)
+            return Block(bytes: 100 + Int(rng.uniform() * 900), first: first, last: first + Int(rng.uniform() * 20))
+        }
+        let limit = 2000
+        let (offsets, arena) = MemoryPlanner.plan(blocks, alignment: 64, arenaLimit: limit)
+        XCTAssertGreaterThan(arena, limit, "the case needs several arenas")
+        for (i, b) in blocks.enumerated() {
+            let place = MemoryPlanner.arenaIndex(offsets[i], alignment: 64, arenaLimit: limit)
+            XCTAssertLessThanOrEqual(place.offset + b.bytes, MemoryPlanner.cut(arenaLimit: limit, alignment: 64), "block \(i) crosses an arena's end")
+            XCTAssertEqual(place.arena * 1984 + place.offset, offsets[i])
+            for j in 0..<i where b.overlapsInTime(blocks[j]) {
+                XCTAssertTrue(offsets[i] + b.bytes <= offsets[j] || offsets[j] + blocks[j].bytes <= offsets[i], "blocks \(j) and \(i)")
+            }
+        }
+    }
+
     /// Random lifetimes and sizes (fixed seeds): the invariants hold and reuse happens.
     func testRandomIntervalsNeverShareLiveBytes() {
         var rng = SeededRNG(seed: 17)

@@ -24,10 +24,11 @@ final class MemoryPlanTests: XCTestCase {
 
     /// Six steps of batch 4, four of batch 3 (a smaller last batch), an evaluation pass, three more
     /// of batch 4. With `holdLogits`, step 5 keeps its logits until step 6 has run.
-    func train(plan: Bool, holdLogits: Bool = false) throws -> Run {
+    func train(plan: Bool, holdLogits: Bool = false, arenaLimit: Int? = nil) throws -> Run {
         let backend = try testDevice()
         let memory = backend.stepMemory
         memory.reset()
+        memory.arenaLimitBytes = arenaLimit
         let wasEnabled = memory.enabled
         memory.enabled = plan
         defer { memory.enabled = wasEnabled; memory.reset() }
@@ -110,6 +111,18 @@ final class MemoryPlanTests: XCTestCase {
                        "host storages allocated per planned step: \(on.hostAllocations)")
         XCTAssertEqual(off.stats.plansMade, 0)
         XCTAssertGreaterThan(off.stats.stepRequests, 0)
+    }
+
+    /// A plan cut into several arenas (as when the step is larger than the device's largest
+    /// allocation) gives the same bits.
+    func testSeveralArenasGiveTheSameBits() throws {
+        let off = try train(plan: false)
+        let on = try train(plan: true, arenaLimit: 16 << 10)
+        XCTAssertEqual(on.stats.plansMade, 2, "\(on.stats)")
+        XCTAssertGreaterThan(on.stats.arenas, 1, "\(on.stats)")
+        XCTAssertEqual(on.losses, off.losses)
+        XCTAssertEqual(on.evaluation, off.evaluation)
+        for (name, values) in off.params { XCTAssertEqual(on.params[name]!, values, "\(name) with and without the plan") }
     }
 
     /// A tensor kept past its recorded lifetime: the regions overlapping it are not handed out
