@@ -121,10 +121,10 @@ public struct StepBenchmark {
                     result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
                 }
             } catch {
-                try? backend.endStep()
+                backend.endStep()
                 throw error
             }
-            try backend.endStep()
+            backend.endStep()
             context?.recorder = nil
             guard value.isFinite else { throw SGEError.numeric("bench step: the training step's loss is \(value)") }
             guard i >= warmup else { continue }

@@ -19,7 +19,7 @@ public protocol BackendBase: AnyObject {
     /// batch shape; see `StepMemory`); the reference backend ignores it.
     func beginStep(_ key: String)
     /// Ends the step `beginStep` started (a first recording may become a plan here).
-    func endStep() throws
+    func endStep()
 }
 
 /// What a backend says about its memory, for the memory check before training (no OpenCL type, so
@@ -38,7 +38,7 @@ public struct DeviceMemory: Sendable, Equatable {
 
 extension BackendBase {
     public func beginStep(_ key: String) {}
-    public func endStep() throws {}
+    public func endStep() {}
 
     /// A zero tensor of `shape` on this backend.
     public func zeros(_ shape: Shape, label: String = "tensor") -> Tensor {

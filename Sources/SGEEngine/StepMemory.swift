@@ -147,16 +147,15 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         }
     }
 
-    /// Ends the step: a recording may become a plan; a diverged plan is dropped.
-    public func endStep() throws {
+    /// Ends the step: a recording may become a plan (a plan that cannot be made leaves the key to
+    /// the pool); a diverged plan is dropped.
+    public func endStep() {
         lock.lock()
         defer { lock.unlock() }
-        try endStepThrowing()
+        endStepLocked()
     }
 
-    private func endStepLocked() { try? endStepThrowing() }
-
-    private func endStepThrowing() throws {
+    private func endStepLocked() {
         let ended = mode
         mode = .idle
         if case .idle = ended {} else { (stats.stepRequests, stats.stepRequestedBytes) = (requests, requestedBytes) }

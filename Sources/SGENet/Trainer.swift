@@ -255,10 +255,10 @@ public final class Trainer {
                     try withUnsafeMutablePointer(to: &stepLoss) { try loss.read(into: UnsafeMutableBufferPointer(start: $0, count: 1)) }
                     deviceWait += Date().timeIntervalSince(t2)
                 } catch {
-                    try? backend.endStep()
+                    backend.endStep()
                     throw error
                 }
-                try backend.endStep()
+                backend.endStep()
                 var reportDue = Date().timeIntervalSince(lastReport) > 0.5
                 if let dp = dataParallel {
                     (stepLoss, reportDue) = try dp.agree(loss: stepLoss, reportDue: reportDue, stopRequested: trainingStopRequested != 0, step: step)

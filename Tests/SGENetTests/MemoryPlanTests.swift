@@ -67,7 +67,7 @@ final class MemoryPlanTests: XCTestCase {
                 }
                 return value
             }()
-            try backend.endStep()
+            backend.endStep()
             if holdLogits && step == 5 { run.held!.after = try deviceValues(held!, backend) }
             run.losses.append(value)
             run.deviceAllocations.append(backend.device.deviceAllocations - devices0)
