@@ -150,6 +150,21 @@ public struct StepBenchmark {
     }
 }
 
+extension BenchRow {
+    /// Fills the step memory plan's fields from a step benchmark's result.
+    public mutating func addMemoryPlan(_ r: StepBenchmark.Result) {
+        peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
+        stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
+        deviceAllocationsPerStep = r.deviceAllocations.last
+        hostAllocationsPerStep = r.hostStorageAllocations.last
+        if let plan = r.plan, plan.plansMade > 0 {
+            planArenaMiB = Double(plan.arenaBytes) / 1_048_576
+            planRequestedMiB = Double(plan.requestedBytes) / 1_048_576
+            planFallbacks = plan.fallbacks + plan.conflicts
+        }
+    }
+}
+
 /// The median of `values` (the upper middle one for an even count; NaN when empty).
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()

@@ -15,7 +15,10 @@ struct BenchStep: ParsableCommand {
             loss back, as `sge train` does. Reported per step (medians of the timed steps): wall ms and images/s; \
             host_ms, the host thread's time issuing the step less any blocking inside it; device_ms, the summed \
             OpenCL profiling-event times of every kernel and CLBlast call; launches, the kernels and CLBlast calls \
-            enqueued. host_ms above device_ms means the step is bound by the host. --kernels lists the device time \
+            enqueued. host_ms above device_ms means the step is bound by the host. Memory: peak device buffers over \
+            the run and in the last timed step, the step memory plan's arena against the bytes its requests \
+            would take without reuse, requests that fell back to the pool, and device buffers and host tensor \
+            storages allocated per timed step (SGE_MEMORY_PLAN=0 turns the plan off). --kernels lists the device time \
             and launches per kernel name. --json prints one `sge bench` row (op train_step) as a one-row report.
             """)
 
@@ -44,16 +47,8 @@ struct BenchStep: ParsableCommand {
             row.launches = r.launches
             row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
-            row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
             row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
-            row.stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
-            row.deviceAllocationsPerStep = r.deviceAllocations.last
-            row.hostAllocationsPerStep = r.hostStorageAllocations.last
-            if let plan = r.plan, plan.plansMade > 0 {
-                row.planArenaMiB = Double(plan.arenaBytes) / 1_048_576
-                row.planRequestedMiB = Double(plan.requestedBytes) / 1_048_576
-                row.planFallbacks = plan.fallbacks + plan.conflicts
-            }
+            row.addMemoryPlan(r)
             if json {
                 let info = choice.info
                 let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
