@@ -219,6 +219,9 @@ public final class StepMemory: StepBufferSource, BufferReleaseObserver, @uncheck
         for a in 0...last.arena {
             let bytes = a == last.arena ? last.offset + 1 : MemoryPlanner.cut(arenaLimit: limit, alignment: alignment)
             arenas.append(try context.unpooledBuffer(bytes: bytes))
+            // Touched now, so the first planned step does not page-fault it in (CPU drivers map a
+            // new buffer's pages on first write).
+            try context.enqueueZero(arenas[a], bytes: bytes / 4 * 4)
         }
         var slots = [CLBuffer?](repeating: nil, count: r.bytes.count)
         var regions: [(start: Int, end: Int, request: Int)] = []

@@ -178,6 +178,17 @@ public final class CLContext: @unchecked Sendable {
         return e
     }
 
+    /// Enqueues zeroing `bytes` bytes of `buffer` from `offset` (clEnqueueFillBuffer; both multiples of 4).
+    @discardableResult
+    public func enqueueZero(_ buffer: CLBuffer, offset: Int = 0, bytes: Int) throws -> CLEvent {
+        var zero: Float = 0
+        var event: cl_event?
+        try check(clEnqueueFillBuffer(queue, buffer.mem, &zero, 4, offset, bytes, 0, nil, &event), "clEnqueueFillBuffer")
+        let e = CLEvent(event!)
+        recorder?.launched("fill_buffer", e)
+        return e
+    }
+
     /// Blocks until every enqueued command has finished.
     public func finish() throws {
         let start = DispatchTime.now()
