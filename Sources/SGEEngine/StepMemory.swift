@@ -11,8 +11,9 @@ import SGEOpenCL
 ///   excluded from the plan; their later requests keep using the pool.
 /// - Planning: when two consecutive recordings with the same key request the same sizes in the
 ///   same order with the same buffers surviving (the first step also creates caches that later steps
-///   reuse), the step's buffers are packed into one arena; every planned request gets its sub-buffer
-///   there, made once, and the pool's kept buffers are released.
+///   reuse), the step's buffers are packed into one arena (cut into several at the device's largest
+///   allocation); every planned request gets its sub-buffer there, made once; the pool's kept buffers
+///   are released and the arena is zeroed once (so its pages are mapped before the first planned step).
 /// - Serving: the i-th request of a later step with that key gets the i-th sub-buffer, the same
 ///   cl_mem every step, so a steady-state step creates none. Reuse within the arena relies on the
 ///   in-order queue exactly as the pool does (a region's next user runs after every earlier command).
