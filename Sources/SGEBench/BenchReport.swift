@@ -30,6 +30,17 @@ public struct BenchRow: Codable, Equatable, Sendable {
     /// Training-step rows: peak device buffers and peak host resident memory, in MiB.
     public var peakDeviceMiB: Double?
     public var peakHostMiB: Double?
+    /// Training-step rows with the step memory plan (see `StepMemory`): the peak device buffers of
+    /// the last timed step; the plan's arena and the sum of the requests it serves, in MiB; cl_mem
+    /// objects created and host tensor storages allocated in the last timed step (the steady state;
+    /// the step that makes the plan creates its arena and sub-buffers); requests of planned steps
+    /// that fell back to the pool (size mismatch or a region still held).
+    public var stepPeakDeviceMiB: Double?
+    public var planArenaMiB: Double?
+    public var planRequestedMiB: Double?
+    public var deviceAllocationsPerStep: Int?
+    public var hostAllocationsPerStep: Int?
+    public var planFallbacks: Int?
 
     public init(op: String, direction: String, shape: String, ms: Double, msMin: Double, msMax: Double, gbps: Double? = nil,
                 gflops: Double? = nil, imagesPerSecond: Double? = nil, fraction: Double? = nil, unit: String, timer: String) {
@@ -54,6 +65,9 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case op, direction, shape, ms, unit, timer, gbps, gflops, fraction, launches
         case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s", hostMs = "host_ms", deviceMs = "device_ms"
         case peakDeviceMiB = "peak_device_mib", peakHostMiB = "peak_host_mib"
+        case stepPeakDeviceMiB = "step_peak_device_mib", planArenaMiB = "plan_arena_mib", planRequestedMiB = "plan_requested_mib"
+        case deviceAllocationsPerStep = "device_allocations_per_step", hostAllocationsPerStep = "host_allocations_per_step"
+        case planFallbacks = "plan_fallbacks"
     }
 }
 

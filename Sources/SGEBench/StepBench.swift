@@ -30,6 +30,15 @@ public struct StepBenchmark {
         /// the process's peak resident host memory, in bytes.
         public var peakDeviceBytes: Int?
         public var peakHostBytes: Int?
+        /// Device buffers at their peak during the last timed step (after `warmup` + `steps` - 1 steps
+        /// the memory plan, if any, is in use; the pool's kept buffers count as before).
+        public var stepPeakDeviceBytes: Int?
+        /// Per timed step: cl_mem objects created (buffers and sub-buffers) and host tensor storages
+        /// allocated (`Tensor.hostStorageAllocations`).
+        public var deviceAllocations: [Int] = []
+        public var hostStorageAllocations: [Int] = []
+        /// The step memory plan's counters after the run (OpenCL backends).
+        public var plan: StepMemory.Stats?
         /// Launches and device milliseconds of one step per kernel name (largest device time first).
         public var perKernel: [(name: String, launches: Int, deviceMs: Double)]
         public var imagesPerSecond: Double { Double(batch) / median(wallMs) * 1e3 }
@@ -78,24 +87,49 @@ public struct StepBenchmark {
         var result = Result(model: model, batch: batch, inputShape: [config.inputChannels, height, width], wallMs: [], hostMs: [],
                             deviceMs: [], launches: nil, transfers: nil, peakDeviceBytes: nil, peakHostBytes: nil, perKernel: [])
         defer { context?.recorder = nil }
+        // The batch's tensors are kept and rewritten every step (as `Trainer` does), so a step
+        // allocates no host storage for them; the step's buffers follow the memory plan of this key.
+        let x = try backend.tensor(images, shape, label: "images")
+        let y = try backend.tensor(labels, [batch], label: "labels")
+        let key = "bench \(model) \(shape)"
+        var runPeak = 0
         for i in 0..<(warmup + steps) {
             try backend.synchronize()
+            if i == warmup + steps - 1, let context {
+                runPeak = context.deviceBytes.peak
+                context.resetPeakBytes()
+            }
+            let (devices0, hosts0) = (context?.deviceAllocations ?? 0, Tensor.hostStorageAllocations)
             let recorder = context.map { _ in LaunchRecorder() }
             context?.recorder = recorder
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let x = try backend.tensor(images, shape, label: "images")
-            let y = try backend.tensor(labels, [batch], label: "labels")
-            try x.prefetchToDevice()
-            let (loss, _) = try net.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            let blockedWhileIssuing = recorder?.blockingSeconds ?? 0
-            let value = try loss.read()[0]
-            let t2 = DispatchTime.now().uptimeNanoseconds
+            backend.beginStep(key)
+            let value: Float
+            do {
+                try x.write(images)
+                try y.write(labels)
+                try x.prefetchToDevice()
+                let (loss, _) = try net.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
+                var v: Float = 0
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                let blockedWhileIssuing = recorder?.blockingSeconds ?? 0
+                try withUnsafeMutablePointer(to: &v) { try loss.read(into: UnsafeMutableBufferPointer(start: $0, count: 1)) }
+                value = v
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                if i >= warmup {
+                    result.wallMs.append(Double(t2 - t0) / 1e6)
+                    result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
+                }
+            } catch {
+                backend.endStep()
+                throw error
+            }
+            backend.endStep()
             context?.recorder = nil
             guard value.isFinite else { throw SGEError.numeric("bench step: the training step's loss is \(value)") }
             guard i >= warmup else { continue }
-            result.wallMs.append(Double(t2 - t0) / 1e6)
-            result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
+            result.deviceAllocations.append((context?.deviceAllocations ?? 0) - devices0)
+            result.hostStorageAllocations.append(Tensor.hostStorageAllocations - hosts0)
             if let recorder {
                 let device = try recorder.deviceMilliseconds()
                 result.deviceMs.append(device.total)
@@ -106,9 +140,28 @@ public struct StepBenchmark {
                     .sorted { $0.deviceMs > $1.deviceMs }
             }
         }
-        result.peakDeviceBytes = context?.deviceBytes.peak
+        if let context {
+            result.stepPeakDeviceBytes = context.deviceBytes.peak
+            result.peakDeviceBytes = max(runPeak, context.deviceBytes.peak)
+            result.plan = StepMemory.of(context).stats
+        }
         result.peakHostBytes = peakResidentBytes()
         return result
+    }
+}
+
+extension BenchRow {
+    /// Fills the step memory plan's fields from a step benchmark's result.
+    public mutating func addMemoryPlan(_ r: StepBenchmark.Result) {
+        peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
+        stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
+        deviceAllocationsPerStep = r.deviceAllocations.last
+        hostAllocationsPerStep = r.hostStorageAllocations.last
+        if let plan = r.plan, plan.plansMade > 0 {
+            planArenaMiB = Double(plan.arenaBytes) / 1_048_576
+            planRequestedMiB = Double(plan.requestedBytes) / 1_048_576
+            planFallbacks = plan.fallbacks + plan.conflicts
+        }
     }
 }
 

@@ -15,6 +15,11 @@ public protocol BackendBase: AnyObject {
     func makeTensor(_ values: [Float]?, _ shape: Shape) -> Tensor
     /// A tensor a kernel will overwrite entirely (device-only for OpenCL, zeros for the reference).
     func makeOutput(_ shape: Shape) throws -> Tensor
+    /// Starts a training step whose device buffers follow the memory plan of `key` (model and
+    /// batch shape; see `StepMemory`); the reference backend ignores it.
+    func beginStep(_ key: String)
+    /// Ends the step `beginStep` started (a first recording may become a plan here).
+    func endStep()
 }
 
 /// What a backend says about its memory, for the memory check before training (no OpenCL type, so
@@ -32,6 +37,9 @@ public struct DeviceMemory: Sendable, Equatable {
 }
 
 extension BackendBase {
+    public func beginStep(_ key: String) {}
+    public func endStep() {}
+
     /// A zero tensor of `shape` on this backend.
     public func zeros(_ shape: Shape, label: String = "tensor") -> Tensor {
         let t = makeTensor(nil, shape)

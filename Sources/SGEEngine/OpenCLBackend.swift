@@ -39,6 +39,11 @@ public final class OpenCLBackend: BackendBase {
 
     public func synchronize() throws { try device.finish() }
 
+    /// The memory plan of training steps on this backend's device (shared by its backends).
+    public var stepMemory: StepMemory { StepMemory.of(device) }
+    public func beginStep(_ key: String) { stepMemory.beginStep(key) }
+    public func endStep() { stepMemory.endStep() }
+
     /// The kernel `name` of `source`, compiled once per defines.
     func kernel(_ name: String, _ source: String, _ defines: [String: String] = [:]) throws -> CLKernel {
         try device.kernel(name, source: source, defines: defines)

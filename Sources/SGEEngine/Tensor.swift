@@ -9,11 +9,22 @@ final class HostStorage: @unchecked Sendable {
     let count: Int
     init(count: Int) {
         self.count = count
+        HostStorage.counter.lock()
+        HostStorage.created += 1
+        HostStorage.counter.unlock()
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: count)
     }
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    private static let counter = NSLock()
+    nonisolated(unsafe) private static var created = 0
+    /// Host storages allocated so far in this process.
+    static var allocations: Int {
+        counter.lock()
+        defer { counter.unlock() }
+        return created
+    }
     var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 }
 
@@ -103,6 +114,10 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     public var description: String { "\(label) \(shape) on \(residency)" }
 
+    /// Host storages (a tensor's host copy) allocated so far by this process: the difference over a
+    /// training step is its host tensor allocations.
+    public static var hostStorageAllocations: Int { HostStorage.allocations }
+
     deinit {
         // A non-blocking upload may still be reading the host memory: keep it alive until done.
         if let e = pendingUpload, let host { InFlightUploads.keep(host, until: e) }
@@ -114,6 +129,23 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public func read() throws -> [Float] {
         try syncToHost()
         return Array(host!.buffer)
+    }
+
+    /// Copies the values into `out` (count elements) without keeping a host copy when only the
+    /// device copy is valid: no host storage is allocated (a training step's loss read).
+    public func read(into out: UnsafeMutableBufferPointer<Float>) throws {
+        guard out.count == count else {
+            throw SGEError.shape("\(label): reading \(count) values into room for \(out.count)")
+        }
+        guard let dst = out.baseAddress, count > 0 else { return }
+        if residency.contains(.host) || host != nil {
+            try syncToHost()
+            dst.update(from: host!.pointer, count: count)
+            return
+        }
+        guard let context, let buffer else { throw SGEError.invalidArgument("\(label) has no valid copy to read") }
+        try context.read(buffer, into: dst, bytes: count * 4)
+        downloads += 1
     }
 
     public func hostTensor() throws -> HostTensor { HostTensor(shape: shape, data: try read()) }

@@ -199,6 +199,18 @@ public final class Trainer {
 
     var stopAtStep: Int?
 
+    /// The batch's images and labels, kept while the batch shape stays (rewritten every step, so
+    /// a step allocates no host storage for them), and the step's memory-plan key.
+    private var inputs: (images: Tensor, labels: Tensor, key: String)?
+
+    private func stepInputs(_ shape: Shape, _ labelsShape: Shape) throws -> (images: Tensor, labels: Tensor, key: String) {
+        if let inputs, inputs.images.shape == shape, inputs.labels.shape == labelsShape { return inputs }
+        let made = (images: backend.zeros(shape, label: "images"), labels: backend.zeros(labelsShape, label: "labels"),
+                    key: "train \(model.config) \(shape)")
+        inputs = made
+        return made
+    }
+
     @discardableResult
     public func run() throws -> [EpochMetrics] {
         var results: [EpochMetrics] = []
@@ -211,6 +223,8 @@ public final class Trainer {
             // correct count stays on the device and is read only when progress is reported.
             var lossSum = 0.0
             let correctSum = backend.zeros([1], label: "correct sum")
+            // Uploaded before the first step, so every step requests the same device buffers.
+            try correctSum.prefetchToDevice()
             var seen = 0
             var dataWait = 0.0, hostTime = 0.0, deviceWait = 0.0
             let epochStart = Date()
@@ -225,15 +239,26 @@ public final class Trainer {
                 let t1 = Date()
                 dataWait += t1.timeIntervalSince(t0)
                 lr = schedule.lr(at: step)
-                let x = try backend.tensor(batch.images, batch.shape, label: "images")
-                let labels = try backend.tensor(batch.labels.map(Float.init), labelsShape, label: "labels")
-                try x.prefetchToDevice()
-                let (loss, correct) = try model.trainStep(x, labels: labels, optimizer: optimizer, lr: lr, beforeUpdate: dataParallel?.finishGradients)
-                try backend.axpby(alpha: 1, correct, beta: 1, correctSum)
-                let t2 = Date()
-                hostTime += t2.timeIntervalSince(t1)
-                var stepLoss = try loss.read()[0]
-                deviceWait += Date().timeIntervalSince(t2)
+                // The step's device buffers follow the memory plan of (model, batch shape).
+                let inputs = try stepInputs(batch.shape, labelsShape)
+                backend.beginStep(inputs.key)
+                var stepLoss: Float = 0
+                do {
+                    try inputs.images.write(batch.images)
+                    try inputs.labels.write(batch.labels.map(Float.init))
+                    try inputs.images.prefetchToDevice()
+                    let (loss, correct) = try model.trainStep(inputs.images, labels: inputs.labels, optimizer: optimizer, lr: lr,
+                                                              beforeUpdate: dataParallel?.finishGradients)
+                    try backend.axpby(alpha: 1, correct, beta: 1, correctSum)
+                    let t2 = Date()
+                    hostTime += t2.timeIntervalSince(t1)
+                    try withUnsafeMutablePointer(to: &stepLoss) { try loss.read(into: UnsafeMutableBufferPointer(start: $0, count: 1)) }
+                    deviceWait += Date().timeIntervalSince(t2)
+                } catch {
+                    backend.endStep()
+                    throw error
+                }
+                backend.endStep()
                 var reportDue = Date().timeIntervalSince(lastReport) > 0.5
                 if let dp = dataParallel {
                     (stepLoss, reportDue) = try dp.agree(loss: stepLoss, reportDue: reportDue, stopRequested: trainingStopRequested != 0, step: step)

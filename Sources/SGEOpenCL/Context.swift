@@ -64,11 +64,35 @@ public final class CLContext: @unchecked Sendable {
     /// buffer's new commands run after every earlier command that used it.
     let pool = BufferPool()
 
-    /// A device buffer of `bytes` bytes (at least 4), reused from the pool when one of that size is free.
+    /// Serves device buffer requests inside a planned training step (SGEEngine's `StepMemory`); nil:
+    /// every request goes to the pool.
+    public var stepBuffers: (any StepBufferSource)?
+
+    /// A device buffer of `bytes` bytes (at least 4): from the step's memory plan when one serves
+    /// this request (`stepBuffers`), else reused from the pool when one of that size is free.
     public func buffer(bytes: Int) throws -> CLBuffer {
-        var status: cl_int = 0
+        let size = max(bytes, 4)
+        if let source = stepBuffers, let b = try source.buffer(bytes: size, context: self) { return b }
+        return try pooledBuffer(bytes: size)
+    }
+
+    /// A device buffer of `bytes` bytes (at least 4) from the pool, bypassing any step plan.
+    public func pooledBuffer(bytes: Int) throws -> CLBuffer {
         let size = max(bytes, 4)
         if let mem = pool.take(bytes: size) { return CLBuffer(mem: mem, bytes: size, pool: pool) }
+        return CLBuffer(mem: try createBuffer(size), bytes: size, pool: pool)
+    }
+
+    /// A device buffer of `bytes` bytes that is released, never pooled, when its last reference
+    /// goes (a step plan's arena); it counts in `deviceBytes`.
+    public func unpooledBuffer(bytes: Int) throws -> CLBuffer {
+        let size = max(bytes, 4)
+        return CLBuffer(mem: try createBuffer(size), bytes: size, pool: pool, reusable: false)
+    }
+
+    /// clCreateBuffer of `size` bytes, counted in `deviceBytes` and `deviceAllocations`.
+    private func createBuffer(_ size: Int) throws -> cl_mem {
+        var status: cl_int = 0
         // Checked before the driver sees it: some drivers assert instead of returning an error.
         guard UInt64(size) <= info.maxAllocation else {
             throw SGEError.memory("a device buffer of \(size) bytes exceeds \(info.name)'s largest allocation "
@@ -83,8 +107,15 @@ public final class CLContext: @unchecked Sendable {
             throw OpenCLError.api(call: "clCreateBuffer(\(size) bytes)", code: status, name: OpenCLError.name(of: status))
         }
         pool.created(bytes: size)
-        return CLBuffer(mem: mem, bytes: size, pool: pool)
+        return mem
     }
+
+    /// cl_mem objects created on this context so far (clCreateBuffer and clCreateSubBuffer): the
+    /// difference over a step is its device allocations.
+    public var deviceAllocations: Int { pool.allocations }
+
+    /// Releases the buffers the pool keeps for reuse (those in use are untouched).
+    public func releasePooledBuffers() { pool.drain() }
 
     /// The alignment in bytes that a sub-buffer's offset needs (CL_DEVICE_MEM_BASE_ADDR_ALIGN).
     public func subBufferAlignment() throws -> Int {
@@ -105,6 +136,7 @@ public final class CLContext: @unchecked Sendable {
                                           &region, &status), status == CL_SUCCESS else {
             throw OpenCLError.api(call: "clCreateSubBuffer(offset \(offset), \(bytes) bytes)", code: status, name: OpenCLError.name(of: status))
         }
+        pool.subBufferCreated()
         return CLBuffer(mem: mem, bytes: bytes, parent: parent)
     }
 
@@ -146,6 +178,17 @@ public final class CLContext: @unchecked Sendable {
         return e
     }
 
+    /// Enqueues zeroing `bytes` bytes of `buffer` from `offset` (clEnqueueFillBuffer; both multiples of 4).
+    @discardableResult
+    public func enqueueZero(_ buffer: CLBuffer, offset: Int = 0, bytes: Int) throws -> CLEvent {
+        var zero: Float = 0
+        var event: cl_event?
+        try check(clEnqueueFillBuffer(queue, buffer.mem, &zero, 4, offset, bytes, 0, nil, &event), "clEnqueueFillBuffer")
+        let e = CLEvent(event!)
+        recorder?.launched("fill_buffer", e)
+        return e
+    }
+
     /// Blocks until every enqueued command has finished.
     public func finish() throws {
         let start = DispatchTime.now()
@@ -167,16 +210,33 @@ public final class CLBuffer: @unchecked Sendable {
     public let mem: cl_mem
     public let bytes: Int
     weak var pool: BufferPool?
+    /// False for buffers released rather than pooled when the last reference goes (plan arenas).
+    let reusable: Bool
     /// For a sub-buffer: the buffer it is a region of, kept alive as long as the sub-buffer.
     public let parent: CLBuffer?
-    init(mem: cl_mem, bytes: Int, pool: BufferPool? = nil, parent: CLBuffer? = nil) {
-        (self.mem, self.bytes, self.pool, self.parent) = (mem, bytes, pool, parent)
+    /// Told `releaseTag` when this buffer's last reference goes (a step plan's recording).
+    public weak var releaseObserver: (any BufferReleaseObserver)?
+    public var releaseTag = 0
+    init(mem: cl_mem, bytes: Int, pool: BufferPool? = nil, parent: CLBuffer? = nil, reusable: Bool = true) {
+        (self.mem, self.bytes, self.pool, self.parent, self.reusable) = (mem, bytes, pool, parent, reusable)
     }
     deinit {
-        if let pool, pool.give(mem, bytes: bytes) { return }
+        releaseObserver?.bufferReleased(tag: releaseTag)
+        if let pool, reusable, pool.give(mem, bytes: bytes) { return }
         pool?.released(bytes: bytes)
         clReleaseMemObject(mem)
     }
+}
+
+/// Serves device buffer requests ahead of the pool (see `CLContext.stepBuffers`).
+public protocol StepBufferSource: AnyObject {
+    /// A buffer of exactly `bytes` bytes, or nil to let the pool serve the request.
+    func buffer(bytes: Int, context: CLContext) throws -> CLBuffer?
+}
+
+/// Learns when observed buffers are released (`CLBuffer.releaseObserver`).
+public protocol BufferReleaseObserver: AnyObject {
+    func bufferReleased(tag: Int)
 }
 
 /// Free device buffers by size, up to `capacityBytes` in total (then buffers are released).
@@ -185,6 +245,7 @@ final class BufferPool: @unchecked Sendable {
     private var free: [Int: [cl_mem]] = [:]
     private var heldBytes = 0
     private var live = 0, peak = 0
+    private var creations = 0
     var capacityBytes = 1 << 30
 
     /// How much released memory to keep: half the device's global memory, at least 1 GiB. A
@@ -206,6 +267,31 @@ final class BufferPool: @unchecked Sendable {
         defer { lock.unlock() }
         live += bytes
         peak = max(peak, live)
+        creations += 1
+    }
+
+    func subBufferCreated() {
+        lock.lock()
+        defer { lock.unlock() }
+        creations += 1
+    }
+
+    /// cl_mem objects created (buffers and sub-buffers).
+    var allocations: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return creations
+    }
+
+    /// Releases every kept buffer.
+    func drain() {
+        lock.lock()
+        let lists = free
+        free = [:]
+        for (bytes, list) in lists { live -= bytes * list.count }
+        heldBytes = 0
+        lock.unlock()
+        for list in lists.values { for m in list { clReleaseMemObject(m) } }
     }
 
     func released(bytes: Int) {

@@ -15,7 +15,10 @@ struct BenchStep: ParsableCommand {
             loss back, as `sge train` does. Reported per step (medians of the timed steps): wall ms and images/s; \
             host_ms, the host thread's time issuing the step less any blocking inside it; device_ms, the summed \
             OpenCL profiling-event times of every kernel and CLBlast call; launches, the kernels and CLBlast calls \
-            enqueued. host_ms above device_ms means the step is bound by the host. --kernels lists the device time \
+            enqueued. host_ms above device_ms means the step is bound by the host. Memory: peak device buffers over \
+            the run and in the last timed step, the step memory plan's arena against the bytes its requests \
+            would take without reuse, requests that fell back to the pool, and device buffers and host tensor \
+            storages allocated per timed step (SGE_MEMORY_PLAN=0 turns the plan off). --kernels lists the device time \
             and launches per kernel name. --json prints one `sge bench` row (op train_step) as a one-row report.
             """)
 
@@ -44,8 +47,8 @@ struct BenchStep: ParsableCommand {
             row.launches = r.launches
             row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
-            row.peakDeviceMiB = r.peakDeviceBytes.map { Double($0) / 1_048_576 }
             row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
+            row.addMemoryPlan(r)
             if json {
                 let info = choice.info
                 let report = BenchReport(device: choice.backend.name, platform: info?.platformName ?? "reference",
@@ -61,7 +64,22 @@ struct BenchStep: ParsableCommand {
             }
             let mib = { (b: Int) in String(format: "%.0f MiB", Double(b) / 1_048_576) }
             print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]
-                .compactMap { $0 }.joined(separator: ", "))
+                .compactMap { $0 }.joined(separator: ", ") + (r.stepPeakDeviceBytes.map { "; device buffers in the last step \(mib($0))" } ?? ""))
+            if let plan = r.plan {
+                let list = { (v: [Int]) in v.map(String.init).joined(separator: " ") }
+                let perStep = "per timed step: device buffers created \(list(r.deviceAllocations)), "
+                    + "host tensor storages allocated \(list(r.hostStorageAllocations))"
+                if plan.plansMade > 0 {
+                    print(String(format: "memory plan: arena %.1f MiB for %d buffers (requested %.1f MiB, peak live %.1f MiB); %d requests "
+                                 + "planned, %d fell back to the pool (%d size mismatches, %d regions still held); ",
+                                 Double(plan.arenaBytes) / 1_048_576, plan.slots, Double(plan.requestedBytes) / 1_048_576,
+                                 Double(plan.peakLiveBytes) / 1_048_576, plan.planned, plan.fallbacks + plan.conflicts, plan.fallbacks,
+                                 plan.conflicts) + perStep)
+                } else {
+                    print(String(format: "memory plan: none (SGE_MEMORY_PLAN=0 or no stable step); a step requests %d buffers, %.1f MiB; ",
+                                 plan.stepRequests, Double(plan.stepRequestedBytes) / 1_048_576) + perStep)
+                }
+            }
             if kernels {
                 let width = max(r.perKernel.map(\.name.count).max() ?? 0, 6) + 2
                 func padded(_ s: String) -> String { pad(s, width) }

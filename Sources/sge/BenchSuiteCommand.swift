@@ -309,6 +309,7 @@ struct SuiteRunner {
             rows[rows.count - 1].launches = r.launches
             rows[rows.count - 1].hostMs = median(r.hostMs)
             rows[rows.count - 1].deviceMs = median(r.deviceMs)
+            rows[rows.count - 1].addMemoryPlan(r)
             if live {
                 print(String(format: "    per step: %d launches, host %.2f ms issuing, device %.2f ms (kernel events)", r.launches ?? 0,
                              median(r.hostMs), median(r.deviceMs)))
