@@ -80,6 +80,23 @@ final class ConvChoiceTests: XCTestCase {
         }
     }
 
+    /// Within the tie margin the earlier candidate wins (here every candidate is "within" it).
+    func testNearTiesKeepTheEarlierCandidate() throws {
+        for order in [[ConvPath.clblast, .cpuKernels], [.cpuKernels, .clblast]] {
+            let device = try testDevice()
+            let chooser = device.convWorkspace.chooser
+            (chooser.file, chooser.minWork, chooser.repeats, chooser.tieMargin) = (try temporaryFile(), 0, 1, 1e9)
+            chooser.candidateOverride = order
+            try runAndCompare(device, "order \(order)")
+            let x = device.zeros([3, 6, 11, 9]), w = device.zeros([5, 6, 3, 3])
+            for direction in [ConvDirection.forward, .backward] {
+                let c = try device.convChoice(x: x, weight: w, params: Conv2dParams(stride: 1, padding: 1), direction)
+                XCTAssertEqual(c.path, order[0], "\(direction), candidates \(order)")
+                XCTAssertEqual(c.source, .timed)
+            }
+        }
+    }
+
     func testUnknownOrInapplicableStoredPathsAreIgnored() throws {
         let device = try testDevice()
         let file = try temporaryFile()

@@ -64,6 +64,8 @@ public final class ConvChooser: @unchecked Sendable {
     public var minWork = 1 << 24
     /// Timed runs per candidate (after one warm-up); the median counts.
     public var repeats = 3
+    /// A later candidate must be this much faster than an earlier one to be chosen (0.05: 5%).
+    public var tieMargin = 0.05
     /// Whether timed choices are written to the device's choice file.
     public var persist = true
     /// The choice file; nil: `ConvChoices.file(for:)` beside the CLBlast tuning (tests use a temporary one).
@@ -143,8 +145,9 @@ extension OpenCLBackend {
         }
         let winograd = convWorkspace.winograd != false && Self.winogradApplies(s)
         if !device.info.isGPU {
-            // Untimed, the first: Winograd measured faster on PoCL at every 3×3 stride-1 shape but
-            // one input channel (the stem); the implicit GEMM has the fewest launches.
+            // Untimed, the first; timed, the first within `tieMargin` of the fastest. Winograd measured
+            // faster on PoCL at every 3×3 stride-1 shape but one input channel (the stem); the
+            // implicit GEMM has the fewest launches.
             var list: [ConvPath] = [.cpuImplicit, .cpuKernels]
             if convWorkspace.cpuImplicit == false { list = [.cpuKernels] }
             if winograd {
@@ -215,7 +218,10 @@ extension OpenCLBackend {
                 }
                 times.append(samples.sorted()[samples.count / 2])
             }
-            path = candidates[times.indices.min { times[$0] < times[$1] }!]
+            // The first candidate (in the default order: fewest launches first) within `tieMargin`
+            // of the fastest, so near-ties measured on a noisy machine do not flip between runs.
+            let best = times.min()!
+            path = candidates[times.firstIndex { $0 <= best * (1 + chooser.tieMargin) }!]
             source = .timed
             let timings = Dictionary(uniqueKeysWithValues: zip(candidates, times).map { ("\(direction.rawValue) \($0.rawValue)", $1) })
             chooser.store(key, direction, path, timings: timings, info: device.info)
