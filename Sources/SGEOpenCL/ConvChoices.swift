@@ -35,11 +35,7 @@ public struct ConvChoices: Codable, Equatable, Sendable {
     /// exists but cannot be read or decoded, or belongs to another device.
     public static func load(for info: DeviceInfo, from file: URL? = nil) throws -> ConvChoices? {
         let url = file ?? Self.file(for: info)
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let stored: ConvChoices
-        do { stored = try JSONDecoder().decode(ConvChoices.self, from: Data(contentsOf: url)) } catch {
-            throw TuningError("unreadable convolution choices \(url.path): \(error)")
-        }
+        guard let stored = try readTuningJSON(ConvChoices.self, from: url, what: "convolution choices") else { return nil }
         guard stored.device == info.cacheIdentity else {
             throw TuningError("convolution choices \(url.path) are for '\(stored.device)', not '\(info.cacheIdentity)'")
         }
@@ -50,26 +46,13 @@ public struct ConvChoices: Codable, Equatable, Sendable {
     @discardableResult
     public func save(for info: DeviceInfo, to file: URL? = nil) throws -> URL {
         let url = file ?? Self.file(for: info)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        try encoder.encode(self).write(to: tmp)
-        guard rename(tmp.path, url.path) == 0 else {
-            try? FileManager.default.removeItem(at: tmp)
-            throw TuningError("cannot write \(url.path) (errno \(errno))")
-        }
+        try writeTuningJSON(self, to: url)
         return url
     }
 
     /// Deletes `info`'s stored choices; returns whether there were any.
     @discardableResult
-    public static func reset(for info: DeviceInfo) throws -> Bool {
-        let url = file(for: info)
-        guard FileManager.default.fileExists(atPath: url.path) else { return false }
-        try FileManager.default.removeItem(at: url)
-        return true
-    }
+    public static func reset(for info: DeviceInfo) throws -> Bool { try removeIfPresent(file(for: info)) }
 }
 
 /// The text that names one convolution shape in the choice tables: input N×C×H×W, weight

@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import SGETensor
 
 // CLBlast tuning for one device: a stored parameter set (JSON, one file per device and driver),
 // applied with CLBlastOverrideParameters when the device's CLContext is created. The search that
@@ -50,11 +51,7 @@ public struct CLBlastTuning: Codable, Equatable, Sendable {
     /// exists but cannot be read or decoded, or belongs to another device.
     public static func load(for info: DeviceInfo) throws -> CLBlastTuning? {
         let url = file(for: info)
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let tuning: CLBlastTuning
-        do { tuning = try JSONDecoder().decode(CLBlastTuning.self, from: Data(contentsOf: url)) } catch {
-            throw TuningError("unreadable tuning file \(url.path): \(error)")
-        }
+        guard let tuning = try readTuningJSON(CLBlastTuning.self, from: url, what: "tuning file") else { return nil }
         guard tuning.device == info.cacheIdentity else {
             throw TuningError("tuning file \(url.path) is for '\(tuning.device)', not '\(info.cacheIdentity)'")
         }
@@ -65,26 +62,13 @@ public struct CLBlastTuning: Codable, Equatable, Sendable {
     @discardableResult
     public func save(for info: DeviceInfo) throws -> URL {
         let url = Self.file(for: info)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        try encoder.encode(self).write(to: tmp)
-        guard rename(tmp.path, url.path) == 0 else {
-            try? FileManager.default.removeItem(at: tmp)
-            throw TuningError("cannot write \(url.path) (errno \(errno))")
-        }
+        try writeTuningJSON(self, to: url)
         return url
     }
 
     /// Deletes `info`'s stored tuning; returns whether there was one.
     @discardableResult
-    public static func reset(for info: DeviceInfo) throws -> Bool {
-        let url = file(for: info)
-        guard FileManager.default.fileExists(atPath: url.path) else { return false }
-        try FileManager.default.removeItem(at: url)
-        return true
-    }
+    public static func reset(for info: DeviceInfo) throws -> Bool { try removeIfPresent(file(for: info)) }
 
     /// Overrides CLBlast's parameters on `context`'s device with this set (takes effect at the
     /// next GEMM call; CLBlast recompiles the routine).
@@ -260,4 +244,29 @@ public enum GemmCandidates {
 public struct TuningError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+// MARK: the tuning files (CLBlastTuning, ConvChoices)
+
+/// Decodes `url` as `T`, nil when the file does not exist; a file that cannot be read or decoded
+/// throws, naming it.
+func readTuningJSON<T: Decodable>(_ type: T.Type, from url: URL, what: String) throws -> T? {
+    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+    do { return try JSONDecoder().decode(T.self, from: Data(contentsOf: url)) } catch {
+        throw TuningError("unreadable \(what) \(url.path): \(error)")
+    }
+}
+
+/// Writes `value` as sorted, pretty JSON to `url`, atomically (`AtomicFile`).
+func writeTuningJSON<T: Encodable>(_ value: T, to url: URL) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try AtomicFile.write(try encoder.encode(value), to: url.path)
+}
+
+/// Deletes `url`; returns whether it existed.
+func removeIfPresent(_ url: URL) throws -> Bool {
+    guard FileManager.default.fileExists(atPath: url.path) else { return false }
+    try FileManager.default.removeItem(at: url)
+    return true
 }
