@@ -157,8 +157,7 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// Winograd's weight gradient at a realistic reduction (32 → 32, 16×16, batch 16: L = 4096) beside
-    /// the direct path's on the same data.
+    /// Winograd's weight gradient at a realistic reduction (32 → 32, 16×16, batch 16: L = 4096).
     func testWinogradWeightGradErrorGrowth() throws {
         let device = try testDevice()
         try withWinograd(device, fused: true, weightGrad: true) {
