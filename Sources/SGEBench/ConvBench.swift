@@ -116,6 +116,20 @@ public struct ConvBenchmark {
                 (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
             })
+            // Winograd's own grad weight (`.winogradFull`, CPU drivers): whole backward and grad weight only.
+            if !device.device.info.isGPU {
+                let savedGW = device.convWorkspace.winogradWeightGrad
+                for gwOnly in [false, true] {
+                    list.append(Measurement(direction: gwOnly ? "backward gw only" : "backward", algorithm: "winograd-full",
+                                            flops: gwOnly ? flops : 2 * flops) {
+                        (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
+                        device.convWorkspace.winogradWeightGrad = true
+                        defer { device.convWorkspace.winogradWeightGrad = savedGW }
+                        _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gwOnly ? nil : gb,
+                                                      needInputGrad: !gwOnly)
+                    })
+                }
+            }
         }
         // The equivalent plain GEMM: M = Cout, N = OH·OW·batch, K = Cin·KH·KW.
         let (m, n, kk) = (cout, oh * ow * batch, cin * k * k)

@@ -38,11 +38,28 @@ extension ConvBenchmark {
         let flops = 2.0 * Double(batch * c.cout * c.cin * c.kernel * c.kernel * o * o)
         let ws = device.convWorkspace
         let saved = (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd)
-        defer { (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = saved }
+        let savedGW = (ws.cpuImplicit, ws.winogradWeightGrad)
+        defer {
+            (ws.algorithm, ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = saved
+            (ws.cpuImplicit, ws.winogradWeightGrad) = savedGW
+        }
         ws.algorithm = .wide
         func plan(_ slice: Int?, _ perImage: Bool?, cpu: Bool? = false, winograd: Bool? = false,
                   _ body: @escaping () throws -> Void) -> () throws -> Void {
-            { (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = (slice, perImage, cpu, winograd); try body() }
+            {
+                (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = (slice, perImage, cpu, winograd)
+                (ws.cpuImplicit, ws.winogradWeightGrad) = savedGW
+                try body()
+            }
+        }
+        // A Winograd backward with its grad weight forced: .winograd (chunked columns), .winogradImplicit
+        // or .winogradFull (Winograd's own; CPU drivers).
+        func winogradPlan(_ path: ConvPath, _ body: @escaping () throws -> Void) -> () throws -> Void {
+            {
+                (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = (nil, nil, !device.device.info.isGPU, true)
+                (ws.cpuImplicit, ws.winogradWeightGrad) = (path == .winogradImplicit ? true : savedGW.0, path == .winogradFull)
+                try body()
+            }
         }
         let backward = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: true) }
         let gwOnly = { _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false) }
@@ -65,8 +82,11 @@ extension ConvBenchmark {
                                     body: plan(nil, nil, cpu: !device.device.info.isGPU, winograd: true) {
                                         _ = try device.conv2dForward(x, weight: w, bias: nil, params: params)
                                     }))
-            list.append(Measurement(direction: "backward", algorithm: "winograd", flops: 2 * flops,
-                                    body: plan(nil, nil, cpu: !device.device.info.isGPU, winograd: true, backward)))
+            let paths: [ConvPath] = device.device.info.isGPU ? [.winograd] : [.winograd, .winogradImplicit, .winogradFull]
+            for p in paths {
+                list.append(Measurement(direction: "backward", algorithm: p.rawValue, flops: 2 * flops, body: winogradPlan(p, backward)))
+                list.append(Measurement(direction: "backward gw only", algorithm: p.rawValue, flops: flops, body: winogradPlan(p, gwOnly)))
+            }
         }
         for perImage in [true, false] {
             list.append(Measurement(direction: "backward", algorithm: "wide clblast gi " + (perImage ? "per image" : "one GEMM"), flops: 2 * flops,

@@ -115,13 +115,15 @@ struct CaseRunner {
         defer { restorePath() }
         let (xd, xr) = try pair(rng.normals(xs.count), xs, "x")
         let (wd, wr) = try pair(rng.normals(ws.count), ws, "weight")
-        var chosen = (forward: path.contains("winograd"), backward: path.contains("winograd"))
+        var chosen = (forward: path.contains("winograd"), backward: path.contains("winograd"), gw: path.contains("winograd-full"))
         if let cl = device as? OpenCLBackend, path.isEmpty, cl.convWorkspace.algorithm == .wide {
             // The default: the paths chosen for this shape (`ConvChooser`), named so a failure reproduces.
             let f = try cl.convChoice(x: xd, weight: wd, params: params, .forward).path
             let b = try cl.convChoice(x: xd, weight: wd, params: params, .backward).path
             path = " [chosen: \(f.rawValue), \(b.rawValue)]"
-            chosen = (f == .winograd || f == .winogradImplicit, b == .winograd || b == .winogradImplicit)
+            chosen = (f == .winograd || f == .winogradImplicit, b == .winograd || b == .winogradImplicit || b == .winogradFull, b == .winogradFull)
+        } else if let cl = device as? OpenCLBackend, chosen.backward, cl.convWorkspace.winogradWeightGrad == true {
+            chosen.gw = true
         }
         let biasPair = hasBias ? try pair(rng.normals(cout), [cout], "bias") : nil
         let od = try device.conv2dForward(xd, weight: wd, bias: biasPair?.0, params: params)
@@ -138,7 +140,9 @@ struct CaseRunner {
         let gxr = try reference.conv2dBackward(gor, x: xr, weight: wr, params: params, gradWeight: gwr, gradBias: gbPair?.1,
                                                needInputGrad: needInputGrad)
         let tParam = Tol.reduction(n * oh * ow + 1, Tol.conv)
-        var backward = [try compared("grad_weight", gwd, gwr, tParam)]
+        // Winograd's weight gradient sums transformed products (Tol.winogradWeightGrad).
+        let tWeight = winogradShape && chosen.gw ? Tol.reduction(n * oh * ow + 1, Tol.winogradWeightGrad) : tParam
+        var backward = [try compared("grad_weight", gwd, gwr, tWeight)]
         if let (gbd, gbr) = gbPair { backward.append(try compared("grad_bias", gbd, gbr, tParam)) }
         if needInputGrad {
             guard let gxd, let gxr else { throw SGEError.shape("validate conv: needInputGrad = true but no grad_x returned") }
@@ -155,13 +159,19 @@ struct CaseRunner {
         guard let cl = device as? OpenCLBackend else { return ("", {}) }
         let ws = cl.convWorkspace
         let saved = (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd, ws.cpuImplicit)
-        let restore = { (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd, ws.cpuImplicit) = saved }
+        let savedGW = ws.winogradWeightGrad
+        let restore = {
+            (ws.algorithm, ws.cpuKernels, ws.weightSliceImages, ws.inputGradPerImage, ws.winograd, ws.cpuImplicit) = saved
+            ws.winogradWeightGrad = savedGW
+        }
         switch rng.int(7) {
         case 0: return ("", restore)
         case 6:
-            // Winograd F(2×2, 3×3) where it applies (3×3, stride 1, dilation 1), the wide path elsewhere.
-            (ws.algorithm, ws.winograd) = (.wide, true)
-            return (" [wide winograd]", restore)
+            // Winograd F(2×2, 3×3) where it applies (3×3, stride 1, dilation 1), the wide path elsewhere;
+            // on CPU drivers half the time with Winograd's own weight gradient too (`.winogradFull`).
+            let full = rng.int(2) == 0 && !cl.device.info.isGPU
+            (ws.algorithm, ws.winograd, ws.winogradWeightGrad) = (.wide, true, full ? true : savedGW)
+            return (full ? " [wide winograd-full]" : " [wide winograd]", restore)
         case 1: ws.algorithm = .im2colBatchedGemm
         case 2: ws.algorithm = .im2colGemm
         case 3:

@@ -23,6 +23,8 @@ import XCTest
 /// L = 576, still ≈ 50 at L = 9·512 (and ≈ 10⁵ at the sizes tested here).
 final class WinogradTests: XCTestCase {
     static let winogradTol = 8.0
+    static let winogradGWTol = 8.0
+    private var worstGW = 0.0
     static let u = 0x1p-24
 
     private func random(_ count: Int, seed: UInt64) -> [Float] {
@@ -30,10 +32,10 @@ final class WinogradTests: XCTestCase {
         return rng.uniforms(count)
     }
 
-    /// The worst |a − r| / (u·√L·S) over the elements, and a failure when it exceeds `winogradTol`.
+    /// The worst |a − r| / (u·√L·S) over the elements, and a failure when it exceeds `tol` (`winogradTol`).
     @discardableResult
-    private func checkScaled(_ actual: [Float], _ reference: [Double], scale: [Double], length: Int, _ what: String,
-                             file: StaticString = #filePath, line: UInt = #line) -> Double {
+    private func checkScaled(_ actual: [Float], _ reference: [Double], scale: [Double], length: Int, tol: Double = winogradTol,
+                             _ what: String, file: StaticString = #filePath, line: UInt = #line) -> Double {
         XCTAssertEqual(actual.count, reference.count, "\(what): count", file: file, line: line)
         let unit = Self.u * Double(length).squareRoot()
         var worst = 0.0, worstIndex = 0
@@ -46,8 +48,8 @@ final class WinogradTests: XCTestCase {
             let ratio = abs(a - reference[i]) / (unit * max(scale[i], 1e-30))
             if ratio > worst { (worst, worstIndex) = (ratio, i) }
         }
-        if worst > Self.winogradTol {
-            XCTFail("\(what): error \(worst)·u·√L·S at element \(worstIndex) (device \(actual[worstIndex]), reference \(reference[worstIndex]), S \(scale[worstIndex])) exceeds \(Self.winogradTol)",
+        if worst > tol {
+            XCTFail("\(what): error \(worst)·u·√L·S at element \(worstIndex) (device \(actual[worstIndex]), reference \(reference[worstIndex]), S \(scale[worstIndex])) exceeds \(tol)",
                     file: file, line: line)
         }
         return worst
@@ -56,9 +58,11 @@ final class WinogradTests: XCTestCase {
     /// Forward and backward of one convolution with Winograd on, against the Double reference:
     /// output and grad input with the scaled rule, grad weight (the wide path's, after Winograd's
     /// grad input in the same call) with ConvTests' rule. Returns the worst output/grad-input ratios.
+    /// With `winogradGW` the grad weight is Winograd's (`ConvPath.winogradFull`), checked with the
+    /// scaled rule and `winogradGWTol`; its worst ratio goes to `worstGW`.
     @discardableResult
     private func check(_ device: OpenCLBackend, n: Int, c: Int, h: Int, w: Int, k: Int, padH: Int, padW: Int, bias useBias: Bool = true,
-                       _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> (Double, Double) {
+                       winogradGW: Bool = false, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> (Double, Double) {
         let params = Conv2dParams(strideH: 1, strideW: 1, padH: padH, padW: padW)
         let s = Reference.Conv2dShape(n: n, c: c, h: h, w: w, k: k, kh: 3, kw: 3, padH: padH, padW: padW)
         XCTAssertTrue(OpenCLBackend.winogradApplies(s), file: file, line: line)
@@ -82,6 +86,16 @@ final class WinogradTests: XCTestCase {
         let scaleGx = Reference.conv2dBackwardInput(gradOut: ago, weight: aw, shape: s)
         let worstOut = checkScaled(try out.read(), refOut, scale: scaleOut, length: c * 9, "\(label): output", file: file, line: line)
         let worstGx = checkScaled(try gx!.read(), refGx, scale: scaleGx, length: k * 9, "\(label): grad input", file: file, line: line)
+        if winogradGW {
+            XCTAssertEqual(device.convChoice(s, .backward).path, .winogradFull, "\(label): backward path", file: file, line: line)
+            // Onto gw0: the reference sum plus gw0, S = Σ|go||x| + |gw0| over L = N·OH·OW.
+            let refGw = zip(Reference.conv2dBackwardWeight(gradOut: god, x: xd, shape: s).weight, gw0).map { $0 + Double($1) }
+            let scaleGw = zip(Reference.conv2dBackwardWeight(gradOut: ago, x: ax, shape: s).weight, gw0).map { $0 + Double(abs($1)) }
+            let r = checkScaled(try gw.read(), refGw, scale: scaleGw, length: n * s.outH * s.outW, tol: Self.winogradGWTol,
+                                "\(label): grad weight (winograd)", file: file, line: line)
+            worstGW = max(worstGW, r)
+            return (worstOut, worstGx)
+        }
         // Grad weight accumulates onto gw0 by the wide path (ConvTests' float32 GEMM rule).
         let refGw = zip(Reference.conv2dBackwardWeight(gradOut: go, x: x, shape: s).weight, gw0).map { $0 + $1 }
         assertClose(try gw.read(), refGw, atol: 2e-4, rtol: 1e-4, "\(label): grad weight", file: file, line: line)
@@ -92,9 +106,14 @@ final class WinogradTests: XCTestCase {
     /// odd H/W, pad 0/1/2 and mixed, C = 1, K = 1, channel counts that are not multiples of the
     /// output block (8) or a vector (16), and shapes spanning several work-items (chunks of 32 tiles
     /// that cross tile rows and images).
-    private func awkwardShapes(_ device: OpenCLBackend, _ path: String) throws -> (Double, Double) {
+    private func awkwardShapes(_ device: OpenCLBackend, _ path: String, winogradGW: Bool = false) throws -> (Double, Double) {
         var worst = (0.0, 0.0)
         func note(_ r: (Double, Double)) { worst = (max(worst.0, r.0), max(worst.1, r.1)) }
+        func check(_ device: OpenCLBackend, n: Int, c: Int, h: Int, w: Int, k: Int, padH: Int, padW: Int, bias: Bool = true,
+                   _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> (Double, Double) {
+            try self.check(device, n: n, c: c, h: h, w: w, k: k, padH: padH, padW: padW, bias: bias, winogradGW: winogradGW, what,
+                           file: file, line: line)
+        }
         note(try check(device, n: 1, c: 1, h: 1, w: 1, k: 1, padH: 1, padW: 1, "\(path) 1x1 image"))
         note(try check(device, n: 1, c: 1, h: 5, w: 7, k: 1, padH: 0, padW: 0, "\(path) C = K = 1 pad 0"))
         note(try check(device, n: 1, c: 1, h: 5, w: 7, k: 1, padH: 1, padW: 1, bias: false, "\(path) C = K = 1 pad 1"))
@@ -108,12 +127,76 @@ final class WinogradTests: XCTestCase {
         return worst
     }
 
-    private func withWinograd(_ device: OpenCLBackend, fused: Bool?, _ body: () throws -> Void) rethrows {
+    private func withWinograd(_ device: OpenCLBackend, fused: Bool?, weightGrad: Bool? = nil, _ body: () throws -> Void) rethrows {
         let ws = device.convWorkspace
-        let saved = (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused, ws.columnLimitBytes)
-        defer { (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused, ws.columnLimitBytes) = saved }
-        (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused) = (.wide, true, fused)
+        let saved = (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused, ws.columnLimitBytes, ws.winogradWeightGrad)
+        let items = OpenCLBackend.winogradWeightGradItemsPerUnit
+        defer {
+            (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused, ws.columnLimitBytes, ws.winogradWeightGrad) = saved
+            OpenCLBackend.winogradWeightGradItemsPerUnit = items
+        }
+        (ws.algorithm, ws.winograd, OpenCLBackend.winogradFused, ws.winogradWeightGrad) = (.wide, true, fused, weightGrad)
         try body()
+    }
+
+    /// The weight gradient by Winograd (winograd_gw_partials + winograd_gw_finish, `.winogradFull`)
+    /// against the Double reference, accumulated onto a random gw0, on the awkward shapes, with the
+    /// tiles split across one work-item per chunk of 32 (many partials), the default split, and one
+    /// work-item per device unit (several chunks per work-item, crossing tile rows and images).
+    func testWinogradWeightGradAgainstReference() throws {
+        let device = try testDevice()
+        try withWinograd(device, fused: true, weightGrad: true) {
+            worstGW = 0
+            for items in [1000, OpenCLBackend.winogradWeightGradItemsPerUnit, 1] {
+                OpenCLBackend.winogradWeightGradItemsPerUnit = items
+                try awkwardShapes(device, "winograd gw, \(items) items/unit", winogradGW: true)
+                try check(device, n: 5, c: 3, h: 20, w: 21, k: 6, padH: 1, padW: 1, winogradGW: true, "winograd gw, batch 5 of 20x21")
+                try check(device, n: 3, c: 64, h: 8, w: 8, k: 64, padH: 1, padW: 1, winogradGW: true, "winograd gw, 64 -> 64 8x8")
+            }
+            print("winograd grad weight: worst error ratio \(worstGW) (u·√L·S, L = N·OH·OW)")
+        }
+    }
+
+    /// Winograd's weight gradient at a realistic reduction (32 → 32, 16×16, batch 16: L = 4096).
+    func testWinogradWeightGradErrorGrowth() throws {
+        let device = try testDevice()
+        try withWinograd(device, fused: true, weightGrad: true) {
+            worstGW = 0
+            try check(device, n: 16, c: 32, h: 16, w: 16, k: 32, padH: 1, padW: 1, winogradGW: true, "winograd gw 32 -> 32")
+            print("winograd grad weight 32->32 16x16 batch 16: worst error ratio \(worstGW) (u·√L·S)")
+        }
+    }
+
+    /// The Winograd weight gradient against central differences in Double of L(w) = Σ r ⊙ conv(x, w),
+    /// which is linear in w, so the difference quotient is exact but for the rounding of L (computed in
+    /// Double by the reference forward): 1e-4 is far below a dropped tap (≈ |r||x| ≈ 0.25).
+    func testWinogradWeightGradFiniteDifferences() throws {
+        let device = try testDevice()
+        try withWinograd(device, fused: true, weightGrad: true) {
+            for (xs, cout, pad) in [(Shape([1, 2, 5, 5]), 3, 1), (Shape([2, 1, 4, 5]), 2, 0), (Shape([1, 2, 3, 2]), 2, 2)] {
+                let params = Conv2dParams(stride: 1, padding: pad)
+                let s = Reference.Conv2dShape(n: xs.n, c: xs.c, h: xs.h, w: xs.w, k: cout, kh: 3, kw: 3, padH: pad, padW: pad)
+                let ws: Shape = [cout, xs.c, 3, 3]
+                let (x, w) = (random(xs.count, seed: 51), random(ws.count, seed: 52))
+                let r = random(xs.n * cout * s.outH * s.outW, seed: 53)
+                let gw = device.zeros(ws, label: "gw")
+                _ = try device.conv2dBackward(try device.tensor(r, [xs.n, cout, s.outH, s.outW], label: "r"),
+                                              x: try device.tensor(x, xs, label: "x"), weight: try device.tensor(w, ws, label: "w"),
+                                              params: params, gradWeight: gw, gradBias: nil, needInputGrad: false)
+                let (xd, rd) = (x.map(Double.init), r.map(Double.init))
+                func loss(_ wv: [Double]) -> Double {
+                    zip(Reference.conv2dForward(x: xd, weight: wv, bias: nil, shape: s), rd).reduce(0) { $0 + $1.0 * $1.1 }
+                }
+                let h = 0.25, wd = w.map(Double.init)
+                let central = wd.indices.map { i -> Float in
+                    var (plus, minus) = (wd, wd)
+                    plus[i] += h
+                    minus[i] -= h
+                    return Float((loss(plus) - loss(minus)) / (2 * h))
+                }
+                assertClose(try gw.read(), central, atol: 1e-4, rtol: 1e-4, "x \(xs), w \(ws), pad \(pad): winograd grad weight vs finite differences")
+            }
+        }
     }
 
     func testWinogradFusedAgainstReference() throws {

@@ -51,7 +51,7 @@ extension OpenCLBackend {
     func wideForward(_ s: Reference.Conv2dShape, x: CLBuffer, weight: CLBuffer, out: CLBuffer, bias: Tensor?, path: ConvPath) throws {
         let biasBuffer = try bias?.deviceBuffer()
         switch path {
-        case .winograd, .winogradImplicit: return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer)
+        case .winograd, .winogradImplicit, .winogradFull: return try winogradForward(s, x: x, weight: weight, out: out, bias: biasBuffer)
         case .cpuKernels, .cpuImplicit:
             return try cpuForward(s, x: x, weight: weight, out: out, bias: biasBuffer, implicit: implicitMode(path))
         default: break
@@ -100,6 +100,15 @@ extension OpenCLBackend {
             if let gradInput { try winogradBackwardInput(s, gradOut: gradOut, weight: weight, gradInput: gradInput) }
             let gemm: ConvPath = device.info.isGPU ? .clblast : path == .winograd ? .cpuKernels : .cpuImplicit
             return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: nil, path: gemm)
+        case .winogradFull:
+            // Winograd grad input and grad weight (CPU drivers with the local memory for it; elsewhere
+            // `.winogradImplicit`'s or, on GPUs, `.winograd`'s grad weight).
+            guard winogradWeightGradApplies(s) else {
+                return try wideBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput,
+                                        path: device.info.isGPU ? .winograd : .winogradImplicit)
+            }
+            if let gradInput { try winogradBackwardInput(s, gradOut: gradOut, weight: weight, gradInput: gradInput) }
+            return try winogradWeightGrad(s, gradOut: gradOut, x: x, gradWeight: gradWeight)
         case .cpuKernels, .cpuImplicit:
             return try cpuBackward(s, gradOut: gradOut, x: x, weight: weight, gradWeight: gradWeight, gradInput: gradInput,
                                    implicit: implicitMode(path))

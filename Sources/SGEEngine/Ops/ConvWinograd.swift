@@ -60,6 +60,53 @@ extension OpenCLBackend {
         try winograd(.backwardInput(s), flip: true, input: gradOut, weight: weight, out: gradInput, bias: nil)
     }
 
+    /// Lanes (tiles) per chunk of winograd_gw_partials (`SGE_WINOGRAD_GW_LANES` for measurements).
+    static let winogradWeightGradLanes = Int(ProcessInfo.processInfo.environment["SGE_WINOGRAD_GW_LANES"] ?? "") ?? 32
+    /// Work-items of winograd_gw_partials per compute unit (`SGE_WINOGRAD_GW_ITEMS` for measurements;
+    /// tests set it to split a batch's tiles across more or fewer work-items).
+    nonisolated(unsafe) static var winogradWeightGradItemsPerUnit = Int(ProcessInfo.processInfo.environment["SGE_WINOGRAD_GW_ITEMS"] ?? "") ?? 4
+
+    /// Local bytes of one winograd_gw_partials work-item: M (16·K·C), V (16·C·lanes), Y' (16·K·lanes), staging.
+    private func winogradWeightGradLocalBytes(_ s: Reference.Conv2dShape) -> (m: Int, v: Int, y: Int, staging: Int) {
+        let lanes = Self.winogradWeightGradLanes
+        return (16 * s.k * s.c * 4, 16 * s.c * lanes * 4, 16 * s.k * lanes * 4, 4 * (2 * lanes + 16) * 4)
+    }
+
+    /// Whether `winogradWeightGrad` runs this convolution: Winograd applies, the device is a CPU
+    /// driver (or `winogradFused` forces the CPU kernels) and its local memory holds one work-item's
+    /// M, V, Y' and staging (16·(K·C + (K + C)·32)·4 bytes: 512 KiB at 64 → 64).
+    func winogradWeightGradApplies(_ s: Reference.Conv2dShape) -> Bool {
+        let l = winogradWeightGradLocalBytes(s)
+        return Self.winogradApplies(s) && (Self.winogradFused ?? !device.info.isGPU)
+            && UInt64(l.m + l.v + l.y + l.staging) <= device.info.localMemory
+    }
+
+    /// gradWeight (K×C×3×3) += ∂L/∂w via F(2×2, 3×3), the adjoint of the forward in g (the maths is in
+    /// winograd_cpu.cl): winograd_gw_partials sums M[k][c][ξ] = Σ_tiles Y'_k[ξ]·V_c[ξ] over its blocks
+    /// of tiles into the partials buffer, then winograd_gw_finish sums the blocks and adds GᵀMG. Two
+    /// launches; CPU drivers (`winogradWeightGradApplies`).
+    func winogradWeightGrad(_ s: Reference.Conv2dShape, gradOut: CLBuffer, x: CLBuffer, gradWeight: CLBuffer) throws {
+        try requireWinograd(s, "winograd weight gradient")
+        guard winogradWeightGradApplies(s) else {
+            throw SGEError.invalidArgument("winograd weight gradient: needs a CPU driver and \(winogradWeightGradLocalBytes(s)) bytes of local memory, got \(device.info.localMemory) for \(s)")
+        }
+        let g = WinogradGeometry.forward(s), lanes = Self.winogradWeightGradLanes
+        let chunks = (g.n * g.th * (g.tw + 1) + lanes - 1) / lanes
+        let target = max(1, min(chunks, Self.winogradWeightGradItemsPerUnit * max(device.info.computeUnits, 1)))
+        let per = (chunks + target - 1) / target, items = (chunks + per - 1) / per
+        let partial = try convWorkspace.partialBuffer(bytes: items * 16 * g.ko * g.ki * 4, context: device)
+        let l = winogradWeightGradLocalBytes(s)
+        try launch(kernel("winograd_gw_partials", KernelSource.winogradCPU, ["WLANES": "\(lanes)"]),
+                   [.buffer(x), .buffer(gradOut), .buffer(partial), .int(Int32(g.n)), .int(Int32(g.ki)), .int(Int32(g.ko)),
+                    .int(Int32(g.h)), .int(Int32(g.w)), .int(Int32(g.oh)), .int(Int32(g.ow)), .int(Int32(g.ph)), .int(Int32(g.pw)),
+                    .int(Int32(g.th)), .int(Int32(g.tw)), .int(Int32(chunks)), .int(Int32(per)),
+                    .local(l.m), .local(l.v), .local(l.y), .local(l.staging)],
+                   global: [items], local: [1])
+        try launch(kernel("winograd_gw_finish", KernelSource.winogradCPU, ["WLANES": "\(lanes)"]),
+                   [.buffer(partial), .buffer(gradWeight), .int(Int32(g.ko)), .int(Int32(g.ki)), .int(Int32(items))],
+                   global: [g.ki, g.ko], local: nil)
+    }
+
     private func requireWinograd(_ s: Reference.Conv2dShape, _ op: String) throws {
         guard Self.winogradApplies(s) else {
             throw SGEError.invalidArgument("\(op): needs a 3×3 kernel, stride 1, dilation 1 and padding 0...2, got \(s)")
