@@ -105,7 +105,10 @@ extension ConvBenchmark {
             try device.device.enqueueSgemm(.no, .no, m: gm, n: gn, k: gk, a: ga, lda: gk, b: gb, ldb: gn, c: gc, ldc: gn)
         })
         let times = try time(device, list)
-        // Named after timing: the first run of an untimed shape may have timed its candidates.
+        // Named after timing (the first run of an untimed shape may have timed its candidates), with
+        // the knobs as the chosen rows ran (none forced).
+        (ws.weightSliceImages, ws.inputGradPerImage, ws.cpuKernels, ws.winograd) = (nil, nil, nil, nil)
+        (ws.cpuImplicit, ws.winogradWeightGrad) = savedGW
         let after = try (device.convChoice(x: x, weight: w, params: params, .forward), device.convChoice(x: x, weight: w, params: params, .backward))
         list[0].algorithm = "chosen: wide \(after.0.path.rawValue) (\(after.0.source.rawValue))"
         list[1].algorithm = "chosen: wide \(after.1.path.rawValue) (\(after.1.source.rawValue))"
