@@ -97,6 +97,22 @@ final class ConvChoiceTests: XCTestCase {
         }
     }
 
+    /// A knob that rules a candidate out (here Winograd) must not leave a choice stored without it.
+    func testRestrictedRunsStoreNothing() throws {
+        let device = try testDevice()
+        let file = try temporaryFile()
+        let chooser = device.convWorkspace.chooser
+        (chooser.file, chooser.minWork, chooser.repeats) = (file, 0, 1)
+        device.convWorkspace.winograd = false
+        try runAndCompare(device, "Winograd ruled out")
+        XCTAssertNil(try ConvChoices.load(for: device.device.info, from: file)?.choices["3x6x11x9 5x6x3x3 s1x1 p1x1 d1x1"])
+        // Unrestricted, the same shape is timed over every candidate, Winograd's included.
+        device.convWorkspace.winograd = nil
+        try runAndCompare(device, "all candidates")
+        let record = try XCTUnwrap(try ConvChoices.load(for: device.device.info, from: file)?.choices["3x6x11x9 5x6x3x3 s1x1 p1x1 d1x1"])
+        XCTAssert(record.timings?.keys.contains("forward winograd") == true, "\(record)")
+    }
+
     func testUnknownOrInapplicableStoredPathsAreIgnored() throws {
         let device = try testDevice()
         let file = try temporaryFile()

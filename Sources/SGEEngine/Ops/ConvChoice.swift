@@ -224,7 +224,12 @@ extension OpenCLBackend {
         var (path, source) = convChoice(s, direction)
         let candidates = convCandidates(s, direction)
         let work = s.n * s.k * s.c * s.kh * s.kw * s.outH * s.outW
-        if source == .fallback, chooser.find, candidates.count > 1, work >= chooser.minWork {
+        // A knob that rules candidates out (SGE_CONV_WINOGRAD=0, ...) would store a choice made
+        // without them: such runs take the default untimed.
+        let ws = convWorkspace
+        let restricted = ws.winograd != nil || ws.cpuImplicit != nil || ws.winogradWeightGrad != nil
+        if source == .fallback, chooser.find, !restricted || chooser.candidateOverride != nil, candidates.count > 1,
+           work >= chooser.minWork {
             var times: [Double] = []
             for c in candidates {
                 try run(c)  // warm-up: compiles the path's kernels
