@@ -94,28 +94,23 @@ public struct ConvBenchmark {
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: nil, needInputGrad: false)
             })
         }
-        // The path chosen for this shape (timed once per device and stored; named after timing).
-        if saved == .wide {
-            list.append(Measurement(direction: "forward", algorithm: "chosen", flops: flops) {
-                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, savedWinograd)
+        // Forward and backward of the wide algorithm with `ConvWorkspace.winograd` set to `winograd`.
+        func wide(_ label: String, winograd: Bool?) {
+            list.append(Measurement(direction: "forward", algorithm: label, flops: flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, winograd)
                 _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
             })
-            list.append(Measurement(direction: "backward", algorithm: "chosen", flops: 2 * flops) {
-                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, savedWinograd)
+            list.append(Measurement(direction: "backward", algorithm: label, flops: 2 * flops) {
+                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, winograd)
                 _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
             })
         }
-        // Winograd F(2×2, 3×3) (the wide algorithm with `ConvWorkspace.winograd`): the forward, and the
-        // backward as Winograd's grad input plus the wide path's grad weight.
+        // The path chosen for this shape (timed once per device and stored; named after timing).
+        if saved == .wide { wide("chosen", winograd: savedWinograd) }
+        // Winograd F(2×2, 3×3): the forward, and the backward as Winograd's grad input plus the wide
+        // path's grad weight.
         if k == 3 {
-            list.append(Measurement(direction: "forward", algorithm: "winograd", flops: flops) {
-                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
-                _ = try device.conv2dForward(x, weight: w, bias: b, params: params)
-            })
-            list.append(Measurement(direction: "backward", algorithm: "winograd", flops: 2 * flops) {
-                (device.convWorkspace.algorithm, device.convWorkspace.winograd) = (.wide, true)
-                _ = try device.conv2dBackward(go, x: x, weight: w, params: params, gradWeight: gw, gradBias: gb, needInputGrad: true)
-            })
+            wide("winograd", winograd: true)
             // Winograd's own grad weight (`.winogradFull`, CPU drivers): whole backward and grad weight only.
             if !device.device.info.isGPU {
                 let savedGW = device.convWorkspace.winogradWeightGrad
