@@ -152,6 +152,13 @@ final class WinogradTests: XCTestCase {
                 try awkwardShapes(device, "winograd gw, \(items) items/unit", winogradGW: true)
                 try check(device, n: 5, c: 3, h: 20, w: 21, k: 6, padH: 1, padW: 1, winogradGW: true, "winograd gw, batch 5 of 20x21")
                 try check(device, n: 3, c: 64, h: 8, w: 8, k: 64, padH: 1, padW: 1, winogradGW: true, "winograd gw, 64 -> 64 8x8")
+                // Many small images (the data-parallel test's 5×5 inputs: planes of 5, 3 and 2).
+                try check(device, n: 128, c: 16, h: 5, w: 5, k: 16, padH: 1, padW: 1, winogradGW: true, "winograd gw, 128 of 5x5")
+                try check(device, n: 64, c: 32, h: 3, w: 3, k: 32, padH: 1, padW: 1, winogradGW: true, "winograd gw, 64 of 3x3")
+                try check(device, n: 128, c: 64, h: 2, w: 2, k: 64, padH: 1, padW: 1, winogradGW: true, "winograd gw, 128 of 2x2")
+                try check(device, n: 128, c: 32, h: 3, w: 3, k: 32, padH: 1, padW: 1, winogradGW: true, "winograd gw, 128 of 3x3")
+                try check(device, n: 64, c: 16, h: 5, w: 5, k: 16, padH: 1, padW: 1, winogradGW: true, "winograd gw, 64 of 5x5")
+                try check(device, n: 64, c: 64, h: 2, w: 2, k: 64, padH: 1, padW: 1, winogradGW: true, "winograd gw, 64 of 2x2")
             }
             print("winograd grad weight: worst error ratio \(worstGW) (u·√L·S, L = N·OH·OW)")
         }

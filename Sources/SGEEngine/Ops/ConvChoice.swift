@@ -155,9 +155,11 @@ extension OpenCLBackend {
             if convWorkspace.cpuImplicit == false { list = [.cpuKernels] }
             if winograd {
                 var w: [ConvPath] = direction == .forward ? [.winograd] : list.contains(.cpuImplicit) ? [.winogradImplicit, .winograd] : [.winograd]
-                // Winograd's own weight gradient first: measured 1.5–3× faster than the others' at
-                // 32 → 32 16×16 and 64 → 64 8×8 (batch 128), on par at 16 → 16.
-                if direction == .backward, convWorkspace.winogradWeightGrad != false, winogradWeightGradApplies(s) {
+                // Winograd's own weight gradient only when asked for (SGE_CONV_WINOGRAD_GW=1): it
+                // measured 1.5–3× faster than the others' at 32 → 32 16×16 and 64 → 64 8×8 (batch 128)
+                // and matches the reference in WinogradTests, but a 2-rank data-parallel run with it
+                // drifts from one process (DistributedTests, not yet understood), so it is not a default.
+                if direction == .backward, convWorkspace.winogradWeightGrad == true, winogradWeightGradApplies(s) {
                     w.insert(.winogradFull, at: 0)
                 }
                 list = s.c > 1 ? w + list : list + w
