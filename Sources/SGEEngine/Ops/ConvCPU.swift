@@ -27,9 +27,6 @@ struct ConvOperand {
 /// The wide algorithm on CPU drivers (`ConvWorkspace.cpuKernels`): conv_cpu.cl's kernels instead of
 /// CLBlast, reading and writing NCHW directly (no nchw_to_wide or wide_to_nchw pass).
 extension OpenCLBackend {
-    /// Whether the wide algorithm runs its GEMMs with conv_cpu.cl (CPU drivers) or CLBlast (GPUs).
-    var convCPUKernels: Bool { convWorkspace.cpuKernels ?? !device.info.isGPU }
-
     /// The column (and partials) cap of this path: the smaller of the workspace's two caps.
     var cpuColumnLimit: Int { min(convWorkspace.columnLimitBytes, convWorkspace.cpuColumnLimitBytes) }
 

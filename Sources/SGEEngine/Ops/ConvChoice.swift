@@ -105,18 +105,19 @@ public final class ConvChooser: @unchecked Sendable {
     func store(_ key: String, _ direction: ConvDirection, _ path: ConvPath, timings: [String: Double], info: DeviceInfo) {
         lock.lock()
         defer { lock.unlock() }
-        var r = records?[key] ?? ConvChoiceRecord()
-        if direction == .forward { r.forward = path.rawValue } else { r.backward = path.rawValue }
-        r.timings = (r.timings ?? [:]).merging(timings) { $1 }
-        records?[key] = r
+        func updated(_ r: ConvChoiceRecord?) -> ConvChoiceRecord {
+            var r = r ?? ConvChoiceRecord()
+            if direction == .forward { r.forward = path.rawValue } else { r.backward = path.rawValue }
+            r.timings = (r.timings ?? [:]).merging(timings) { $1 }
+            return r
+        }
+        let current = records?[key]
+        records?[key] = updated(current)
         guard persist else { return }
         do {
             // Merge with what other processes stored since this one read the file.
             var stored = (try? ConvChoices.load(for: info, from: file)) ?? ConvChoices(device: info.cacheIdentity)
-            var entry = stored.choices[key] ?? ConvChoiceRecord()
-            if direction == .forward { entry.forward = path.rawValue } else { entry.backward = path.rawValue }
-            entry.timings = (entry.timings ?? [:]).merging(timings) { $1 }
-            stored.choices[key] = entry
+            stored.choices[key] = updated(stored.choices[key])
             try stored.save(for: info, to: file)
         } catch {
             FileHandle.standardError.write(Data("sge: warning: cannot store the convolution choice for \(key): \(error)\n".utf8))
