@@ -106,6 +106,7 @@ public struct StepBenchmark {
             backend.beginStep(key)
             let value: Float
             do {
+                defer { backend.endStep() }
                 try x.write(images)
                 try y.write(labels)
                 try x.prefetchToDevice()
@@ -120,11 +121,7 @@ public struct StepBenchmark {
                     result.wallMs.append(Double(t2 - t0) / 1e6)
                     result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
                 }
-            } catch {
-                backend.endStep()
-                throw error
             }
-            backend.endStep()
             context?.recorder = nil
             guard value.isFinite else { throw SGEError.numeric("bench step: the training step's loss is \(value)") }
             guard i >= warmup else { continue }

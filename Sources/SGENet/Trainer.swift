@@ -244,6 +244,7 @@ public final class Trainer {
                 backend.beginStep(inputs.key)
                 var stepLoss: Float = 0
                 do {
+                    defer { backend.endStep() }
                     try inputs.images.write(batch.images)
                     try inputs.labels.write(batch.labels.map(Float.init))
                     try inputs.images.prefetchToDevice()
@@ -254,11 +255,7 @@ public final class Trainer {
                     hostTime += t2.timeIntervalSince(t1)
                     try withUnsafeMutablePointer(to: &stepLoss) { try loss.read(into: UnsafeMutableBufferPointer(start: $0, count: 1)) }
                     deviceWait += Date().timeIntervalSince(t2)
-                } catch {
-                    backend.endStep()
-                    throw error
                 }
-                backend.endStep()
                 var reportDue = Date().timeIntervalSince(lastReport) > 0.5
                 if let dp = dataParallel {
                     (stepLoss, reportDue) = try dp.agree(loss: stepLoss, reportDue: reportDue, stopRequested: trainingStopRequested != 0, step: step)
