@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// The OpenCL kernels, embedded into the binary so an installed `sge` needs no source tree.
-let kernelFiles = ["reduce_prelude.cl", "elementwise.cl", "bandwidth.cl", "sge_common.cl", "sge_gpu.cl", "sge_cpu_hints.cl", "vector_prelude.cl", "sge_cpu.cl", "conv.cl", "conv_cpu.cl", "conv_implicit_cpu.cl", "winograd.cl", "winograd_cpu.cl", "batchnorm_prelude.cl", "batchnorm.cl", "batchnorm_cpu.cl", "batchnorm_gpu.cl", "pool.cl", "pool_cpu.cl", "loss.cl", "optim.cl"]
+let kernelFiles = ["reduce_prelude.cl", "elementwise.cl", "bandwidth.cl", "sge_common.cl", "sge_gpu.cl", "sge_gpu_reg.cl", "sge_cpu_hints.cl", "vector_prelude.cl", "sge_cpu.cl", "conv.cl", "conv_cpu.cl", "conv_implicit_cpu.cl", "winograd.cl", "winograd_cpu.cl", "batchnorm_prelude.cl", "batchnorm.cl", "batchnorm_cpu.cl", "batchnorm_gpu.cl", "pool.cl", "pool_cpu.cl", "loss.cl", "optim.cl"]
 
 let package = Package(
     name: "sge",

@@ -8,6 +8,8 @@ public enum KernelSource {
     /// the narrow float8 kernels (WG == 1).
     public static let sgeGPU = text(PackageResources.sge_common_cl) + text(PackageResources.reduce_prelude_cl)
         + text(PackageResources.sge_gpu_cl)
+    /// The register variant of the wide kernels (sge_gpu_reg.cl; defines KC, PPT, RROWS from the host).
+    public static let sgeGPURegisters = text(PackageResources.sge_common_cl) + text(PackageResources.sge_gpu_reg_cl)
     public static let sgeCPU = text(PackageResources.sge_common_cl) + text(PackageResources.sge_cpu_hints_cl)
         + text(PackageResources.vector_prelude_cl) + text(PackageResources.sge_cpu_cl)
     public static let conv = text(PackageResources.conv_cl)
@@ -34,7 +36,7 @@ public enum KernelSource {
 
     /// Every source by file name, for listing and validation.
     public static var all: [(file: String, source: String)] {
-        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("conv_implicit_cpu.cl", convImplicitCPU), ("winograd.cl", winograd), ("winograd_cpu.cl", winogradCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
+        [("elementwise.cl", elementwise), ("bandwidth.cl", bandwidth), ("sge_gpu.cl", sgeGPU), ("sge_gpu_reg.cl", sgeGPURegisters), ("sge_cpu.cl", sgeCPU), ("conv.cl", conv), ("conv_cpu.cl", convCPU), ("conv_implicit_cpu.cl", convImplicitCPU), ("winograd.cl", winograd), ("winograd_cpu.cl", winogradCPU), ("batchnorm.cl", batchnorm), ("batchnorm_cpu.cl", batchnormCPU), ("batchnorm_gpu.cl", batchnormGPU),
          ("pool.cl", pool), ("pool_cpu.cl", poolCPU), ("loss.cl", loss), ("optim.cl", optim)]
     }
 

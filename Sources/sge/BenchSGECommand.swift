@@ -36,13 +36,13 @@ struct BenchSGE: ParsableCommand {
     @Option(help: "Groups G.")
     var groups: Int = 64
 
-    @Option(help: "Kernel path: automatic, local or streaming.")
+    @Option(help: "Kernel paths, comma-separated: automatic, registers, local, streaming (each is timed).")
     var path: String = "automatic"
 
     @Option(name: .customLong("work-group"), help: "Work-group size (a power of two; default: the device default).")
     var workGroup: Int?
 
-    @Flag(help: "Time work-group sizes 1 (the narrow variant) and 16...256 (the wide one) on both paths (tuning).")
+    @Flag(help: "Time work-group sizes 1 (the narrow variant) and 16...1024 (the wide ones) on the register, local and streaming paths (tuning).")
     var sweep = false
 
     @Option(help: "Timed rounds (median reported; at least 5).")
@@ -58,9 +58,13 @@ struct BenchSGE: ParsableCommand {
         try runCLI {
             guard repeats >= 5 else { throw SGEError.invalidArgument("--repeats must be at least 5, got \(repeats)") }
             guard warmup >= 0 else { throw SGEError.invalidArgument("--warmup must be >= 0, got \(warmup)") }
-            guard let chosenPath = SGEPath(rawValue: path) else {
-                throw SGEError.invalidArgument("--path must be automatic, local or streaming, got '\(path)'")
+            let chosenPaths = try path.split(separator: ",").map { name -> SGEPath in
+                guard let p = SGEPath(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw SGEError.invalidArgument("--path takes automatic, registers, local or streaming (comma-separated), got '\(name)'")
+                }
+                return p
             }
+            guard !chosenPaths.isEmpty else { throw SGEError.invalidArgument("--path is empty") }
             let shapeList = try parseShapes(shapes)
             let choice = try options.choose(quiet: json)
             guard let info = choice.info, let backend = choice.backend as? OpenCLBackend else {
@@ -76,11 +80,12 @@ struct BenchSGE: ParsableCommand {
                 FileHandle.standardError.write(Data("bench sge: the streaming-store copy is unavailable, its columns are left out: \(error)\n".utf8))
                 streamProbe = nil
             }
-            var configs: [(SGEPath, Int?)] = [(chosenPath, workGroup)]
+            var configs: [(SGEPath, Int?)] = chosenPaths.map { ($0, workGroup) }
             if sweep {
                 configs = []
                 for wg in [1, 16, 32, 64, 128, 256, 512, 1024] where wg <= info.maxWorkGroupSize {
-                    for p in [SGEPath.local, .streaming] { configs.append((p, wg)) }
+                    for p in [SGEPath.registers, .local, .streaming]
+                    where p != .registers || (wg > 1 && wg <= OpenCLBackend.sgeRegisterMaxWorkGroup) { configs.append((p, wg)) }
                 }
             }
             for (p, wg) in configs { try validate(backend, path: p, workGroupSize: wg) }
@@ -90,7 +95,7 @@ struct BenchSGE: ParsableCommand {
                       + "(work-group \(probe.local.map(String.init) ?? "default")), streaming-store copy "
                       + (streamProbe.map { String(format: "%.1f GB/s", $0.aloneGBps) } ?? "unavailable")
                       + "; each row's copies are re-timed in its own rounds")
-                print(pad("shape", 18) + " " + pad("G", 4, left: true) + " " + pad("direction", 9) + " " + pad("path", 9) + " "
+                print(pad("shape", 18) + " " + pad("G", 4, left: true) + " " + pad("direction", 9) + " " + pad("path", 19) + " "
                       + pad("WG", 4, left: true) + " " + pad("ms", 9, left: true) + " " + pad("GB/s", 8, left: true) + " " + pad("copy GB/s", 9, left: true)
                       + " " + pad("of copy", 8, left: true) + " " + pad("stream GB/s", 11, left: true) + " " + pad("of stream", 9, left: true))
             }
@@ -103,11 +108,21 @@ struct BenchSGE: ParsableCommand {
                 let b = try backend.tensor((0..<groups).map { _ in rng.normal() }, [groups], label: "bias")
                 let gw = backend.zeros([groups]), gb = backend.zeros([groups])
                 for (p, wg) in configs {
-                    if sweep, p == .local, let reason = backend.sgeLocalPathUnavailable(shape: shape, groups: groups, workGroupSize: wg) {
-                        // A sweep covers every (path, work-group) pair; one whose slab exceeds the
-                        // device's local memory is reported and left out rather than ending the sweep.
-                        FileHandle.standardError.write(Data("bench sge: \(shape) local path, work-group \(wg ?? 0): skipped: \(reason)\n".utf8))
-                        continue
+                    if configs.count > 1 {
+                        // A sweep or a list of paths covers every (path, work-group) pair; one that cannot run
+                        // this shape (a slab larger than local memory or the registers) is reported and left
+                        // out rather than ending the run.
+                        var reason = p == .local ? backend.sgeLocalPathUnavailable(shape: shape, groups: groups, workGroupSize: wg) : nil
+                        if reason == nil {
+                            for backward in [false, true] {
+                                do { _ = try backend.sgeResolvedPlan(shape: shape, groups: groups, backward: backward, path: p, workGroupSize: wg) }
+                                catch { reason = "\(error)" }
+                            }
+                        }
+                        if let reason {
+                            FileHandle.standardError.write(Data("bench sge: \(shape) \(p.rawValue) path, work-group \(wg.map(String.init) ?? "default"): skipped: \(reason)\n".utf8))
+                            continue
+                        }
                     }
                     // Outputs are reused across runs, as a training loop with a buffer pool would: a fresh
                     // 25 MB buffer costs more in first-touch page faults than the kernel itself on PoCL.
@@ -139,14 +154,16 @@ struct BenchSGE: ParsableCommand {
                     let streamCopy = streamProbe.map { $0.gbps(BenchTiming.Stats(streamMs).median) }
                     let fwd = report(fwdMs), bwd = report(bwdMs)
                     for (direction, ms, bytes) in [("forward", fwd, 2 * 4 * n), ("backward", bwd, 3 * 4 * n)] {
-                        let wgUsed = wg ?? backend.sgeDefaultWorkGroupSize(k: shape.c / groups, m: shape.h * shape.w,
-                                                                            backward: direction == "backward")
+                        let used = try backend.sgeResolvedPlan(shape: shape, groups: groups, backward: direction == "backward",
+                                                               path: p, workGroupSize: wg)
+                        let wgUsed = used.workGroupSize
+                        let pathName = p == used.path ? p.rawValue : "\(p.rawValue)/\(used.path.rawValue)"
                         let gbps = Double(bytes) / ms / 1e6
                         rows.append(SGEBenchRow(direction: direction, shape: shape.dims, groups: groups, ms: ms, gbps: gbps, copyGbps: copy,
-                                                copyAloneGbps: probe.aloneGBps, device: info.name, path: p.rawValue, workGroupSize: wgUsed,
+                                                copyAloneGbps: probe.aloneGBps, device: info.name, path: pathName, workGroupSize: wgUsed,
                                                 streamCopyGbps: streamCopy))
                         if !json {
-                            print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(p.rawValue, 9)
+                            print(pad(shape.description, 18) + String(format: " %4d ", groups) + pad(direction, 9) + " " + pad(pathName, 19)
                                   + String(format: " %4d %9.3f %8.2f %9.1f %7.0f%%", wgUsed, ms, gbps, copy, 100 * gbps / copy)
                                   + (streamCopy.map { String(format: " %11.1f %8.0f%%", $0, 100 * gbps / $0) } ?? " " + pad("-", 11, left: true)
                                      + " " + pad("-", 9, left: true)))

@@ -139,6 +139,48 @@ final class SGETests: XCTestCase {
         try checkAgainstReference(try testDevice(), Case(shape: [1, 64, 56, 56], groups: 1, workGroupSizes: [1, 64, 256]), seed: 7)
     }
 
+    /// The register variant (Kernels/sge_gpu_reg.cl, the GPU default where a slab fits): positions not a
+    /// multiple of the work-group, batch 1, H*W = 1 and 2, G = 1 and G = C, K = 32 (one position per
+    /// work-item), channel sums in several chunks of RROWS rows (K = 20 and 32 at wide work-groups,
+    /// the last chunk partial), a 56x56 slab at 512 work-items, and the no-normalisation ablation.
+    func testRegisterVariantMatchesReference() throws {
+        let device = try testDevice()
+        let cases = [
+            Case(shape: [1, 8, 7, 13], groups: 2, paths: [.registers], workGroupSizes: [nil, 16, 128]),   // K = 4, M = 91
+            Case(shape: [2, 16, 1, 2], groups: 16, paths: [.registers], workGroupSizes: [nil, 64]),       // G = C, H*W = 2
+            Case(shape: [3, 5, 3, 31], groups: 1, paths: [.registers], workGroupSizes: [nil]),            // G = 1, K = 5
+            Case(shape: [2, 128, 9, 9], groups: 4, paths: [.registers], workGroupSizes: [nil, 256]),      // K = 32; 2 chunks at 256
+            Case(shape: [2, 40, 5, 7], groups: 2, paths: [.registers], workGroupSizes: [512]),            // K = 20: chunks 8, 8, 4
+            Case(shape: [1, 64, 56, 56], groups: 16, paths: [.registers], workGroupSizes: [nil]),         // K = 4, M = 3136: WG 512
+            Case(shape: [2, 8, 5, 7], groups: 2, normalize: false, paths: [.registers], workGroupSizes: [nil]),
+            Case(shape: [1, 2, 1, 1], groups: 1, normalize: false, paths: [.registers], workGroupSizes: [nil]),   // H*W = 1
+        ]
+        for (i, c) in cases.enumerated() { try checkAgainstReference(device, c, seed: UInt64(300 + 10 * i)) }
+    }
+
+    /// A spatially constant slab gives sigma = 0 exactly on the register variant too (mu shifted by
+    /// c_0), so out = x * sigmoid(b) with no division noise; and a slab too large for registers is a
+    /// typed error naming the register path.
+    func testRegisterVariantConstantSlabAndLimits() throws {
+        let device = try testDevice()
+        let x = try device.tensor([Float](repeating: 0.75, count: 2 * 8 * 5 * 7), [2, 8, 5, 7])
+        let w = try device.tensor([2, -3], [2]), b = try device.tensor([0.5, -0.25], [2])
+        let (out, saved) = try device.sgeForward(x, weight: w, bias: b, groups: 2, normalize: true, path: .registers, workGroupSize: nil)
+        let stats = try saved.stats.read()
+        for s in 0..<4 { XCTAssertEqual(stats[2 * s + 1], 0, "sigma of constant slab \(s)") }
+        let o = try out.read()
+        for (i, v) in o.enumerated() {
+            let g = (i / 35) % 8 / 4   // channel (i / 35) of 8; 4 channels per group
+            let want = 0.75 / (1 + exp(-Float(g == 0 ? 0.5 : -0.25)))
+            XCTAssertEqual(v, want, accuracy: 1e-6, "out[\(i)]")
+        }
+        let big = try device.tensor(random(40 * 64, seed: 9), [1, 40, 8, 8])
+        assertSGEError(try device.sgeForward(big, weight: device.zeros([1]), bias: device.zeros([1]), groups: 1, normalize: true,
+                                             path: .registers, workGroupSize: nil), contains: "register path")
+        assertSGEError(try device.sgeForward(x, weight: w, bias: b, groups: 2, normalize: true, path: .registers, workGroupSize: 48),
+                       contains: "power of two")
+    }
+
     func testGradientsAccumulateAcrossCalls() throws {
         let device = try testDevice()
         let x = try device.tensor(random(2 * 8 * 3 * 3, seed: 1), [2, 8, 3, 3])

@@ -17,12 +17,17 @@ public struct SGESaved {
 
 /// Which kernel variant runs SGE on an OpenCL device.
 public enum SGEPath: String, Sendable, CaseIterable {
-    /// The local-memory path when the slab fits the device's local memory, else streaming.
+    /// On GPUs the register variant where the slab fits it (``SGEPlan/registerFloats``), else the
+    /// local-memory path where the slab fits local memory, else streaming; on CPU drivers the
+    /// narrow variant, streaming.
     case automatic
     /// The slab (backward: x and grad_out) is loaded into local memory once per work-group.
     case local
     /// Every pass streams the slab from global memory (for slabs larger than local memory).
     case streaming
+    /// The slab (backward: x and grad_out) is held in the work-items' registers: one read of each
+    /// input and one write of the output (Kernels/sge_gpu_reg.cl). A wide variant only.
+    case registers
 }
 
 /// Spatial Group-wise Enhance (maths in SGEReference/SGE.swift; kernels in Kernels/sge_*.cl).
@@ -117,12 +122,42 @@ struct SGEPlan {
     /// Software prefetch of the next slab and streaming stores of the outputs (narrow variant;
     /// CPU drivers only; where each applies is in Kernels/sge_*.cl).
     var cpuMemoryHints = false
-    /// The wide GPU kernels for work-groups of more than one work-item, else the narrow CPU ones.
-    var source: String { workGroupSize > 1 ? KernelSource.sgeGPU : KernelSource.sgeCPU }
-    var defines: [String: String] {
-        ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": cpuMemoryHints ? "1" : "0",
-         "SGE_STREAM_STORES": cpuMemoryHints ? "1" : "0"]
+    /// The register variant's compile-time shape, or nil for the other variants.
+    var registers: SGERegisterShape? = nil
+
+    /// Slab floats one work-item of the register variant may hold per input tensor: the backward
+    /// holds two (x and grad_out), 64 floats plus its per-position values, which at 512 work-items
+    /// stays inside a GPU compute unit's 64K registers.
+    static let registerFloats = 32
+    /// The register variant's widest work-group (see registerFloats).
+    static let registerMaxWorkGroup = 512
+
+    /// The register variant (sge_gpu_reg.cl), the wide GPU kernels for work-groups of more than one
+    /// work-item, or the narrow CPU ones.
+    var source: String {
+        registers != nil ? KernelSource.sgeGPURegisters : workGroupSize > 1 ? KernelSource.sgeGPU : KernelSource.sgeCPU
     }
+    var defines: [String: String] {
+        var d = ["WG": "\(workGroupSize)", "SLAB_LOCAL": slabLocal ? "1" : "0", "SGE_PREFETCH": cpuMemoryHints ? "1" : "0",
+                 "SGE_STREAM_STORES": cpuMemoryHints ? "1" : "0"]
+        if let r = registers {
+            d["KC"] = "\(r.kc)"
+            d["PPT"] = "\(r.ppt)"
+            d["RROWS"] = "\(r.rrows)"
+        }
+        return d
+    }
+    /// Floats of the reduction scratch (the last local argument of every SGE kernel).
+    func scratchFloats(_ d: SGEDims) -> Int {
+        if let r = registers { return r.rrows * workGroupSize + 1 }
+        return 2 * max(d.k, workGroupSize)
+    }
+}
+
+/// The register variant's compile-time shape: channels per group, positions per work-item
+/// (ceil(M / WG)), and the rows of WG floats its reduction scratch holds.
+struct SGERegisterShape: Equatable {
+    let kc, ppt, rrows: Int
 }
 
 extension OpenCLBackend: SGEOps {
@@ -136,6 +171,31 @@ extension OpenCLBackend: SGEOps {
     public func sgeDefaultWorkGroupSize(k: Int, m: Int, backward: Bool) -> Int {
         guard device.info.isGPU else { return 1 }
         return k * m <= (backward ? 2048 : 4096) ? 128 : 256
+    }
+
+    /// The register variant's widest work-group.
+    public static var sgeRegisterMaxWorkGroup: Int { SGEPlan.registerMaxWorkGroup }
+
+    /// The register variant for a slab, or nil where it does not apply: K channels x ceil(M / WG)
+    /// positions must fit ``SGEPlan/registerFloats`` at a work-group of at most
+    /// ``SGEPlan/registerMaxWorkGroup`` (and the device's maximum). Without `workGroupSize` the
+    /// smallest power of two from 32 that fits: the most work-groups per compute unit.
+    func sgeRegisterPlan(_ d: SGEDims, workGroupSize: Int?) -> SGEPlan? {
+        let maxWG = min(SGEPlan.registerMaxWorkGroup, device.info.maxWorkGroupSize)
+        let cap = SGEPlan.registerFloats
+        guard d.k <= cap else { return nil }
+        var wg = workGroupSize ?? 32
+        if workGroupSize == nil {
+            while wg < maxWG && d.k * ((d.m + wg - 1) / wg) > cap { wg *= 2 }
+        }
+        let ppt = (d.m + wg - 1) / wg
+        guard wg >= 2, wg <= maxWG, d.k * ppt <= cap else { return nil }
+        // Channel sums go RROWS rows of WG floats at a time: at most 4096 floats (16 KiB) of scratch.
+        let rrows = max(2, min(d.k, 4096 / wg))
+        let plan = SGEPlan(workGroupSize: wg, slabLocal: false, cpuMemoryHints: false,
+                           registers: SGERegisterShape(kc: d.k, ppt: ppt, rrows: rrows))
+        guard (plan.scratchFloats(d) + 2 * d.k) * 4 <= Int(device.info.localMemory) else { return nil }
+        return plan
     }
 
     /// Local-memory floats a work-group needs (see the layout in Kernels/sge_*.cl).
@@ -152,7 +212,21 @@ extension OpenCLBackend: SGEOps {
     /// Backward's `kv` local array: m and R (K each); the narrow variant keeps m and the gate s (M).
     func sgeBackwardKV(_ d: SGEDims, wg: Int) -> Int { wg == 1 ? d.k + d.m : 2 * d.k }
 
-    func sgePlan(_ d: SGEDims, backward: Bool, path: SGEPath, workGroupSize: Int?) throws -> SGEPlan {
+    /// The plan for a call; `registersAllowed: false` leaves the register variant out (its kernel
+    /// could not run at the work-group size it needs).
+    func sgePlan(_ d: SGEDims, backward: Bool, path: SGEPath, workGroupSize: Int?, registersAllowed: Bool = true) throws -> SGEPlan {
+        if let w = workGroupSize, w <= 0 || w & (w - 1) != 0 {
+            throw SGEError.invalidArgument("sge: work-group size must be a power of two, got \(w)")
+        }
+        if registersAllowed && (path == .registers || (path == .automatic && device.info.isGPU && workGroupSize.map({ $0 > 1 }) ?? true)) {
+            if let plan = sgeRegisterPlan(d, workGroupSize: workGroupSize) { return plan }
+            if path == .registers {
+                throw SGEError.invalidArgument("sge: the register path needs K x ceil(H*W / work-group) <= \(SGEPlan.registerFloats) "
+                    + "floats per work-item at a work-group of at most \(min(SGEPlan.registerMaxWorkGroup, device.info.maxWorkGroupSize)); "
+                    + "a slab of \(d.k) channels x \(d.m) positions"
+                    + (workGroupSize.map { " at work-group \($0)" } ?? "") + " does not fit. Use --path automatic, local or streaming")
+            }
+        }
         let requested = workGroupSize ?? sgeDefaultWorkGroupSize(k: d.k, m: d.m, backward: backward)
         guard requested > 0, requested & (requested - 1) == 0 else {
             throw SGEError.invalidArgument("sge: work-group size must be a power of two, got \(requested)")
@@ -173,6 +247,7 @@ extension OpenCLBackend: SGEOps {
             }
             slabLocal = true
         case .streaming: slabLocal = false
+        case .registers: slabLocal = fitsLocal && wg > 1   // (only without registersAllowed)
         }
         if !slabLocal {
             let need = sgeLocalFloats(d, backward: backward, slabLocal: false, wg: wg) * 4
@@ -182,6 +257,19 @@ extension OpenCLBackend: SGEOps {
             }
         }
         return SGEPlan(workGroupSize: wg, slabLocal: slabLocal, cpuMemoryHints: !device.info.isGPU)
+    }
+
+    /// The variant and work-group size a call with these arguments runs (bench reports it): the
+    /// register, local or streaming path (narrow or wide by the work-group size).
+    public func sgeResolvedPlan(shape: Shape, groups: Int, backward: Bool, path: SGEPath,
+                                workGroupSize: Int?) throws -> (path: SGEPath, workGroupSize: Int) {
+        guard shape.rank == 4, groups > 0, shape.c % groups == 0 else {
+            throw SGEError.shape("sge: shape \(shape) with \(groups) groups is not valid for SGE")
+        }
+        let d = SGEDims(n: shape.n, c: shape.c, h: shape.h, w: shape.w, g: groups, k: shape.c / groups, m: shape.h * shape.w)
+        var plan = try sgePlan(d, backward: backward, path: path, workGroupSize: workGroupSize)
+        _ = try sgeKernel(backward ? "sge_backward" : "sge_forward", &plan, d, backward: backward, path: path)
+        return (plan.registers != nil ? .registers : plan.slabLocal ? .local : .streaming, plan.workGroupSize)
     }
 
     /// Why the local-memory path cannot run SGE forward and backward on `shape` with `groups` groups
@@ -199,11 +287,23 @@ extension OpenCLBackend: SGEOps {
     }
 
     /// The kernel for a plan, shrinking the work-group size if this kernel cannot run that wide.
-    func sgeKernel(_ name: String, _ plan: inout SGEPlan) throws -> CLKernel {
+    /// The register variant's kernel, which cannot run narrower with the same registers, gives way
+    /// to the automatic choice without it (an error when the register path was asked for).
+    func sgeKernel(_ name: String, _ plan: inout SGEPlan, _ d: SGEDims, backward: Bool, path: SGEPath) throws -> CLKernel {
         while true {
             let k = try kernel(name, plan.source, plan.defines)
             let max = k.maxWorkGroupSize
             if max == 0 || plan.workGroupSize <= max || plan.workGroupSize == 1 { return k }
+            if plan.registers != nil {
+                if path == .registers {
+                    throw SGEError.invalidArgument("sge: \(name)'s register kernel runs at most \(max) work-items per group on "
+                        + "\(device.info.name) (its registers), the register path needs \(plan.workGroupSize) for a slab of "
+                        + "\(d.k) channels x \(d.m) positions. Use --path automatic, local or streaming")
+                }
+                plan = try sgePlan(d, backward: backward, path: path, workGroupSize: nil,
+                                   registersAllowed: false)
+                continue
+            }
             plan = SGEPlan(workGroupSize: plan.workGroupSize / 2, slabLocal: plan.slabLocal, cpuMemoryHints: plan.cpuMemoryHints)
         }
     }
@@ -228,7 +328,7 @@ extension OpenCLBackend: SGEOps {
                            path: SGEPath, workGroupSize: Int?, reuse: Tensor? = nil) throws -> (out: Tensor, saved: SGESaved) {
         let d = try sgeValidate("sge forward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
         var plan = try sgePlan(d, backward: false, path: path, workGroupSize: workGroupSize)
-        let k = try sgeKernel("sge_forward", &plan)
+        let k = try sgeKernel("sge_forward", &plan, d, backward: false, path: path)
         let out = try reusable(reuse, x.shape, label: "sge out", op: "sge forward")
         let means = try output([d.n, d.c], label: "sge means")
         let stats = try output([d.n, d.g, 2], label: "sge stats")
@@ -236,8 +336,8 @@ extension OpenCLBackend: SGEOps {
         try launch(k, [.buffer(x.deviceBuffer()), .buffer(out.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
                        .buffer(bias.deviceBuffer()), .buffer(means.deviceBufferForOverwrite()), .buffer(stats.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d, wg: wg) * 4), .local(d.k * 4),
-                       .local(2 * max(d.k, wg) * 4)],
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(plan.registers == nil ? sgeForwardCFloats(d, wg: wg) * 4 : 4),
+                       .local(d.k * 4), .local(plan.scratchFloats(d) * 4)],
                    global: [d.slabs * wg], local: [wg])
         return (out, SGESaved(means: means, stats: stats))
     }
@@ -256,16 +356,18 @@ extension OpenCLBackend: SGEOps {
         let d = try sgeValidate("sge backward", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize,
                                 gradOut: gradOut, saved: saved, gradWeight: gradWeight, gradBias: gradBias)
         var plan = try sgePlan(d, backward: true, path: path, workGroupSize: workGroupSize)
-        let k = try sgeKernel("sge_backward", &plan)
+        let k = try sgeKernel("sge_backward", &plan, d, backward: true, path: path)
         let gx = try reusable(reuse, x.shape, label: "sge grad_x", op: "sge backward")
         let gsum = try output([d.n, d.g, 2], label: "sge slab sums")
         let wg = plan.workGroupSize
         let slab = plan.slabLocal ? d.k * d.m * 4 : 4
+        let perPosition = plan.registers == nil ? d.m * 4 : 4   // c and ga (the register variant keeps them in registers)
         let main = try launch(k, [.buffer(x.deviceBuffer()), .buffer(gradOut.deviceBuffer()), .buffer(gx.deviceBufferForOverwrite()),
                        .buffer(weight.deviceBuffer()), .buffer(bias.deviceBuffer()), .buffer(saved.means.deviceBuffer()),
                        .buffer(saved.stats.deviceBuffer()), .buffer(gsum.deviceBufferForOverwrite()),
                        .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(slab), .local(slab), .local(d.m * 4), .local(d.m * 4), .local(sgeBackwardKV(d, wg: wg) * 4), .local(2 * max(d.k, wg) * 4)],
+                       .local(slab), .local(slab), .local(perPosition), .local(perPosition), .local(sgeBackwardKV(d, wg: wg) * 4),
+                       .local(plan.scratchFloats(d) * 4)],
                    global: [d.slabs * wg], local: [wg])
         let param = try launch(kernel("sge_param_grad", plan.source, plan.defines),
                    [.buffer(gsum.deviceBuffer()), .buffer(gradWeight.deviceBufferForUpdate()), .buffer(gradBias.deviceBufferForUpdate()),
@@ -276,13 +378,13 @@ extension OpenCLBackend: SGEOps {
     public func sgeGate(_ x: Tensor, weight: Tensor, bias: Tensor, groups: Int, normalize: Bool) throws -> Tensor {
         let d = try sgeValidate("sge gate", x: x, weight: weight, bias: bias, groups: groups, normalize: normalize)
         var plan = try sgePlan(d, backward: false, path: .automatic, workGroupSize: nil)
-        let k = try sgeKernel("sge_gate", &plan)
+        let k = try sgeKernel("sge_gate", &plan, d, backward: false, path: .automatic)
         let gate = try output([d.n, d.g, d.h, d.w], label: "sge gate")
         let wg = plan.workGroupSize
         try launch(k, [.buffer(x.deviceBuffer()), .buffer(gate.deviceBufferForOverwrite()), .buffer(weight.deviceBuffer()),
                        .buffer(bias.deviceBuffer()), .int(Int32(d.g)), .int(Int32(d.k)), .int(Int32(d.m)), .int(normalize ? 1 : 0),
-                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(sgeForwardCFloats(d, wg: wg) * 4), .local(d.k * 4),
-                       .local(2 * max(d.k, wg) * 4)],
+                       .local(plan.slabLocal ? d.k * d.m * 4 : 4), .local(plan.registers == nil ? sgeForwardCFloats(d, wg: wg) * 4 : 4),
+                       .local(d.k * 4), .local(plan.scratchFloats(d) * 4)],
                    global: [d.slabs * wg], local: [wg])
         return gate
     }
