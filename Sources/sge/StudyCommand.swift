@@ -26,6 +26,8 @@ struct StudyCommand: ParsableCommand {
     @Option(name: .customLong("train-subset"), help: "Train on the first N training images (default: all).") var trainSubset: Int?
     @Option(name: .customLong("test-subset"), help: "Test on the first N test images (0: all).") var testSubset = 0
     @Option(help: "Number of seeds (1...S).") var seeds = 3
+    @Option(name: .customLong("seed-list"), help: "The seeds themselves, e.g. 2 or 4,5 (replaces --seeds): several studies of one grid with other seeds can run at once, each in its own --out, and their study.jsonl lines be joined.")
+    var seedList: String?
     @Option(help: "SGE group counts (with normalisation), e.g. 1,2,4,8,16.") var groups = "1,2,4,8,16"
     @Option(name: .customLong("no-norm-groups"), help: "Group counts for the no-normalisation variants ('none' for none).") var noNormGroups = "1,2,4,8,16"
     @Flag(name: .customLong("no-baseline"), help: "Leave out the no-SGE baseline.") var noBaseline = false
@@ -40,6 +42,16 @@ struct StudyCommand: ParsableCommand {
         try runCLI {
             guard seeds > 0 else { throw SGEError.invalidArgument("--seeds \(seeds): must be positive") }
             let budgetSeconds = try budget.map(parseDuration)
+            let seedValues: [UInt64]
+            if let list = seedList {
+                let values = try parseInts(list, "--seed-list")
+                guard !values.isEmpty, values.allSatisfy({ $0 >= 0 }), Set(values).count == values.count else {
+                    throw SGEError.invalidArgument("--seed-list \(list): give distinct seeds >= 0, e.g. 1,2,3")
+                }
+                seedValues = values.map(UInt64.init)
+            } else {
+                seedValues = (1...seeds).map(UInt64.init)
+            }
             let choice = try device.choose()
             let train = try data.load(train: true)
             let test = try data.load(train: false)
@@ -58,7 +70,7 @@ struct StudyCommand: ParsableCommand {
             if noBaseline { variants.removeFirst() }
             let deviceName = choice.info.map(\.name) ?? "reference"
             let study = try Study(outDir: out, backend: choice.backend, deviceName: deviceName, baseConfig: base, train: train, test: test,
-                                  settings: settings, variants: variants, seeds: (1...seeds).map(UInt64.init))
+                                  settings: settings, variants: variants, seeds: seedValues)
             study.budgetSeconds = budgetSeconds
             study.progress = { log($0) }
             signal(SIGINT) { _ in

@@ -80,6 +80,21 @@ final class ConvChoiceTests: XCTestCase {
         }
     }
 
+    /// Every CLBlast backward plan the GPU chooser times gives the reference's numbers, the split-K
+    /// one included (batch 3: slices of 2 images and a last slice of 1).
+    func testEveryCLBlastBackwardPlanMatchesTheReference() throws {
+        for path in [ConvPath.clblast, .clblastPerImage, .clblastOneGemm, .clblastSplitK] {
+            let device = try testDevice()
+            let chooser = device.convWorkspace.chooser
+            (chooser.file, chooser.minWork) = (try temporaryFile(), 0)
+            chooser.candidateOverride = [path]
+            try runAndCompare(device, "backward path \(path.rawValue)")
+            let c = try device.convChoice(x: device.zeros([3, 6, 11, 9]), weight: device.zeros([5, 6, 3, 3]),
+                                          params: Conv2dParams(stride: 1, padding: 1), .backward)
+            XCTAssertEqual(c.path, path)
+        }
+    }
+
     /// Within the tie margin the earlier candidate wins (here every candidate is "within" it).
     func testNearTiesKeepTheEarlierCandidate() throws {
         for order in [[ConvPath.clblast, .cpuKernels], [.cpuKernels, .clblast]] {

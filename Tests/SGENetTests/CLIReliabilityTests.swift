@@ -173,6 +173,15 @@ final class CLIReliabilityTests: XCTestCase {
         }
     }
 
+    /// `study --seed-list` takes distinct seeds and refuses repeats and junk before any data is read.
+    func testStudySeedListIsChecked() throws {
+        for list in ["2,2", "x", "-1"] {
+            let r = try CLI.run(["study", "--device", "reference", "--data", path("missing"), "--seed-list", list])
+            XCTAssertNotEqual(r.status, 0, "\(list): \(r.output)")
+            XCTAssertTrue(r.stderr.contains("--seed-list"), "\(list): \(r.stderr)")
+        }
+    }
+
     /// `eval --json` with a non-finite loss writes null (JSON has no NaN) instead of a raw
     /// NSCocoaErrorDomain 3840 error; the checkpoint itself is intact and finite.
     func testEvalJSONWithANonFiniteLossWritesNull() throws {

@@ -17,6 +17,10 @@ public enum ConvPath: String, CaseIterable, Sendable {
     case clblastPerImage = "clblast-per-image"
     /// Backward only: one CLBlast GEMM per chunk for each gradient, over the wide copy.
     case clblastOneGemm = "clblast-one-gemm"
+    /// Backward only: the weight gradient split-K over about 8 slices of images (one strided-batched
+    /// GEMM and a sum of the partials), the input gradient as one GEMM per chunk: a skinny grad-weight
+    /// product (K·C·9 outputs, N·H·W deep) then has 8× the work-groups of one GEMM. GPUs.
+    case clblastSplitK = "clblast-split"
     /// Winograd F(2×2, 3×3) (ConvWinograd.swift) for 3×3 stride-1 convolutions: the forward, and the
     /// input gradient with the weight gradient by CLBlast (GPUs) or conv_cpu.cl's chunked columns.
     case winograd
@@ -32,6 +36,7 @@ public enum ConvPath: String, CaseIterable, Sendable {
         case .clblast: return ConvBackwardPlan.choose(s)
         case .clblastPerImage: return ConvBackwardPlan(weightSliceImages: 1, inputPerImage: true)
         case .clblastOneGemm: return ConvBackwardPlan(weightSliceImages: Int.max, inputPerImage: false)
+        case .clblastSplitK: return ConvBackwardPlan(weightSliceImages: max(2, (s.n + 7) / 8), inputPerImage: false)
         default: return nil
         }
     }
@@ -143,9 +148,11 @@ extension OpenCLBackend {
 
     /// The paths this device may run `direction` of `s` with, its default first.
     func convCandidates(_ s: Reference.Conv2dShape, _ direction: ConvDirection) -> [ConvPath] {
-        let backwardOnly: Set<ConvPath> = [.clblastPerImage, .clblastOneGemm, .winogradImplicit, .winogradFull]
-        if let list = convWorkspace.chooser.candidateOverride, !list.isEmpty {
-            return direction == .forward ? list.filter { !backwardOnly.contains($0) } : list
+        let backwardOnly: Set<ConvPath> = [.clblastPerImage, .clblastOneGemm, .clblastSplitK, .winogradImplicit, .winogradFull]
+        if let list = convWorkspace.chooser.candidateOverride {
+            // An override of backward-only paths leaves the forward its usual candidates.
+            let usable = direction == .forward ? list.filter { !backwardOnly.contains($0) } : list
+            if !usable.isEmpty { return usable }
         }
         let winograd = convWorkspace.winograd != false && Self.winogradApplies(s)
         if !device.info.isGPU {
@@ -170,7 +177,8 @@ extension OpenCLBackend {
         var list: [ConvPath] = [.clblast]
         if direction == .backward {
             // The heuristic plan, then the other plans where they differ from it.
-            for p in [ConvPath.clblastPerImage, .clblastOneGemm] where !list.contains(where: { $0.backwardPlan(s) == p.backwardPlan(s) }) {
+            for p in [ConvPath.clblastPerImage, .clblastOneGemm, .clblastSplitK]
+            where (s.n > 2 || p != .clblastSplitK) && !list.contains(where: { $0.backwardPlan(s) == p.backwardPlan(s) }) {
                 list.append(p)
             }
         }
