@@ -98,8 +98,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// it to the per-shape choice (`chooser`). `SGE_CONV_WINOGRAD=0|1` sets it.
     public var winograd: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_WINOGRAD"].flatMap { Int($0) }.map { $0 != 0 }
     /// The backward's Winograd weight gradient (`ConvPath.winogradFull`, CPU drivers): true forces it
-    /// wherever Winograd is forced or chosen for a backward; false or nil: not used (opt-in until the
-    /// data-parallel drift noted in ConvChoice.swift is understood). `SGE_CONV_WINOGRAD_GW=0|1` sets it.
+    /// wherever Winograd is forced for a backward, false rules it out, nil leaves it to the per-shape
+    /// choice (a candidate wherever it applies). `SGE_CONV_WINOGRAD_GW=0|1` sets it.
     public var winogradWeightGrad: Bool? = ProcessInfo.processInfo.environment["SGE_CONV_WINOGRAD_GW"].flatMap { Int($0) }.map { $0 != 0 }
 
     private var columns: CLBuffer?

@@ -116,12 +116,19 @@ final class DistributedTests: XCTestCase {
          "--no-augment", "--test-subset", "40", "--out", out, "--overwrite"]
     }
 
+    /// Five steps of 2 ranks × 64 against 1 × 128. Winograd's weight gradient is ruled out here
+    /// (SGE_CONV_WINOGRAD_GW=0): its tile sums are split by the per-rank batch, so it rounds differently
+    /// at 64 and 128 images (≈2e-7 relative); on this data one BatchNorm output sits 5e-8 from zero at
+    /// step 2, that rounding flips its ReLU, and five steps carry the flip to 0.38. The same happens to
+    /// any path given 3e-6 of noise, so it tests the data, not the path; the path itself is checked in
+    /// a 2-rank run after one step (testTwoRanksWinogradWeightGradEqualsReferenceAfterOneStepOnPoCL).
     func equivalence(device: String, rtol: Double) throws {
         let data = try tinyData()
         let one = data + "/one", two = data + "/two"
-        let single = try CLI.run(trainArgs(data, out: one, batch: 128, device: device))
+        let env = ["SGE_CONV_WINOGRAD_GW": "0"]
+        let single = try CLI.run(trainArgs(data, out: one, batch: 128, device: device), env: env)
         XCTAssertEqual(single.status, 0, single.output)
-        let ddp = try MPI.run(ranks: 2, trainArgs(data, out: two, batch: 64, device: device) + ["--sync-bn"])
+        let ddp = try MPI.run(ranks: 2, trainArgs(data, out: two, batch: 64, device: device) + ["--sync-bn"], env: env)
         XCTAssertEqual(ddp.status, 0, ddp.output)
         XCTAssertTrue(ddp.stderr.contains("rank 1: device"), ddp.output)
         let (worst, name) = try MPI.maxRelativeDifference(two + "/checkpoint.safetensors", one + "/checkpoint.safetensors")

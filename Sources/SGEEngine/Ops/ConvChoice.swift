@@ -68,6 +68,9 @@ public enum ConvChoiceSource: String, Sendable {
 public final class ConvChooser: @unchecked Sendable {
     /// Whether missing shapes are timed (`SGE_CONV_FIND=0` turns it off: stored, shipped or default).
     public var find = ProcessInfo.processInfo.environment["SGE_CONV_FIND"].map { $0 != "0" } ?? true
+    /// Whether the choices shipped for the device's class are used (`SGE_CONV_SHIPPED=0` turns them
+    /// off, so a run times every shape afresh: how the shipped entries are made).
+    public var useShipped = ProcessInfo.processInfo.environment["SGE_CONV_SHIPPED"].map { $0 != "0" } ?? true
     /// Shapes below this many multiply-adds per direction (N·K·C·KH·KW·OH·OW) are not timed.
     public var minWork = 1 << 24
     /// Timed runs per candidate (after one warm-up); the median counts.
@@ -163,11 +166,10 @@ extension OpenCLBackend {
             if convWorkspace.cpuImplicit == false { list = [.cpuKernels] }
             if winograd {
                 var w: [ConvPath] = direction == .forward ? [.winograd] : list.contains(.cpuImplicit) ? [.winogradImplicit, .winograd] : [.winograd]
-                // Winograd's own weight gradient only when asked for (SGE_CONV_WINOGRAD_GW=1): it
-                // measured 1.5–3× faster than the others' at 32 → 32 16×16 and 64 → 64 8×8 (batch 128)
-                // and matches the reference in WinogradTests, but a 2-rank data-parallel run with it
-                // drifts from one process (DistributedTests, not yet understood), so it is not a default.
-                if direction == .backward, convWorkspace.winogradWeightGrad == true, winogradWeightGradApplies(s) {
+                // Winograd's own weight gradient (unless SGE_CONV_WINOGRAD_GW=0): it measured 1.5–3×
+                // faster than the others' at 32 → 32 16×16 and 64 → 64 8×8 (batch 128) and matches the
+                // reference in WinogradTests and, in a 2-rank run, after one step (DistributedTests).
+                if direction == .backward, convWorkspace.winogradWeightGrad != false, winogradWeightGradApplies(s) {
                     w.insert(.winogradFull, at: 0)
                 }
                 list = s.c > 1 ? w + list : list + w
@@ -219,7 +221,7 @@ extension OpenCLBackend {
         let key = convKey(s)
         let chooser = convWorkspace.chooser
         if let r = chooser.record(key, info: device.info), let p = valid(direction == .forward ? r.forward : r.backward) { return (p, .timed) }
-        if let r = ShippedTuning.embedded.match(device.info)?.conv?[key], let p = valid(direction == .forward ? r.forward : r.backward) {
+        if chooser.useShipped, let r = ShippedTuning.embedded.match(device.info)?.conv?[key], let p = valid(direction == .forward ? r.forward : r.backward) {
             return (p, .shipped)
         }
         return (candidates[0], .fallback)
