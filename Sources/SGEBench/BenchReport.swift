@@ -40,6 +40,8 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var planRequestedMiB: Double?
     public var deviceAllocationsPerStep: Int?
     public var hostAllocationsPerStep: Int?
+    /// clSetKernelArg calls in the last timed step (kernels bound once: 0 in a steady step).
+    public var kernelArgsSetPerStep: Int?
     public var planFallbacks: Int?
 
     public init(op: String, direction: String, shape: String, ms: Double, msMin: Double, msMax: Double, gbps: Double? = nil,
@@ -66,7 +68,8 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s", hostMs = "host_ms", deviceMs = "device_ms"
         case peakDeviceMiB = "peak_device_mib", peakHostMiB = "peak_host_mib"
         case stepPeakDeviceMiB = "step_peak_device_mib", planArenaMiB = "plan_arena_mib", planRequestedMiB = "plan_requested_mib"
-        case deviceAllocationsPerStep = "device_allocations_per_step", hostAllocationsPerStep = "host_allocations_per_step"
+        case deviceAllocationsPerStep = "device_allocations_per_step", hostAllocationsPerStep = "host_allocations_per_step",
+             kernelArgsSetPerStep = "kernel_args_set_per_step"
         case planFallbacks = "plan_fallbacks"
     }
 }

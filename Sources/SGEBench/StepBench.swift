@@ -26,6 +26,8 @@ public struct StepBenchmark {
         public var deviceMs: [Double]
         public var launches: Int?
         public var transfers: Int?
+        /// clSetKernelArg calls per timed step (0 once every launch site keeps its arguments bound).
+        public var argumentSets: [Int] = []
         /// Device buffers at their peak during the run (OpenCL backends; nil on the reference), and
         /// the process's peak resident host memory, in bytes.
         public var peakDeviceBytes: Int?
@@ -132,6 +134,7 @@ public struct StepBenchmark {
                 result.deviceMs.append(device.total)
                 result.launches = recorder.launches
                 result.transfers = recorder.transfers
+                result.argumentSets.append(recorder.argumentSets)
                 let counts = recorder.launchesByName
                 result.perKernel = device.byName.map { (name: $0.key, launches: counts[$0.key] ?? 0, deviceMs: $0.value) }
                     .sorted { $0.deviceMs > $1.deviceMs }
@@ -154,6 +157,7 @@ extension BenchRow {
         stepPeakDeviceMiB = r.stepPeakDeviceBytes.map { Double($0) / 1_048_576 }
         deviceAllocationsPerStep = r.deviceAllocations.last
         hostAllocationsPerStep = r.hostStorageAllocations.last
+        kernelArgsSetPerStep = r.argumentSets.last
         if let plan = r.plan, plan.plansMade > 0 {
             planArenaMiB = Double(plan.arenaBytes) / 1_048_576
             planRequestedMiB = Double(plan.requestedBytes) / 1_048_576

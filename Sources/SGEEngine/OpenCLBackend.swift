@@ -1,3 +1,4 @@
+import Foundation
 import SGEKernels
 import SGEOpenCL
 import SGETensor
@@ -41,8 +42,41 @@ public final class OpenCLBackend: BackendBase {
 
     /// The memory plan of training steps on this backend's device (shared by its backends).
     public var stepMemory: StepMemory { StepMemory.of(device) }
-    public func beginStep(_ key: String) { stepMemory.beginStep(key) }
-    public func endStep() { stepMemory.endStep() }
+    public func beginStep(_ key: String) {
+        stepMemory.beginStep(key)
+        (stepKey, stepLaunch) = (bindKernelsPerStep ? key : nil, 0)
+    }
+    public func endStep() {
+        stepMemory.endStep()
+        stepKey = nil
+    }
+
+    /// Kernels bound once: inside a step (`beginStep`), launch number i of the step runs on its own
+    /// kernel object, kept for that step key, so a step that repeats the last one (as a planned step
+    /// does: same kernels, same buffers) sets no kernel argument again; CLKernel sets only the
+    /// arguments that changed. `SGE_BIND_ONCE=0` turns it off (every launch site shares one object
+    /// per kernel, as outside steps).
+    public var bindKernelsPerStep = ProcessInfo.processInfo.environment["SGE_BIND_ONCE"].map { $0 != "0" } ?? true
+    private var stepKey: String?
+    private var stepLaunch = 0
+    private var stepKernels: [String: [CLKernel]] = [:]
+    /// Step keys whose launch sites are kept (a training step, its last batch, evaluation, ...).
+    static let boundStepKeys = 8
+
+    /// The kernel object launch site `stepLaunch` of the current step uses for `kernel`.
+    private func bound(_ kernel: CLKernel) throws -> CLKernel {
+        guard let key = stepKey else { return kernel }
+        let i = stepLaunch
+        stepLaunch += 1
+        if stepKernels[key] == nil && stepKernels.count >= Self.boundStepKeys { stepKernels.removeAll() }
+        var sites = stepKernels[key, default: []]
+        if i < sites.count, sites[i].isSameKernel(as: kernel) { return sites[i] }
+        guard i <= sites.count else { return kernel }
+        let site = try kernel.clone()
+        if i < sites.count { sites[i] = site } else { sites.append(site) }
+        stepKernels[key] = sites
+        return site
+    }
 
     /// The kernel `name` of `source`, compiled once per defines.
     func kernel(_ name: String, _ source: String, _ defines: [String: String] = [:]) throws -> CLKernel {
@@ -52,7 +86,7 @@ public final class OpenCLBackend: BackendBase {
     /// Enqueues a 1-D kernel over `n` items with a driver-chosen work-group size.
     @discardableResult
     func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], count n: Int) throws -> CLEvent {
-        let e = try kernel.enqueue(args, global: [max(n, 1)])
+        let e = try bound(kernel).enqueue(args, global: [max(n, 1)])
         lastEvent = e
         return e
     }
@@ -60,7 +94,7 @@ public final class OpenCLBackend: BackendBase {
     /// Enqueues with explicit global and local sizes (global rounded up to the local size).
     @discardableResult
     func launch(_ kernel: CLKernel, _ args: [CLKernel.Arg], global: [Int], local: [Int]?) throws -> CLEvent {
-        let e = try kernel.enqueue(args, global: global, local: local)
+        let e = try bound(kernel).enqueue(args, global: global, local: local)
         lastEvent = e
         return e
     }

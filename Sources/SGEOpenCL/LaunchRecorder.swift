@@ -12,6 +12,8 @@ public final class LaunchRecorder: @unchecked Sendable {
     public private(set) var launches = 0
     public private(set) var transfers = 0
     public private(set) var blockingSeconds = 0.0
+    /// clSetKernelArg calls made (arguments unchanged since a kernel object's last launch are not set again).
+    public private(set) var argumentSets = 0
     private var events: [(String, CLEvent)] = []
     /// Keep each launch's event for `deviceMilliseconds()` (costs an event retain per launch).
     public let keepEvents: Bool
@@ -24,6 +26,8 @@ public final class LaunchRecorder: @unchecked Sendable {
     }
 
     func transferred() { transfers += 1 }
+
+    func argumentsSet(_ n: Int) { argumentSets += n }
 
     func blocked(since start: DispatchTime) {
         blockingSeconds += Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
@@ -52,6 +56,7 @@ public final class LaunchRecorder: @unchecked Sendable {
     public func reset() {
         launches = 0
         transfers = 0
+        argumentSets = 0
         blockingSeconds = 0
         events.removeAll(keepingCapacity: true)
     }

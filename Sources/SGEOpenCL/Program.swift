@@ -220,12 +220,56 @@ public final class CLKernel: @unchecked Sendable {
     public let name: String
     unowned let context: CLContext
 
+    /// The argument values last set on this kernel object (OpenCL keeps them between enqueues), so
+    /// `enqueue` sets only those that changed.
+    private var boundArgs: [BoundArg?] = []
+
+    /// A buffer argument is the same only while its CLBuffer lives: a released cl_mem's address can
+    /// come back as another buffer (PoCL then reads the old one's parent through the kernel's stale
+    /// argument), so the kernel holds the buffer weakly and sets the argument again once it is gone.
+    private enum BoundArg: Equatable {
+        case mem(WeakBuffer)
+        case int(Int32)
+        case float(UInt32)
+        case local(Int)
+    }
+
+    private struct WeakBuffer: Equatable {
+        weak var buffer: CLBuffer?
+        let mem: cl_mem
+        static func == (a: WeakBuffer, b: WeakBuffer) -> Bool {
+            guard let x = a.buffer, let y = b.buffer else { return false }
+            return x === y && a.mem == b.mem
+        }
+    }
+
     init(kernel: cl_kernel, name: String, context: CLContext) {
         self.kernel = kernel
         self.name = name
         self.context = context
     }
     deinit { clReleaseKernel(kernel) }
+
+    /// The program this kernel was made from.
+    public private(set) lazy var program: cl_program? = {
+        var p: cl_program?
+        let status = clGetKernelInfo(kernel, cl_kernel_info(CL_KERNEL_PROGRAM), MemoryLayout<cl_program?>.size, &p, nil)
+        return status == CL_SUCCESS ? p : nil
+    }()
+
+    /// Another kernel object of the same kernel (its own arguments), for a launch site that keeps
+    /// its arguments bound between steps.
+    public func clone() throws -> CLKernel {
+        guard let program else { try check(CL_INVALID_KERNEL, "clGetKernelInfo(\(name), CL_KERNEL_PROGRAM)"); return self }
+        var status: cl_int = CL_SUCCESS
+        let k = clCreateKernel(program, name, &status)
+        try check(status, "clCreateKernel(\(name)) for a bound launch site")
+        guard let k else { try check(CL_INVALID_KERNEL, "clCreateKernel(\(name)) returned no kernel"); return self }
+        return CLKernel(kernel: k, name: name, context: context)
+    }
+
+    /// Whether `other` is a kernel object of the same kernel of the same program.
+    public func isSameKernel(as other: CLKernel) -> Bool { name == other.name && program == other.program }
 
     /// Arguments for `enqueue`.
     public enum Arg {
@@ -247,7 +291,19 @@ public final class CLKernel: @unchecked Sendable {
     /// driver chooses). Returns the profiling event.
     @discardableResult
     public func enqueue(_ args: [Arg], global: [Int], local: [Int]? = nil) throws -> CLEvent {
+        if boundArgs.count < args.count { boundArgs += Array(repeating: nil, count: args.count - boundArgs.count) }
+        var set = 0
         for (i, arg) in args.enumerated() {
+            let value: BoundArg
+            switch arg {
+            case .buffer(let b): value = .mem(WeakBuffer(buffer: b, mem: b.mem))
+            case .int(let v): value = .int(v)
+            case .float(let v): value = .float(v.bitPattern)
+            case .local(let bytes): value = .local(max(bytes, 4))
+            }
+            if boundArgs[i] == value { continue }
+            boundArgs[i] = nil   // unknown until the call succeeds
+            set += 1
             let status: cl_int
             switch arg {
             case .buffer(let b):
@@ -261,7 +317,9 @@ public final class CLKernel: @unchecked Sendable {
                 status = clSetKernelArg(kernel, cl_uint(i), max(bytes, 4), nil)
             }
             try check(status, "clSetKernelArg(\(name), arg \(i))")
+            boundArgs[i] = value
         }
+        context.recorder?.argumentsSet(set)
         var event: cl_event?
         var g = global
         if let local {

@@ -68,7 +68,7 @@ struct BenchStep: ParsableCommand {
             if let plan = r.plan {
                 let list = { (v: [Int]) in v.map(String.init).joined(separator: " ") }
                 let perStep = "per timed step: device buffers created \(list(r.deviceAllocations)), "
-                    + "host tensor storages allocated \(list(r.hostStorageAllocations))"
+                    + "host tensor storages allocated \(list(r.hostStorageAllocations)), kernel arguments set \(list(r.argumentSets))"
                 if plan.plansMade > 0 {
                     print(String(format: "memory plan: arena %.1f MiB for %d buffers (requested %.1f MiB, peak live %.1f MiB); %d requests "
                                  + "planned, %d fell back to the pool (%d size mismatches, %d regions still held); ",

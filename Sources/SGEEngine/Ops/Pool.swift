@@ -101,7 +101,7 @@ extension OpenCLBackend: PoolOps {
     /// Enqueues a pool.cl kernel over a 3-D range (width, height, planes) of `shape` (the driver picks
     /// the work-group size).
     private func launchPlanes(_ kernel: CLKernel, _ args: [CLKernel.Arg], over shape: Shape) throws {
-        lastEvent = try kernel.enqueue(args, global: [shape.w, shape.h, shape.n * shape.c])
+        try launch(kernel, args, global: [shape.w, shape.h, shape.n * shape.c], local: nil)
     }
 
     /// A pool.cl kernel compiled for one geometry.
