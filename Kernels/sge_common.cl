@@ -52,6 +52,15 @@
 
 inline float sge_sigmoid(const float a) { return 1.0f / (1.0f + exp(-a)); }
 
+// sigma from the sum of squared deviations of M values (unbiased; 0 for M = 1).
+inline float sge_sigma(const float ss, const int M) { return M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f; }
+
+// Slab s's (mu, sigma) into stats[2s], stats[2s+1].
+inline void sge_store_stats(__global float *stats, const int s, const float2 st) {
+    stats[2 * s] = st.x;
+    stats[2 * s + 1] = st.y;
+}
+
 // Backward at position i of a slab: c_i = sum_k m_k x_k,i, the normalised t_i and the gate
 // s_i = sigmoid(w t_i + b) (written to *c_out, *t_out, *s_out), and the return value
 // ga_i = (sum_k go_k,i x_k,i) s_i (1 - s_i). The scalar step of both variants (the narrow one's tail).

@@ -122,7 +122,7 @@ inline float2 slab_stats1(SLAB const float *xs, const int K, const int M, __loca
     }
     for (; i < M; ++i) tail += (c[i] - mu) * (c[i] - mu);
     const float ss = hsum8(v0 + v1) + tail;
-    return (float2)(mu, M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f);
+    return (float2)(mu, sge_sigma(ss, M));
 }
 
 inline float8 sigmoid8(const float8 a) { return 1.0f / (1.0f + exp8(-a)); }
@@ -150,8 +150,7 @@ void sge_forward(SGE_FORWARD_ARGS) {
     LOAD_SLAB1(xs, x + base, xs_local)
     const float2 st = slab_stats1(xs, K, M, m, c);
     for (int k = 0; k < K; ++k) means[(size_t)s * K + k] = m[k];
-    stats[2 * s] = st.x;
-    stats[2 * s + 1] = st.y;
+    sge_store_stats(stats, s, st);
     const float mu = st.x, inv = 1.0f / (st.y + SGE_EPS), w = weight[g], b = bias[g];
     __global float *o = out + base;
     const int prefetch_next = SGE_PREFETCH && s + 1 < (int)get_num_groups(0);

@@ -71,12 +71,8 @@ inline float2 slab_stats(SLAB const float *xs, const int K, const int M, __local
         const float d = c[i] - mu;
         part += d * d;
     }
-    const float ss = tree_sum(scratch, part);
-    const float sigma = M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f;
-    return (float2)(mu, sigma);
+    return (float2)(mu, sge_sigma(tree_sum(scratch, part), M));
 }
-
-
 
 // out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -86,10 +82,7 @@ void sge_forward(SGE_FORWARD_ARGS) {
     LOAD_SLAB(xs, x + base, xs_local)
     const float2 st = slab_stats(xs, K, M, m, c, scratch);
     for (int k = lid; k < K; k += WG) means[(size_t)s * K + k] = m[k];
-    if (lid == 0) {
-        stats[2 * s] = st.x;
-        stats[2 * s + 1] = st.y;
-    }
+    if (lid == 0) sge_store_stats(stats, s, st);
     const float w = weight[g], b = bias[g], inv = 1.0f / (st.y + SGE_EPS);
     __global float *o = out + base;
     for (int i = lid; i < M; i += WG) {

@@ -115,9 +115,7 @@ inline float2 reg_stats(const float v[KC][PPT], const int M, float mk[KC], float
             const float dd = c[j] - mu;
             pv += dd * dd;
         }
-    const float ss = sum2(pv, 0.0f, red).x;
-    const float sigma = M > 1 ? sqrt(ss / (float)(M - 1)) : 0.0f;
-    return (float2)(mu, sigma);
+    return (float2)(mu, sge_sigma(sum2(pv, 0.0f, red).x, M));
 }
 
 // out = x * sigmoid(w t + b); writes means [N*C] and stats [N*G][2] for backward.
@@ -129,10 +127,7 @@ void sge_forward(SGE_FORWARD_ARGS) {
     load_slab(x + base, M, v);
     const float2 st = reg_stats(v, M, mk, cv, m, scratch);
     for (int k = lid; k < KC; k += WG) means[(size_t)s * KC + k] = m[k];
-    if (lid == 0) {
-        stats[2 * s] = st.x;
-        stats[2 * s + 1] = st.y;
-    }
+    if (lid == 0) sge_store_stats(stats, s, st);
     const float w = weight[g], b = bias[g], inv = 1.0f / (st.y + SGE_EPS);
     __global float *o = out + base;
 #pragma unroll
