@@ -44,11 +44,20 @@ public final class OpenCLBackend: BackendBase {
     public var stepMemory: StepMemory { StepMemory.of(device) }
     public func beginStep(_ key: String) {
         stepMemory.beginStep(key)
-        (stepKey, stepLaunch) = (bindKernelsPerStep ? key : nil, 0)
+        endBoundStep()
+        guard bindKernelsPerStep else { return }
+        if stepKernels[key] == nil && stepKernels.count >= Self.boundStepKeys { stepKernels.removeAll() }
+        (stepKey, stepSites, stepLaunch) = (key, stepKernels.removeValue(forKey: key) ?? [], 0)
     }
     public func endStep() {
         stepMemory.endStep()
-        stepKey = nil
+        endBoundStep()
+    }
+
+    /// Keeps the ended step's launch sites under its key.
+    private func endBoundStep() {
+        if let key = stepKey { stepKernels[key] = stepSites }
+        (stepKey, stepSites) = (nil, [])
     }
 
     /// Kernels bound once: inside a step (`beginStep`), launch number i of the step runs on its own
@@ -58,6 +67,9 @@ public final class OpenCLBackend: BackendBase {
     /// per kernel, as outside steps).
     public var bindKernelsPerStep = ProcessInfo.processInfo.environment["SGE_BIND_ONCE"].map { $0 != "0" } ?? true
     private var stepKey: String?
+    /// The current step's launch sites (taken out of `stepKernels` for the step, so a launch does
+    /// not hash the key).
+    private var stepSites: [CLKernel] = []
     private var stepLaunch = 0
     private var stepKernels: [String: [CLKernel]] = [:]
     /// Step keys whose launch sites are kept (a training step, its last batch, evaluation, ...).
@@ -65,16 +77,13 @@ public final class OpenCLBackend: BackendBase {
 
     /// The kernel object launch site `stepLaunch` of the current step uses for `kernel`.
     private func bound(_ kernel: CLKernel) throws -> CLKernel {
-        guard let key = stepKey else { return kernel }
+        guard stepKey != nil else { return kernel }
         let i = stepLaunch
         stepLaunch += 1
-        if stepKernels[key] == nil && stepKernels.count >= Self.boundStepKeys { stepKernels.removeAll() }
-        var sites = stepKernels[key, default: []]
-        if i < sites.count, sites[i].isSameKernel(as: kernel) { return sites[i] }
-        guard i <= sites.count else { return kernel }
+        if i < stepSites.count, stepSites[i].isSameKernel(as: kernel) { return stepSites[i] }
+        guard i <= stepSites.count else { return kernel }   // an earlier site failed to clone
         let site = try kernel.clone()
-        if i < sites.count { sites[i] = site } else { sites.append(site) }
-        stepKernels[key] = sites
+        if i < stepSites.count { stepSites[i] = site } else { stepSites.append(site) }
         return site
     }
 

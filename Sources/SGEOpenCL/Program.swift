@@ -260,12 +260,12 @@ public final class CLKernel: @unchecked Sendable {
     /// Another kernel object of the same kernel (its own arguments), for a launch site that keeps
     /// its arguments bound between steps.
     public func clone() throws -> CLKernel {
-        guard let program else { try check(CL_INVALID_KERNEL, "clGetKernelInfo(\(name), CL_KERNEL_PROGRAM)"); return self }
-        var status: cl_int = CL_SUCCESS
-        let k = clCreateKernel(program, name, &status)
-        try check(status, "clCreateKernel(\(name)) for a bound launch site")
-        guard let k else { try check(CL_INVALID_KERNEL, "clCreateKernel(\(name)) returned no kernel"); return self }
-        return CLKernel(kernel: k, name: name, context: context)
+        var status: cl_int = CL_INVALID_PROGRAM
+        if let program, let k = clCreateKernel(program, name, &status), status == CL_SUCCESS {
+            return CLKernel(kernel: k, name: name, context: context)
+        }
+        let code = status == CL_SUCCESS ? CL_INVALID_KERNEL : status
+        throw OpenCLError.api(call: "clCreateKernel(\(name)) for a bound launch site", code: code, name: OpenCLError.name(of: code))
     }
 
     /// Whether `other` is a kernel object of the same kernel of the same program.
@@ -305,16 +305,16 @@ public final class CLKernel: @unchecked Sendable {
             boundArgs[i] = nil   // unknown until the call succeeds
             set += 1
             let status: cl_int
-            switch arg {
-            case .buffer(let b):
-                var mem: cl_mem? = b.mem
+            switch value {
+            case .mem(let w):
+                var mem: cl_mem? = w.mem
                 status = clSetKernelArg(kernel, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
             case .int(var v):
                 status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
-            case .float(var v):
-                status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
+            case .float(var bits):
+                status = clSetKernelArg(kernel, cl_uint(i), 4, &bits)
             case .local(let bytes):
-                status = clSetKernelArg(kernel, cl_uint(i), max(bytes, 4), nil)
+                status = clSetKernelArg(kernel, cl_uint(i), bytes, nil)
             }
             try check(status, "clSetKernelArg(\(name), arg \(i))")
             boundArgs[i] = value

@@ -228,9 +228,6 @@ extension OpenCLBackend: SGEOps {
             }
         }
         let requested = workGroupSize ?? sgeDefaultWorkGroupSize(k: d.k, m: d.m, backward: backward)
-        guard requested > 0, requested & (requested - 1) == 0 else {
-            throw SGEError.invalidArgument("sge: work-group size must be a power of two, got \(requested)")
-        }
         var wg = requested
         while wg > 1 && wg > device.info.maxWorkGroupSize { wg /= 2 }
         let limit = Int(device.info.localMemory)
@@ -239,7 +236,7 @@ extension OpenCLBackend: SGEOps {
         switch path {
         // The narrow variant streams: its one work-item's slab stays in that core's cache between
         // passes, so a local copy only adds traffic (measured ~2x slower on PoCL).
-        case .automatic: slabLocal = fitsLocal && wg > 1
+        case .automatic, .registers: slabLocal = fitsLocal && wg > 1   // .registers: only with registersAllowed false
         case .local:
             guard fitsLocal else {
                 throw SGEError.invalidArgument("sge: the local-memory path needs \(sgeLocalFloats(d, backward: backward, slabLocal: true, wg: wg) * 4) bytes "
@@ -247,7 +244,6 @@ extension OpenCLBackend: SGEOps {
             }
             slabLocal = true
         case .streaming: slabLocal = false
-        case .registers: slabLocal = fitsLocal && wg > 1   // (only without registersAllowed)
         }
         if !slabLocal {
             let need = sgeLocalFloats(d, backward: backward, slabLocal: false, wg: wg) * 4
