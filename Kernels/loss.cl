@@ -24,9 +24,9 @@
 //     z_y == m, a scan of the classes before y for the first argmax); pass 2: e = exp(z - m) stored
 //     into grad, and its sum s; pass 3: grad = e * (1/(N s)), minus 1/N at the label. Reusing e
 //     halves the exps; e/s differs from exp(z - lse) by a few ulps.
-//   softmax_cross_entropy_cpu, larger K on CPU drivers: the same passes with one work-item per group
-//     walking R rows in whole float16 vectors (a group runs on one core and explicit vectors are the
-//     vector code).
+//   softmax_cross_entropy_cpu, larger K on CPU drivers: the same arithmetic with one work-item per
+//     group walking R rows in whole float16 vectors (a group runs on one core and explicit vectors
+//     are the vector code), the next row's max taken during this row's exps.
 // Local memory: L floats (tree_sum and tree_max from reduce_prelude.cl); the unaligned vector loads
 //   come from vector_prelude.cl.
 
@@ -118,14 +118,6 @@ inline void store_chunk(__global float *g, const int k, const int K, const float
     for (int j = 0; k + j < K; ++j) g[k + j] = t[j];
 }
 
-// With clang (PoCL), softmax_cross_entropy_cpu prefetches the next row's logits while a row's exps
-// run, a cache line per float16 chunk.
-#if defined(__clang__)
-#define PREFETCH_LINE(p) __builtin_prefetch(p)
-#else
-#define PREFETCH_LINE(p)
-#endif
-
 // e^d for d <= 0 (d = z - max): 0 below -87, NaN stays NaN; within 7e-8 relative of exp on the
 // reduced range (the polynomial's own error 2e-9, then float32 rounding; vector_prelude.cl's degree-7
 // Taylor form measured 6e-8). One fma, one integer op and the Taylor form's extra degree fewer than
@@ -213,13 +205,41 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
     finish_batch(row_out, done, loss, correct, N, scratch);
 }
 
+// The largest of a row's K >= 16 values (NaN never wins, as in the reference's `z > m`): whole
+// float16 vectors in four independent chains, then the last vector at K - 16 (see below).
+inline float row_max16(__global const float *z, const int K, const int full, const int tail) {
+    float16 m0 = (float16)(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        const float16 a = LD16G(z + k), b = LD16G(z + k + 16), c = LD16G(z + k + 32), d = LD16G(z + k + 48);
+        m0 = select(m0, a, a > m0);
+        m1 = select(m1, b, b > m1);
+        m2 = select(m2, c, c > m2);
+        m3 = select(m3, d, d > m3);
+    }
+    for (; k < full; k += 16) {
+        const float16 a = LD16G(z + k);
+        m0 = select(m0, a, a > m0);
+    }
+    if (full < K) {
+        const float16 a = LD16G(z + tail);
+        m1 = select(m1, a, a > m1);
+    }
+    m0 = select(m0, m1, m1 > m0);
+    m2 = select(m2, m3, m3 > m2);
+    return hmax16(select(m0, m2, m2 > m0));
+}
+
 // CPU drivers: group g takes rows g*R .. g*R + R - 1 with one work-item (a group runs on one core and
 // explicit vectors are the vector code). Launched with global = groups, local = 1; needs K >= 16.
-// The arithmetic of softmax_cross_entropy at L = 1, organised for a core: whole float16 vectors only,
-// the last one at K - 16 overlapping its predecessor when K % 16 != 0 (no lane-by-lane tail: the max
-// is the same over repeated lanes, the sum masks them, their stores write equal values); the max in
-// four independent chains and the sum of e in two (a vector add's latency, not its throughput, bounded
-// one chain); the next row's logits prefetched during the exps.
+// The arithmetic of softmax_cross_entropy at L = 1, organised for a core:
+// - whole float16 vectors only, the last one at K - 16 overlapping its predecessor when K % 16 != 0
+//   (no lane-by-lane tail: the max is the same over repeated lanes, the sum masks them, their stores
+//   write equal values, and the scaling reads that vector before and stores it after the others);
+// - the next row's max is taken in the loop of this row's exps, so its logits arrive from memory
+//   while the exps keep the core busy (the max pass alone, first from memory, was ~15% of the
+//   kernel); only a group's first row has a pass of its own. Rows see the same max either way.
+// - the sum of e in two chains (a vector add's latency, not its throughput, bounded one chain).
 __kernel void softmax_cross_entropy_cpu(__global const float *logits, __global const float *labels,
                                         __global float *loss, __global float *correct, __global float *grad,
                                         __global float *row_out, volatile __global int *done,
@@ -230,32 +250,12 @@ __kernel void softmax_cross_entropy_cpu(__global const float *logits, __global c
     const int tail = K - 16;       // the last vector's start; used when full < K
     const int16 fresh = lane >= full - tail;  // its lanes past the whole vectors
     const int first = get_group_id(0) * R, end = min(N, first + R);
+    float m = first < end ? row_max16(logits + (size_t)first * K, K, full, tail) : 0.0f;
     for (int row = first; row < end; ++row) {
         __global const float *z = logits + (size_t)row * K;
         __global float *g = grad + (size_t)row * K;
+        __global const float *z_next = row + 1 < end ? z + K : z;  // the last row rescans itself
         const int label = class_index(labels[row], K);
-        // Pass 1: the max (NaN never wins, as in the reference's `z > m`).
-        float16 m0 = (float16)(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-        int k = 0;
-        for (; k + 64 <= K; k += 64) {
-            const float16 a = LD16G(z + k), b = LD16G(z + k + 16), c = LD16G(z + k + 32), d = LD16G(z + k + 48);
-            m0 = select(m0, a, a > m0);
-            m1 = select(m1, b, b > m1);
-            m2 = select(m2, c, c > m2);
-            m3 = select(m3, d, d > m3);
-        }
-        for (; k < full; k += 16) {
-            const float16 a = LD16G(z + k);
-            m0 = select(m0, a, a > m0);
-        }
-        if (full < K) {
-            const float16 a = LD16G(z + tail);
-            m1 = select(m1, a, a > m1);
-        }
-        m0 = select(m0, m1, m1 > m0);
-        m2 = select(m2, m3, m3 > m2);
-        m0 = select(m0, m2, m2 > m0);
-        const float m = hmax16(m0);
         // Correct when the label's logit is the max and no earlier class reaches it (the first argmax).
         float hit = 0.0f;
         if (label >= 0 && z[label] == m) {
@@ -266,38 +266,41 @@ __kernel void softmax_cross_entropy_cpu(__global const float *logits, __global c
             }
             hit = earlier ? 0.0f : 1.0f;
         }
-        // Pass 2: e = exp(z - m) into grad, and the sum of e.
-        float16 s0 = (float16)(0.0f), s1 = s0;
-        for (k = 0; k + 32 <= K; k += 32) {
+        // e = exp(z - m) into grad and the sum of e; the next row's max m0/m1.
+        float16 s0 = (float16)(0.0f), s1 = s0, m0 = (float16)(-INFINITY), m1 = m0;
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
             const float16 e = exp_neg16(LD16G(z + k) - m), f = exp_neg16(LD16G(z + k + 16) - m);
-            PREFETCH_LINE(z + K + k);
-            PREFETCH_LINE(z + K + k + 16);
+            const float16 a = LD16G(z_next + k), b = LD16G(z_next + k + 16);
+            m0 = select(m0, a, a > m0);
+            m1 = select(m1, b, b > m1);
             s0 += e;
             s1 += f;
             ST16G(e, g + k);
             ST16G(f, g + k + 16);
         }
         if (k < full) {
-            const float16 e = exp_neg16(LD16G(z + k) - m);
-            PREFETCH_LINE(z + K + k);
+            const float16 e = exp_neg16(LD16G(z + k) - m), a = LD16G(z_next + k);
+            m0 = select(m0, a, a > m0);
             s0 += e;
             ST16G(e, g + k);
         }
         if (full < K) {
-            const float16 e = exp_neg16(LD16G(z + tail) - m);
+            const float16 e = exp_neg16(LD16G(z + tail) - m), a = LD16G(z_next + tail);
+            m1 = select(m1, a, a > m1);
             s1 += select((float16)(0.0f), e, fresh);
             ST16G(e, g + tail);
         }
         s0 += s1;
         const float s = hsum8(s0.lo + s0.hi);
-        // Pass 3: scale (the overlapping last vector read before its lanes are scaled, stored after,
-        // so every lane is scaled once); then 1/N off the label.
+        // Scale, then 1/N off the label.
         const float scale = inv_n / s;
         const float16 last = full < K ? LD16G(g + tail) * scale : (float16)(0.0f);
         for (k = 0; k < full; k += 16) ST16G(LD16G(g + k) * scale, g + k);
         if (full < K) ST16G(last, g + tail);
         if (label >= 0) g[label] -= inv_n;
         put_row(row_out, N, row, label >= 0 ? m + log(s) - z[label] : NAN, hit);
+        m = hmax16(select(m0, m1, m1 > m0));
     }
     finish_batch(row_out, done, loss, correct, N, scratch);
 }
