@@ -120,8 +120,8 @@ inline void store_chunk(__global float *g, const int k, const int K, const float
 
 // e^d for d <= 0 (d = z - max): 0 below -87, NaN stays NaN; within 7e-8 relative of exp on the
 // reduced range (the polynomial's own error 2e-9, then float32 rounding; vector_prelude.cl's degree-7
-// Taylor form measured 6e-8). One fma, one integer op and the Taylor form's extra degree fewer than
-// that form (the exp is most of these kernels' arithmetic):
+// Taylor form measured 6e-8), with two fma and one integer op fewer than that form (the exp is most
+// of these kernels' arithmetic):
 //   n = round(d / ln2): adding 1.5 * 2^23 + 127 rounds to an integer and leaves n + 127 in the low
 //     bits of t (one instruction where PoCL's rint is ~15), so 2^n is those bits shifted into the
 //     exponent field (the bits above shift out);
