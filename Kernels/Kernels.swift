@@ -29,7 +29,7 @@ public enum KernelSource {
     public static let pool = text(PackageResources.pool_cl)
     /// Max pooling for CPU drivers: pool_cpu.cl after pool.cl (its geometry defines and helpers) and the vector helpers.
     public static let poolCPU = pool + text(PackageResources.vector_prelude_cl) + text(PackageResources.pool_cpu_cl)
-    /// loss.cl after the tree sum and the vector helpers (the exp polynomial, unaligned loads).
+    /// loss.cl after the tree sum and the vector helpers (unaligned loads, hsum8).
     public static let loss = text(PackageResources.reduce_prelude_cl) + text(PackageResources.vector_prelude_cl)
         + text(PackageResources.loss_cl)
     public static let optim = text(PackageResources.optim_cl)

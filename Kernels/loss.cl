@@ -15,18 +15,20 @@
 //   rows l, l + L, ... in order, then tree_sum, the order of the single-group kernel this replaced)
 //   and sets `done` back to 0. The order of the sum depends on N and L only, not on which group ends
 //   last, so results are deterministic.
-// Two mappings (Ops/Loss.swift picks by K):
+// Three kernels (Ops/Loss.swift picks by K and device):
 //   softmax_cross_entropy_rows, small K: one work-item per row, scalar, walking its row three times
 //     (max/argmax, sum of exp, gradient) exactly as the single-group kernel did, so the default
 //     model's gradients (K = 10) are bit-identical to it.
-//   softmax_cross_entropy, larger K: L work-items per row, R rows per work-group; item l takes the
-//     float16 chunks l, l + L, ... of its row (L = 1 on CPU drivers, where a group runs on one core
-//     and explicit vectors are the vector code; L ~ K/16 on GPUs). Pass 1: the max m (then, only if
+//   softmax_cross_entropy, larger K on GPUs: L work-items per row, R rows per work-group; item l
+//     takes the float16 chunks l, l + L, ... of its row (L ~ K/16). Pass 1: the max m (then, only if
 //     z_y == m, a scan of the classes before y for the first argmax); pass 2: e = exp(z - m) stored
 //     into grad, and its sum s; pass 3: grad = e * (1/(N s)), minus 1/N at the label. Reusing e
 //     halves the exps; e/s differs from exp(z - lse) by a few ulps.
-// Local memory: L floats (tree_sum and tree_max from reduce_prelude.cl); the exp polynomial and the
-//   unaligned vector loads come from vector_prelude.cl.
+//   softmax_cross_entropy_cpu, larger K on CPU drivers: the same arithmetic with one work-item per
+//     group walking R rows in whole float16 vectors (a group runs on one core and explicit vectors
+//     are the vector code), the next row's max taken during this row's exps.
+// Local memory: L floats (tree_sum and tree_max from reduce_prelude.cl); the unaligned vector loads
+//   come from vector_prelude.cl.
 
 // The class index of a float label, or -1 when it is not an integer in 0..K-1.
 inline int class_index(const float label_f, const int K) {
@@ -116,23 +118,31 @@ inline void store_chunk(__global float *g, const int k, const int K, const float
     for (int j = 0; k + j < K; ++j) g[k + j] = t[j];
 }
 
-// LOSS_PREFETCH=1 (the host sets it for CPU drivers; needs clang's __builtin_prefetch): while a row's
-// exps run, prefetch the next row's logits, a cache line per float16 chunk.
-#if defined(LOSS_PREFETCH) && LOSS_PREFETCH && defined(__clang__)
-#define PREFETCH_LINE(p) __builtin_prefetch(p)
-#else
-#define PREFETCH_LINE(p)
-#endif
-
-// e^d for d <= 0 (d = z - max): 0 below -87, NaN stays NaN. n = round(d / ln2) by adding 1.5 * 2^23
-// (one instruction where PoCL's rint is ~15), 2^n from that sum's low bits.
+// e^d for d <= 0 (d = z - max): 0 below -87, NaN stays NaN; within 7e-8 relative of exp on the
+// reduced range (the polynomial's own error 2e-9, then float32 rounding; vector_prelude.cl's degree-7
+// Taylor form measured 6e-8), with two fma and one integer op fewer than that form (the exp is most
+// of these kernels' arithmetic):
+//   n = round(d / ln2): adding 1.5 * 2^23 + 127 rounds to an integer and leaves n + 127 in the low
+//     bits of t (one instruction where PoCL's rint is ~15), so 2^n is those bits shifted into the
+//     exponent field (the bits above shift out);
+//   r = d - n ln2 in one fma with ln2 rounded to float (Cody-Waite's two-constant split takes two):
+//     the constant's error, 1.9e-9, times |n| adds |n| * 1.9e-9 relative: under half a float32 ulp
+//     where e^d > 2^-16, 2.4e-7 at the bottom of the range (e^d ~ 2^-126, nothing next to the row's
+//     sum of at least 1);
+//   e^r, |r| <= ln2/2: degree-6 polynomial fitted for relative error (minimax, 2e-9), 6 fma.
 inline float16 exp_neg16(const float16 d) {
     const int16 tiny = d < -87.0f;
     const float16 x = select(d, (float16)(-87.0f), tiny);
-    const float16 t = x * 1.44269504088896341f + 12582912.0f;
-    const float16 n = t - 12582912.0f;
-    EXP_REDUCED(float16, x, n, p)
-    return select(p * as_float16((as_int16(t) - (0x4B400000 - 127)) << 23), (float16)(0.0f), tiny);
+    const float16 t = fma(x, (float16)(1.44269504088896341f), (float16)(12583039.0f));
+    const float16 n = t - 12583039.0f;
+    const float16 r = fma(n, (float16)(-0.693147182464599609375f), x);
+    float16 p = fma(r, (float16)(1.3843607157468796e-3f), (float16)(8.374195545911789e-3f));
+    p = fma(p, r, (float16)(4.166800528764725e-2f));
+    p = fma(p, r, (float16)(0.16666430234909058f));
+    p = fma(p, r, (float16)(0.4999999403953552f));
+    p = fma(p, r, (float16)(1.0f));
+    p = fma(p, r, (float16)(1.0f));
+    return select(p * as_float16(as_int16(t) << 23), (float16)(0.0f), tiny);
 }
 
 // The larger of a and b; NaN never wins (as `z > m` in a scan from -inf).
@@ -182,7 +192,6 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         for (int k = 16 * l; k < K; k += 16 * L) {
             const float16 d = load_chunk(z, k, K) - m;
             const float16 e = exp_neg16(d);
-            PREFETCH_LINE(z + K + k);
             s16 += e;
             store_chunk(g, k, K, e);
         }
@@ -192,6 +201,106 @@ __kernel void softmax_cross_entropy(__global const float *logits, __global const
         for (int k = 16 * l; k < K; k += 16 * L) store_chunk(g, k, K, load_chunk(g, k, K) * scale);
         if (label >= 0 && (label / 16) % L == l) g[label] -= inv_n;
         if (l == 0) put_row(row_out, N, row, label >= 0 ? m + log(s) - z[label] : NAN, hit);
+    }
+    finish_batch(row_out, done, loss, correct, N, scratch);
+}
+
+// The largest of a row's K >= 16 values (NaN never wins, as in the reference's `z > m`): whole
+// float16 vectors in four independent chains, then the last vector at K - 16 (see below).
+inline float row_max16(__global const float *z, const int K, const int full, const int tail) {
+    float16 m0 = (float16)(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        const float16 a = LD16G(z + k), b = LD16G(z + k + 16), c = LD16G(z + k + 32), d = LD16G(z + k + 48);
+        m0 = select(m0, a, a > m0);
+        m1 = select(m1, b, b > m1);
+        m2 = select(m2, c, c > m2);
+        m3 = select(m3, d, d > m3);
+    }
+    for (; k < full; k += 16) {
+        const float16 a = LD16G(z + k);
+        m0 = select(m0, a, a > m0);
+    }
+    if (full < K) {
+        const float16 a = LD16G(z + tail);
+        m1 = select(m1, a, a > m1);
+    }
+    m0 = select(m0, m1, m1 > m0);
+    m2 = select(m2, m3, m3 > m2);
+    return hmax16(select(m0, m2, m2 > m0));
+}
+
+// CPU drivers: group g takes rows g*R .. g*R + R - 1 with one work-item (a group runs on one core and
+// explicit vectors are the vector code). Launched with global = groups, local = 1; needs K >= 16.
+// The arithmetic of softmax_cross_entropy at L = 1, organised for a core:
+// - whole float16 vectors only, the last one at K - 16 overlapping its predecessor when K % 16 != 0
+//   (no lane-by-lane tail: the max is the same over repeated lanes, the sum masks them, their stores
+//   write equal values, and the scaling reads that vector before and stores it after the others);
+// - the next row's max is taken in the loop of this row's exps, so its logits arrive from memory
+//   while the exps keep the core busy (the max pass alone, first from memory, was ~15% of the
+//   kernel); only a group's first row has a pass of its own. Rows see the same max either way.
+// - the sum of e in two chains (a vector add's latency, not its throughput, bounded one chain).
+__kernel void softmax_cross_entropy_cpu(__global const float *logits, __global const float *labels,
+                                        __global float *loss, __global float *correct, __global float *grad,
+                                        __global float *row_out, volatile __global int *done,
+                                        const int N, const int K, const int R, __local float *scratch) {
+    const float inv_n = 1.0f / (float)N;
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int full = K / 16 * 16;  // classes 0..full-1 are whole vectors from 0
+    const int tail = K - 16;       // the last vector's start; used when full < K
+    const int16 fresh = lane >= full - tail;  // its lanes past the whole vectors
+    const int first = get_group_id(0) * R, end = min(N, first + R);
+    float m = first < end ? row_max16(logits + (size_t)first * K, K, full, tail) : 0.0f;
+    for (int row = first; row < end; ++row) {
+        __global const float *z = logits + (size_t)row * K;
+        __global float *g = grad + (size_t)row * K;
+        __global const float *z_next = row + 1 < end ? z + K : z;  // the last row rescans itself
+        const int label = class_index(labels[row], K);
+        // Correct when the label's logit is the max and no earlier class reaches it (the first argmax).
+        float hit = 0.0f;
+        if (label >= 0 && z[label] == m) {
+            int earlier = 0;
+            for (int j = 0; j < label; j += 16) {
+                const int at = min(j, tail);
+                earlier |= any((LD16G(z + at) == m) & (lane + at < label));
+            }
+            hit = earlier ? 0.0f : 1.0f;
+        }
+        // e = exp(z - m) into grad and the sum of e; the next row's max m0/m1.
+        float16 s0 = (float16)(0.0f), s1 = s0, m0 = (float16)(-INFINITY), m1 = m0;
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
+            const float16 e = exp_neg16(LD16G(z + k) - m), f = exp_neg16(LD16G(z + k + 16) - m);
+            const float16 a = LD16G(z_next + k), b = LD16G(z_next + k + 16);
+            m0 = select(m0, a, a > m0);
+            m1 = select(m1, b, b > m1);
+            s0 += e;
+            s1 += f;
+            ST16G(e, g + k);
+            ST16G(f, g + k + 16);
+        }
+        if (k < full) {
+            const float16 e = exp_neg16(LD16G(z + k) - m), a = LD16G(z_next + k);
+            m0 = select(m0, a, a > m0);
+            s0 += e;
+            ST16G(e, g + k);
+        }
+        if (full < K) {
+            const float16 e = exp_neg16(LD16G(z + tail) - m), a = LD16G(z_next + tail);
+            m1 = select(m1, a, a > m1);
+            s1 += select((float16)(0.0f), e, fresh);
+            ST16G(e, g + tail);
+        }
+        s0 += s1;
+        const float s = hsum8(s0.lo + s0.hi);
+        // Scale, then 1/N off the label.
+        const float scale = inv_n / s;
+        const float16 last = full < K ? LD16G(g + tail) * scale : (float16)(0.0f);
+        for (k = 0; k < full; k += 16) ST16G(LD16G(g + k) * scale, g + k);
+        if (full < K) ST16G(last, g + tail);
+        if (label >= 0) g[label] -= inv_n;
+        put_row(row_out, N, row, label >= 0 ? m + log(s) - z[label] : NAN, hit);
+        m = hmax16(select(m0, m1, m1 > m0));
     }
     finish_batch(row_out, done, loss, correct, N, scratch);
 }

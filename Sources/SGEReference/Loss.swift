@@ -29,11 +29,16 @@ extension Reference {
 
     /// The class indices of float labels; throws unless each is an integer in 0..<classes.
     public static func classIndices(_ labels: [Float], classes: Int, op: String = "softmaxCrossEntropy") throws -> [Int] {
-        try labels.enumerated().map { i, v in
+        try labels.withUnsafeBufferPointer { try checkClassIndices($0, classes: classes, op: op) }
+        return labels.map { Int($0) }
+    }
+
+    /// Throws unless each label is an integer in 0..<classes (classIndices without building the array).
+    public static func checkClassIndices(_ labels: UnsafeBufferPointer<Float>, classes: Int, op: String = "softmaxCrossEntropy") throws {
+        for (i, v) in labels.enumerated() {
             guard v.isFinite, v == v.rounded(), v >= 0, Int(v) < classes else {
                 throw SGEError.invalidArgument("\(op): label[\(i)] = \(v) is not a class index in 0..<\(classes)")
             }
-            return Int(v)
         }
     }
 

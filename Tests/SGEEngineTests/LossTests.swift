@@ -3,10 +3,11 @@ import SGETensor
 import SGEDeviceTestSupport
 import XCTest
 
-/// Softmax cross-entropy (Kernels/loss.cl) on the device against the reference: both kernels (a
-/// work-item per row below K = 16, float16 rows from there), the CPU-driver mapping (one work-item per
-/// group, several rows each) and the GPU mapping forced on PoCL with `lossItemsPerRow`, at shapes where
-/// many work-groups finish in any order and the last one sums the batch.
+/// Softmax cross-entropy (Kernels/loss.cl) on the device against the reference: the kernels (a
+/// work-item per row below K = 16, float16 rows from there), the CPU-driver kernel (one work-item per
+/// group, several rows each, whole vectors with an overlapping last one) and the GPU mapping forced on
+/// PoCL with `lossItemsPerRow`, at shapes where many work-groups finish in any order and the last one
+/// sums the batch.
 final class LossTests: XCTestCase {
     /// Loss: float32 exp and log (a few ulps) and a float32 sum of N terms of size ≤ ~10, against
     /// Double. Gradient, (softmax - onehot)/N: the large-K kernel's softmax is e/s, e within a few ulps,
@@ -35,11 +36,14 @@ final class LossTests: XCTestCase {
     /// The default mapping: batch 1, K = 1 and 2, K = 10, K = 15 | 16, 17 around the switch between the
     /// kernels, K = 1000 and 1001 (a float16 tail of 9), K = 37 (2 chunks + tail); N = 300 and 1000
     /// (small K: groups of 256 items, the last partly idle; large K: on 2 compute units 16 groups of
-    /// 63 rows, the last of 55), N = 93 and 7.
+    /// 63 rows, the last of 55), N = 93 and 7. For the CPU-driver kernel's loops (4 vectors at a time in
+    /// the max, 2 in the exps, an overlapping last vector): K = 31 (a last vector overlapping 15 lanes),
+    /// 32 (2 whole, none), 79 (4 + 0 whole, overlap 1), 4099.
     func testMatchesReferenceOnAwkwardShapes() throws {
         let device = try testDevice()
         for (n, k) in [(1, 1), (5, 1), (1, 2), (7, 10), (1, 10), (300, 10), (1000, 10), (93, 15), (93, 16), (7, 17),
-                       (1, 1000), (3, 1000), (256, 1000), (7, 1001), (1000, 37), (1000, 1000)] {
+                       (1, 1000), (3, 1000), (256, 1000), (7, 1001), (1000, 37), (1000, 1000), (5, 31), (3, 32), (1, 79),
+                       (40, 79), (2, 4099)] {
             let (z, y) = random(n, k)
             try check(device, z, y, n: n, k: k, "N\(n) K\(k)")
         }
@@ -60,8 +64,9 @@ final class LossTests: XCTestCase {
         }
     }
 
-    /// Ties: integer logits in 0..<3, so most rows have several maxima (within a chunk, across chunks
-    /// and across work-items); half the labels are the first maximum (correct), half the last (correct
+    /// Ties: integer logits in 0..<3, so most rows have several maxima (within a chunk, across chunks,
+    /// across work-items and in the lanes the CPU kernel's overlapping last vector repeats: K = 31, 79);
+    /// half the labels are the first maximum (correct), half the last (correct
     /// only when it is the only one). Extremes: a row of -inf but one class (masked classes: gradient
     /// exactly 0 there), a logit of 1000 (max subtraction), a row of equal logits.
     func testTiesAndExtremesMatchReference() throws {
@@ -69,7 +74,7 @@ final class LossTests: XCTestCase {
         defer { device.lossItemsPerRow = nil }
         for items in [nil, 4] {
             device.lossItemsPerRow = items
-            for k in [10, 40, 1000] {
+            for k in [10, 31, 40, 79, 1000] {
                 let n = 64
                 var z = (0..<n * k).map { _ in Float(rng.int(3)) }
                 for j in 0..<k {

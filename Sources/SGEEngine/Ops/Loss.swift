@@ -32,7 +32,8 @@ extension ReferenceBackend: LossOps {
 extension OpenCLBackend: LossOps {
     /// Below this many classes a work-item takes a whole row (`softmax_cross_entropy_rows`, the
     /// arithmetic of the single-group kernel it replaced: bit-identical training at K = 10); from here
-    /// the float16 kernel. On PoCL at N = 256 the float16 kernel is already 4x faster at K = 16.
+    /// the float16 kernels (`softmax_cross_entropy_cpu` on CPU drivers, which needs K >= 16, and
+    /// `softmax_cross_entropy`). On PoCL at N = 256 the float16 kernel is already 4x faster at K = 16.
     static let lossRowsMaxK = 16
 
     /// One launch at any N and K (Kernels/loss.cl): the per-row terms go to a scratch [2N] tensor and
@@ -42,7 +43,7 @@ extension OpenCLBackend: LossOps {
         let (n, k) = (logits.shape[0], logits.shape[1])
         // Validate only when the host copy is current: reading a device-only tensor would sync.
         if labels.residency.contains(.host) {
-            _ = try Reference.classIndices(try labels.read(), classes: k)
+            try labels.withHostValues { try Reference.checkClassIndices($0, classes: k) }
         }
         let loss = try output([1], label: "loss"), correct = try output([1], label: "correct")
         let grad = try output(logits.shape, label: "logits grad")
@@ -55,24 +56,24 @@ extension OpenCLBackend: LossOps {
             let kern = try kernel("softmax_cross_entropy_rows", KernelSource.loss)
             let local = reductionLocalSize(kern, items: n)
             try launch(kern, args + [.local(local * 4)], global: [(n + local - 1) / local * local], local: [local])
+        } else if lossItemsPerRow == nil && !device.info.isGPU {
+            // CPU drivers: one work-item per group walks its rows, `lossGroupsPerUnit` groups per
+            // compute unit to balance the cores.
+            let kern = try kernel("softmax_cross_entropy_cpu", KernelSource.loss)
+            let groups = min(n, Self.lossGroupsPerUnit * max(1, device.info.computeUnits))
+            let rows = (n + groups - 1) / groups
+            try launch(kern, args + [.int(Int32(rows)), .local(4)], global: [(n + rows - 1) / rows], local: [1])
         } else {
-            let kern = try kernel("softmax_cross_entropy", KernelSource.loss, ["LOSS_PREFETCH": device.info.isGPU ? "0" : "1"])
-            let (local, rows) = lossGroupShape(kern, n: n, k: k)
-            let groups = (n + rows - 1) / rows
-            try launch(kern, args + [.int(Int32(rows)), .local(local * 4)], global: [groups * local], local: [local])
+            // GPUs (and the GPU mapping forced on any device): one row per group, an item per float16
+            // chunk of it (up to 256), or `lossItemsPerRow` items.
+            let kern = try kernel("softmax_cross_entropy", KernelSource.loss)
+            let local = reductionLocalSize(kern, items: lossItemsPerRow ?? (k + 15) / 16)
+            try launch(kern, args + [.int(1), .local(local * 4)], global: [n * local], local: [local])
         }
         return (loss, correct, grad)
     }
 
-    /// Work-items per row and rows per work-group for `softmax_cross_entropy`. GPUs: one row per
-    /// group, an item per float16 chunk of it (up to 256). CPU drivers: one item per group walks its
-    /// rows with float16 vectors, `lossGroupsPerUnit` groups per compute unit to balance the cores.
-    func lossGroupShape(_ kern: CLKernel, n: Int, k: Int) -> (local: Int, rows: Int) {
-        if let items = lossItemsPerRow { return (reductionLocalSize(kern, items: items), 1) }
-        if device.info.isGPU { return (reductionLocalSize(kern, items: (k + 15) / 16), 1) }
-        let groups = min(n, Self.lossGroupsPerUnit * max(1, device.info.computeUnits))
-        return (1, (n + groups - 1) / groups)
-    }
-
+    /// Groups per compute unit for `softmax_cross_entropy_cpu` (on 2-core PoCL at N = 256, K = 1000,
+    /// 16 to 64 groups measured alike, 4 groups 3% and 2 groups 10% slower).
     static let lossGroupsPerUnit = 8
 }
