@@ -4,7 +4,7 @@
 # Other targets: build, deps, bench, validate, kit, kit-test, clean. TRAIN_ARGS passes options to
 # `sge train`. `make train` first runs `sge tune`, which tunes CLBlast's GEMM for the device once
 # (stored per device and driver; skipped when a tuning exists or sge ships parameters for the device
-# class, as for PoCL on AVX-512 and NVIDIA GPUs; otherwise a few minutes the first time).
+# class, as for PoCL on AVX-512 and AVX2 CPUs and NVIDIA GPUs; otherwise a few minutes the first time).
 
 SHELL := /bin/bash
 APT_PACKAGES := ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd dataset-fashion-mnist libpng-dev zlib1g-dev libturbojpeg0-dev libopenmpi-dev openmpi-bin

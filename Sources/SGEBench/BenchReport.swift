@@ -26,6 +26,8 @@ public struct BenchRow: Codable, Equatable, Sendable {
     /// summed device time per step (medians; see `StepBenchmark`).
     public var launches: Int?
     public var hostMs: Double?
+    /// The host thread's CPU time over the same span as `hostMs` (less than it when the thread waited for a core).
+    public var hostCpuMs: Double?
     public var deviceMs: Double?
     /// Training-step rows: peak device buffers and peak host resident memory, in MiB.
     public var peakDeviceMiB: Double?
@@ -66,6 +68,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case op, direction, shape, ms, unit, timer, gbps, gflops, fraction, launches
         case msMin = "ms_min", msMax = "ms_max", imagesPerSecond = "images_per_s", hostMs = "host_ms", deviceMs = "device_ms"
+        case hostCpuMs = "host_cpu_ms"
         case peakDeviceMiB = "peak_device_mib", peakHostMiB = "peak_host_mib"
         case stepPeakDeviceMiB = "step_peak_device_mib", planArenaMiB = "plan_arena_mib", planRequestedMiB = "plan_requested_mib"
         case deviceAllocationsPerStep = "device_allocations_per_step", hostAllocationsPerStep = "host_allocations_per_step",

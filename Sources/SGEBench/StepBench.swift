@@ -12,6 +12,9 @@ import SGETensor
 /// - wall time, from the first enqueue to the loss on the host (images/s = batch / median wall);
 /// - `hostMs`: the host thread's time issuing the step (upload to the last enqueue), less any time
 ///   it blocked inside (reads, finish);
+/// - `hostCpuMs`: the CPU time the host thread used over the same span (its thread CPU clock): where
+///   the driver's worker threads share the cores with it (PoCL), hostMs also counts the time it waited
+///   for a core, and hostCpuMs is the work itself;
 /// - `deviceMs`: the sum of the device times of every kernel and CLBlast call (profiling events);
 /// - `launches`: kernels and CLBlast calls enqueued, and `transfers` (host<->device copies).
 /// A device-bound step has hostMs < deviceMs; a host-bound one the reverse.
@@ -23,6 +26,7 @@ public struct StepBenchmark {
         /// Per timed step, in milliseconds.
         public var wallMs: [Double]
         public var hostMs: [Double]
+        public var hostCpuMs: [Double] = []
         public var deviceMs: [Double]
         public var launches: Int?
         public var transfers: Int?
@@ -105,6 +109,7 @@ public struct StepBenchmark {
             let recorder = context.map { _ in LaunchRecorder() }
             context?.recorder = recorder
             let t0 = DispatchTime.now().uptimeNanoseconds
+            let cpu0 = threadCPUNanoseconds()
             backend.beginStep(key)
             let value: Float
             do {
@@ -115,6 +120,7 @@ public struct StepBenchmark {
                 let (loss, _) = try net.trainStep(x, labels: y, optimizer: sgd, lr: 0.01)
                 var v: Float = 0
                 let t1 = DispatchTime.now().uptimeNanoseconds
+                let cpu1 = threadCPUNanoseconds()
                 let blockedWhileIssuing = recorder?.blockingSeconds ?? 0
                 try withUnsafeMutablePointer(to: &v) { try loss.read(into: UnsafeMutableBufferPointer(start: $0, count: 1)) }
                 value = v
@@ -122,6 +128,7 @@ public struct StepBenchmark {
                 if i >= warmup {
                     result.wallMs.append(Double(t2 - t0) / 1e6)
                     result.hostMs.append(Double(t1 - t0) / 1e6 - blockedWhileIssuing * 1e3)
+                    result.hostCpuMs.append(Double(cpu1 &- cpu0) / 1e6)
                 }
             }
             context?.recorder = nil
@@ -170,6 +177,13 @@ extension BenchRow {
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.isEmpty ? .nan : s[s.count / 2]
+}
+
+/// The calling thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID; 0 where unavailable).
+public func threadCPUNanoseconds() -> UInt64 {
+    var t = timespec()
+    guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 else { return 0 }
+    return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
 }
 
 /// The process's peak resident memory in bytes (getrusage; Linux reports KiB, macOS bytes).

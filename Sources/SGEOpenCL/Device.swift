@@ -23,6 +23,9 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
     public let maxAllocation: UInt64
     /// CL_DEVICE_GLOBAL_MEM_CACHE_SIZE: the last-level cache in front of global memory (0 if none).
     public let globalMemCacheSize: UInt64
+    /// CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: floats per native vector (PoCL: 16 with AVX-512, 8 with
+    /// AVX2, 4 with SSE; GPUs usually 1).
+    public let nativeFloatVectorWidth: Int
     public let extensions: String
     let platformID: cl_platform_id
     let deviceID: cl_device_id
@@ -95,6 +98,7 @@ public enum Devices {
                 let wg: Int = try deviceValue(id, CL_DEVICE_MAX_WORK_GROUP_SIZE)
                 let alloc: cl_ulong = try deviceValue(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE)
                 let cache: cl_ulong = try deviceValue(id, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE)
+                let floatWidth: cl_uint = try deviceValue(id, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT)
                 result.append(DeviceInfo(
                     platformIndex: pi, deviceIndex: di, globalIndex: result.count,
                     platformName: platformName,
@@ -106,7 +110,7 @@ public enum Devices {
                     isGPU: typeName == "GPU", typeName: typeName,
                     computeUnits: Int(cu), clockMHz: Int(clock),
                     globalMemory: gmem, localMemory: lmem, maxWorkGroupSize: wg, maxAllocation: alloc,
-                    globalMemCacheSize: cache,
+                    globalMemCacheSize: cache, nativeFloatVectorWidth: Int(floatWidth),
                     extensions: try deviceString(id, CL_DEVICE_EXTENSIONS),
                     platformID: platform, deviceID: id))
             }

@@ -52,6 +52,15 @@ public final class LaunchRecorder: @unchecked Sendable {
         return (total, byName)
     }
 
+    /// Device time from the first recorded launch's start to the last one's end (waits for it), or
+    /// nil when nothing was recorded or a CLBlast call was: a CLBlast call's event is only its last
+    /// kernel's, so a span starting or ending inside one would leave its other kernels out.
+    public func spanMilliseconds() throws -> Double? {
+        guard keepEvents, let first = events.first, let last = events.last,
+              !events.contains(where: { $0.0.hasPrefix("clblast:") }) else { return nil }
+        return try CLEvent.span(first.1, last.1)
+    }
+
     /// Forgets everything recorded so far.
     public func reset() {
         launches = 0

@@ -13,6 +13,11 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
         public var platformContains: [String]?
         public var deviceContains: [String]?
         public var vendorContains: [String]?
+        /// The device's CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT must equal this, when given. PoCL names
+        /// a CPU after LLVM's CPU name (`pthread-skylake-avx512-…`, `pthread-icelake-server-…`,
+        /// `pthread-znver3-…`), which rarely says its vector width; its native float width does
+        /// (16 with AVX-512, 8 with AVX2), and the width is what CLBlast's parameters depend on.
+        public var nativeFloatWidth: Int?
         /// Where and how the parameters were measured (command, machine, driver, GFLOP/s).
         public var measured: String
         public var xgemm: [String: Int]?
@@ -27,17 +32,21 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
             case name, measured, xgemm, conv
             case xgemmDirect = "xgemm_direct", gemmRoutine = "gemm_routine"
             case platformContains = "platform_contains", deviceContains = "device_contains", vendorContains = "vendor_contains"
+            case nativeFloatWidth = "native_float_width"
         }
 
         /// Whether `info`'s device belongs to this class.
-        public func matches(_ info: DeviceInfo) -> Bool { matches(platform: info.platformName, device: info.name, vendor: info.vendor) }
+        public func matches(_ info: DeviceInfo) -> Bool {
+            matches(platform: info.platformName, device: info.name, vendor: info.vendor, nativeFloatWidth: info.nativeFloatVectorWidth)
+        }
 
-        /// Whether a device of these names belongs to this class.
-        public func matches(platform: String, device: String, vendor: String) -> Bool {
+        /// Whether a device of these names (and native float vector width) belongs to this class.
+        public func matches(platform: String, device: String, vendor: String, nativeFloatWidth width: Int) -> Bool {
             func all(_ needles: [String]?, in hay: String) -> Bool {
                 (needles ?? []).allSatisfy { hay.lowercased().contains($0.lowercased()) }
             }
             return all(platformContains, in: platform) && all(deviceContains, in: device) && all(vendorContains, in: vendor)
+                && (nativeFloatWidth.map { $0 == width } ?? true)
         }
 
         /// The entry as a tuning of `info`'s device.
@@ -75,6 +84,38 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
         return table
     }
 
-    /// The first class `info`'s device belongs to, if any.
-    public func match(_ info: DeviceInfo) -> Entry? { classes.first { $0.matches(info) } }
+    /// The first class `info`'s device belongs to, if any; `SGE_SHIPPED_CLASS` names a class to use
+    /// instead (any device), or `none` for none.
+    public func match(_ info: DeviceInfo) -> Entry? {
+        match(info, forced: ProcessInfo.processInfo.environment["SGE_SHIPPED_CLASS"])
+    }
+
+    /// `match` with the class forced by name: `none` gives none; a name the table lacks gives none,
+    /// with a warning on stderr (once per process) listing the table's names.
+    public func match(_ info: DeviceInfo, forced: String?) -> Entry? {
+        guard let forced, !forced.isEmpty else { return classes.first { $0.matches(info) } }
+        if forced == "none" { return nil }
+        if let entry = classes.first(where: { $0.name == forced }) { return entry }
+        Self.warnUnknownClass.run {
+            FileHandle.standardError.write(Data(("sge: warning: SGE_SHIPPED_CLASS=\(forced) is not a shipped class ("
+                + classes.map(\.name).joined(separator: ", ") + " or none); using no shipped parameters\n").utf8))
+        }
+        return nil
+    }
+
+    private static let warnUnknownClass = Once()
+}
+
+/// Runs a closure the first time `run` is called (thread-safe).
+final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+
+    func run(_ body: () -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !done else { return }
+        done = true
+        body()
+    }
 }

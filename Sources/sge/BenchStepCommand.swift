@@ -13,7 +13,8 @@ struct BenchStep: ParsableCommand {
         discussion: """
             Each step uploads a synthetic batch, runs forward, softmax cross-entropy, backward and SGD, and reads the \
             loss back, as `sge train` does. Reported per step (medians of the timed steps): wall ms and images/s; \
-            host_ms, the host thread's time issuing the step less any blocking inside it; device_ms, the summed \
+            host_ms, the host thread's time issuing the step less any blocking inside it, and host_cpu_ms, the CPU \
+            time that thread used meanwhile (below host_ms where it waited for a core the driver's threads held); device_ms, the summed \
             OpenCL profiling-event times of every kernel and CLBlast call; launches, the kernels and CLBlast calls \
             enqueued. host_ms above device_ms means the step is bound by the host. Memory: peak device buffers over \
             the run and in the last timed step, the step memory plan's arena against the bytes its requests \
@@ -46,6 +47,7 @@ struct BenchStep: ParsableCommand {
                                imagesPerSecond: r.imagesPerSecond, unit: "images/s", timer: "wall")
             row.launches = r.launches
             row.hostMs = r.hostMs.isEmpty ? nil : median(r.hostMs)
+            row.hostCpuMs = r.hostCpuMs.isEmpty ? nil : median(r.hostCpuMs)
             row.deviceMs = r.deviceMs.isEmpty ? nil : median(r.deviceMs)
             row.peakHostMiB = r.peakHostBytes.map { Double($0) / 1_048_576 }
             row.addMemoryPlan(r)
@@ -59,8 +61,9 @@ struct BenchStep: ParsableCommand {
             print(String(format: "%@: %.1f images/s, %.2f ms per step (min %.2f, max %.2f; %d timed after %d warm-up)",
                          r.shapeLabel as NSString, r.imagesPerSecond, stats.median, stats.min, stats.max, steps, warmup))
             if let launches = r.launches, let host = row.hostMs, let device = row.deviceMs {
-                print(String(format: "per step: %d launches (+%d transfers), host %.2f ms issuing, device %.2f ms (kernel events): %@",
-                             launches, r.transfers ?? 0, host, device, (host > device ? "host-bound" : "device-bound") as NSString))
+                print(String(format: "per step: %d launches (+%d transfers), host %.2f ms issuing (%.2f ms of CPU), device %.2f ms (kernel events): %@",
+                             launches, r.transfers ?? 0, host, row.hostCpuMs ?? .nan, device,
+                             (host > device ? "host-bound" : "device-bound") as NSString))
             }
             let mib = { (b: Int) in String(format: "%.0f MiB", Double(b) / 1_048_576) }
             print("peak memory: " + [r.peakDeviceBytes.map { "device buffers \(mib($0))" }, r.peakHostBytes.map { "host resident \(mib($0))" }]

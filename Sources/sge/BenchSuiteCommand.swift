@@ -18,8 +18,9 @@ struct BenchSuite: ParsableCommand {
             (512³ with --quick). Memory-bound ops report GB/s (the bytes an ideal kernel must move: each input read \
             once, each output written once) as a fraction of the copy bandwidth; convolutions report GFLOP/s \
             (2·N·Cout·Cin·KH·KW·OH·OW per direction; backward = grad input + grad weight) as a fraction of SGEMM. \
-            Timer "event": OpenCL profiling events of the op's kernels (single-kernel ops and SGE); "wall": the \
-            whole call followed by clFinish (multi-kernel ops and CLBlast). Each row: median of the repeats after \
+            Timer "event": OpenCL profiling events of the op's kernels, from the first one's start to the last one's end \
+            (ops made of sge's own kernels, as the copy limit is timed); "wall": the whole call followed by clFinish \
+            (convolutions and SGEMM, which run CLBlast). Each row: median of the repeats after \
             warm-up runs, with min and max. Finally a training step of ResNetConfig.small() at batch 128 on \
             synthetic 1×28×28 data with SGD (images/s). --json prints one document; --compare A.json B.json \
             prints two such documents side by side with the B/A speed-up (A's ms over B's).
@@ -131,12 +132,20 @@ struct SuiteRunner {
         }
     }
 
-    /// Stats of a call timed by its last kernel's profiling event (ops that enqueue exactly one kernel).
+    /// Stats of a call timed by its kernels' profiling events, from the first one's start to the last
+    /// one's end (ops made only of sge's own kernels; a CLBlast call is refused, its event covers only
+    /// its last kernel).
     func event(_ body: () throws -> Void) throws -> BenchTiming.Stats {
-        try BenchTiming.sample(warmup: warmup, repeats: repeats) {
+        let recorder = LaunchRecorder(), previous = backend.device.recorder
+        backend.device.recorder = recorder
+        defer { backend.device.recorder = previous }
+        return try BenchTiming.sample(warmup: warmup, repeats: repeats) {
+            recorder.reset()
             try body()
-            guard let e = backend.lastEvent else { throw SGEError.invalidArgument("bench: the op enqueued no kernel") }
-            return try e.milliseconds()
+            guard let ms = try recorder.spanMilliseconds() else {
+                throw SGEError.invalidArgument("bench: the op enqueued no kernel, or a CLBlast call (time it with wall)")
+            }
+            return ms
         }
     }
 
@@ -234,13 +243,13 @@ struct SuiteRunner {
         let rm = backend.zeros([64]), rv = try backend.tensor([Float](repeating: 1, count: 64), [64])
         let gg = backend.zeros([64]), gbeta = backend.zeros([64])
         var saved: BatchNormSaved?
-        record("batchnorm", "forward", Self.describe(shape), try wall {
+        record("batchnorm", "forward", Self.describe(shape), try event {
             saved = try backend.batchNormForward(x, gamma: gamma, beta: beta, runningMean: rm, runningVar: rv, training: true,
                                                  momentum: 0.1, eps: 1e-5).saved
-        }, bytes: 8 * n, limit: .copy, timer: "wall")
-        record("batchnorm", "backward", Self.describe(shape), try wall {
+        }, bytes: 8 * n, limit: .copy, timer: "event")
+        record("batchnorm", "backward", Self.describe(shape), try event {
             _ = try backend.batchNormBackward(go, x: x, gamma: gamma, saved: saved!, gradGamma: gg, gradBeta: gbeta)
-        }, bytes: 12 * n, limit: .copy, timer: "wall")
+        }, bytes: 12 * n, limit: .copy, timer: "event")
     }
 
     /// ReLU and the residual add at [8, 256, 56, 56] (a bottleneck's output).
@@ -262,13 +271,13 @@ struct SuiteRunner {
         let x = try random(inShape, "x")
         let nIn = Double(inShape.count), nOut = Double(8 * 64 * 56 * 56)
         var argmax: Tensor?
-        record("maxpool", "forward", Self.describe(inShape) + " 3/2", try wall {
+        record("maxpool", "forward", Self.describe(inShape) + " 3/2", try event {
             argmax = try backend.maxPoolForward(x, kernel: 3, stride: 2, padding: 1).argmax
-        }, bytes: 4 * (nIn + 2 * nOut), limit: .copy, timer: "wall")
+        }, bytes: 4 * (nIn + 2 * nOut), limit: .copy, timer: "event")
         let go = try random([8, 64, 56, 56], "grad out")
-        record("maxpool", "backward", Self.describe(inShape) + " 3/2", try wall {
+        record("maxpool", "backward", Self.describe(inShape) + " 3/2", try event {
             _ = try backend.maxPoolBackward(go, argmax: argmax!, inputShape: inShape, kernel: 3, stride: 2, padding: 1)
-        }, bytes: 4 * (nIn + 2 * nOut), limit: .copy, timer: "wall")
+        }, bytes: 4 * (nIn + 2 * nOut), limit: .copy, timer: "event")
         let gShape: Shape = [8, 2048, 7, 7]
         let gx = try random(gShape, "x"), ggo = try random([8, 2048], "grad out")
         let bytes = 4 * Double(gShape.count + 8 * 2048)
@@ -285,8 +294,8 @@ struct SuiteRunner {
         let (n, classes) = (256, 1000)
         let logits = try random([n, classes], "logits")
         let labels = try backend.tensor((0..<n).map { Float($0 % classes) }, [n], label: "labels")
-        record("softmax_ce", "fwd+bwd", "\(n)x\(classes)", try wall { _ = try backend.softmaxCrossEntropy(logits, labels: labels) },
-               bytes: 4 * Double(2 * n * classes + n), limit: .copy, timer: "wall")
+        record("softmax_ce", "fwd+bwd", "\(n)x\(classes)", try event { _ = try backend.softmaxCrossEntropy(logits, labels: labels) },
+               bytes: 4 * Double(2 * n * classes + n), limit: .copy, timer: "event")
     }
 
     /// One SGD step with momentum over ResNet-18's 11 689 512 parameters: reads p, g, buf; writes p, buf.
@@ -308,11 +317,12 @@ struct SuiteRunner {
             record("train_step", "step", r.shapeLabel, BenchTiming.Stats(r.wallMs), images: Double(r.batch), limit: .none, timer: "wall")
             rows[rows.count - 1].launches = r.launches
             rows[rows.count - 1].hostMs = median(r.hostMs)
+            rows[rows.count - 1].hostCpuMs = median(r.hostCpuMs)
             rows[rows.count - 1].deviceMs = median(r.deviceMs)
             rows[rows.count - 1].addMemoryPlan(r)
             if live {
-                print(String(format: "    per step: %d launches, host %.2f ms issuing, device %.2f ms (kernel events)", r.launches ?? 0,
-                             median(r.hostMs), median(r.deviceMs)))
+                print(String(format: "    per step: %d launches, host %.2f ms issuing (%.2f ms of CPU), device %.2f ms (kernel events)",
+                             r.launches ?? 0, median(r.hostMs), median(r.hostCpuMs), median(r.deviceMs)))
             }
         }
     }

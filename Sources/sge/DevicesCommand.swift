@@ -27,6 +27,7 @@ struct Devices: ParsableCommand {
                 print("      global memory:   \(formatBytes(d.globalMemory)) (max allocation \(formatBytes(d.maxAllocation)), cache \(formatBytes(d.globalMemCacheSize)))")
                 print("      local memory:    \(formatBytes(d.localMemory))")
                 print("      max work-group:  \(d.maxWorkGroupSize)")
+                print("      float vector:    \(d.nativeFloatVectorWidth) (native width); shipped tuning class: \(ShippedTuning.embedded.match(d)?.name ?? "none")")
             }
             let mark = selected == nil ? "*" : " "
             print("\(mark) reference: pure-Swift CPU backend (Double accumulation; the specification)")

@@ -17,7 +17,7 @@ struct Tune: ParsableCommand {
             against a reference GEMM. The winner is stored per device and driver under \
             $XDG_CACHE_HOME/sge/tuning (else ~/.cache/sge/tuning) and applied automatically \
             whenever sge opens the device. Where sge ships known-good parameters for the device's \
-            class (ShippedTuning.json: PoCL on AVX-512 CPUs, NVIDIA GPUs) and none are stored, those \
+            class (ShippedTuning.json: PoCL on AVX-512 and on AVX2 CPUs, by native float vector width; NVIDIA GPUs) and none are stored, those \
             apply and tuning is skipped unless --force; a forced search starts from them and stores its \
             result only if it beats them by more than 2%.
             """)

@@ -74,11 +74,26 @@ final class TuningTests: XCTestCase {
                 XCTAssertTrue(GemmCandidates.isValidDirect(c.direct, device), "\(e.name) xgemm_direct")
             }
         }
-        let pocl = ShippedTuning.Entry(name: "t", platformContains: ["portable"], deviceContains: ["avx512"], vendorContains: nil,
-                                       measured: "m", xgemm: nil, xgemmDirect: nil, gemmRoutine: nil)
-        XCTAssertTrue(pocl.matches(platform: "Portable Computing Language", device: "pthread-skylake-avx512-Intel(R) Xeon(R) Processor", vendor: "GenuineIntel"))
-        XCTAssertFalse(pocl.matches(platform: "Portable Computing Language", device: "pthread-znver3-AMD EPYC 7B13", vendor: "AuthenticAMD"))
-        XCTAssertFalse(pocl.matches(platform: "NVIDIA CUDA", device: "NVIDIA H200 avx512", vendor: "NVIDIA Corporation"))
+        // Classes by the driver's name for the CPU and its native float width: PoCL names CPUs after
+        // LLVM's CPU name, so an AVX-512 Ice Lake or Zen 4 must not fall to the AVX2 class.
+        func shipped(_ platform: String, _ device: String, _ vendor: String, width: Int) -> String? {
+            table.classes.first { $0.matches(platform: platform, device: device, vendor: vendor, nativeFloatWidth: width) }?.name
+        }
+        let pocl = "Portable Computing Language"
+        XCTAssertEqual(shipped(pocl, "pthread-skylake-avx512-Intel(R) Xeon(R) Processor", "GenuineIntel", width: 16), "pocl-avx512")
+        XCTAssertEqual(shipped(pocl, "pthread-icelake-server-Intel(R) Xeon(R) Platinum 8375C", "GenuineIntel", width: 16), "pocl-avx512")
+        XCTAssertEqual(shipped(pocl, "pthread-znver4-AMD EPYC 9R14", "AuthenticAMD", width: 16), "pocl-avx512")
+        XCTAssertEqual(shipped(pocl, "pthread-znver3-AMD EPYC 7B13", "AuthenticAMD", width: 8), "pocl-avx2")
+        XCTAssertEqual(shipped(pocl, "pthread-haswell-Intel(R) Xeon(R) CPU E5-2680 v3", "GenuineIntel", width: 8), "pocl-avx2")
+        XCTAssertNil(shipped(pocl, "pthread-nehalem-Intel(R) Core(TM) i7 950", "GenuineIntel", width: 4), "SSE only: no class, CLBlast's defaults")
+        XCTAssertEqual(shipped("NVIDIA CUDA", "NVIDIA H200", "NVIDIA Corporation", width: 1), "nvidia")
+        XCTAssertNil(shipped("AMD Accelerated Parallel Processing", "gfx90a avx512", "Advanced Micro Devices, Inc.", width: 16))
+        // SGE_SHIPPED_CLASS forces a class by name (or none); an unknown name gives none.
+        XCTAssertEqual(table.match(device, forced: "pocl-avx2")?.name, "pocl-avx2")
+        XCTAssertEqual(table.match(device, forced: "nvidia")?.name, "nvidia")
+        XCTAssertNil(table.match(device, forced: "none"))
+        XCTAssertNil(table.match(device, forced: "pocl-sse9"))
+        XCTAssertEqual(table.match(device, forced: nil), table.classes.first { $0.matches(device) })
         XCTAssertThrowsError(try ShippedTuning.decode(Data(#"{"version": 1, "classes": [{"name": "x", "measured": "m", "xgemm": {"MWG": -1}}]}"#.utf8)))
         XCTAssertThrowsError(try ShippedTuning.decode(Data("not json".utf8)))
     }
