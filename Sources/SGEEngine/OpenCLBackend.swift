@@ -17,6 +17,8 @@ public final class OpenCLBackend: BackendBase {
     public func makeOutput(_ shape: Shape) throws -> Tensor { try Tensor(uninitializedOnDevice: shape, context: device) }
     /// The profiling event of the most recent kernel each op enqueued (benchmarks read it).
     public var lastEvent: CLEvent?
+    /// The shipped tuning class of the device (ShippedTuning.json), matched once.
+    public private(set) lazy var shippedTuning: ShippedTuning.Entry? = ShippedTuning.embedded.match(device.info)
     /// Cached im2col workspace and convolution settings (Ops/Conv.swift).
     public let convWorkspace = ConvWorkspace()
     /// Which BatchNorm training kernels run; nil picks by device (GPUs `.gpu`, CPU drivers `.cpu`).

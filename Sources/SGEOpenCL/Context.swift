@@ -217,14 +217,32 @@ public final class CLBuffer: @unchecked Sendable {
     /// Told `releaseTag` when this buffer's last reference goes (a step plan's recording).
     public weak var releaseObserver: (any BufferReleaseObserver)?
     public var releaseTag = 0
+    /// This object's number, unique within the process (a kernel compares buffer arguments by it:
+    /// a cl_mem handed back to the pool and wrapped again is a new CLBuffer with a new serial).
+    public let serial: UInt64
     init(mem: cl_mem, bytes: Int, pool: BufferPool? = nil, parent: CLBuffer? = nil, reusable: Bool = true) {
         (self.mem, self.bytes, self.pool, self.parent, self.reusable) = (mem, bytes, pool, parent, reusable)
+        serial = Self.serials.next()
     }
+    private static let serials = SerialCounter()
     deinit {
         releaseObserver?.bufferReleased(tag: releaseTag)
         if let pool, reusable, pool.give(mem, bytes: bytes) { return }
         pool?.released(bytes: bytes)
         clReleaseMemObject(mem)
+    }
+}
+
+/// A thread-safe counter from 1.
+final class SerialCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: UInt64 = 0
+
+    func next() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        last += 1
+        return last
     }
 }
 

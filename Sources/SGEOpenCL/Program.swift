@@ -224,23 +224,15 @@ public final class CLKernel: @unchecked Sendable {
     /// `enqueue` sets only those that changed.
     private var boundArgs: [BoundArg?] = []
 
-    /// A buffer argument is the same only while its CLBuffer lives: a released cl_mem's address can
-    /// come back as another buffer (PoCL then reads the old one's parent through the kernel's stale
-    /// argument), so the kernel holds the buffer weakly and sets the argument again once it is gone.
+    /// A buffer argument is the same only while it is the same CLBuffer: a released cl_mem's address
+    /// can come back as another buffer (PoCL then reads the old one's parent through the kernel's
+    /// stale argument), so buffers are compared by `CLBuffer.serial`, never reused within a process
+    /// (no weak reference to copy on every launch).
     private enum BoundArg: Equatable {
-        case mem(WeakBuffer)
+        case mem(UInt64)
         case int(Int32)
         case float(UInt32)
         case local(Int)
-    }
-
-    private struct WeakBuffer: Equatable {
-        weak var buffer: CLBuffer?
-        let mem: cl_mem
-        static func == (a: WeakBuffer, b: WeakBuffer) -> Bool {
-            guard let x = a.buffer, let y = b.buffer else { return false }
-            return x === y && a.mem == b.mem
-        }
     }
 
     init(kernel: cl_kernel, name: String, context: CLContext) {
@@ -296,7 +288,7 @@ public final class CLKernel: @unchecked Sendable {
         for (i, arg) in args.enumerated() {
             let value: BoundArg
             switch arg {
-            case .buffer(let b): value = .mem(WeakBuffer(buffer: b, mem: b.mem))
+            case .buffer(let b): value = .mem(b.serial)
             case .int(let v): value = .int(v)
             case .float(let v): value = .float(v.bitPattern)
             case .local(let bytes): value = .local(max(bytes, 4))
@@ -305,16 +297,18 @@ public final class CLKernel: @unchecked Sendable {
             boundArgs[i] = nil   // unknown until the call succeeds
             set += 1
             let status: cl_int
-            switch value {
-            case .mem(let w):
-                var mem: cl_mem? = w.mem
+            switch (arg, value) {
+            case (.buffer(let b), _):
+                var mem: cl_mem? = b.mem
                 status = clSetKernelArg(kernel, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
-            case .int(var v):
+            case (_, .int(var v)):
                 status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
-            case .float(var bits):
+            case (_, .float(var bits)):
                 status = clSetKernelArg(kernel, cl_uint(i), 4, &bits)
-            case .local(let bytes):
+            case (_, .local(let bytes)):
                 status = clSetKernelArg(kernel, cl_uint(i), bytes, nil)
+            case (_, .mem):
+                continue   // unreachable: a .mem value comes only from a buffer argument
             }
             try check(status, "clSetKernelArg(\(name), arg \(i))")
             boundArgs[i] = value

@@ -86,9 +86,10 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
 
     /// The first class `info`'s device belongs to, if any; `SGE_SHIPPED_CLASS` names a class to use
     /// instead (any device), or `none` for none.
-    public func match(_ info: DeviceInfo) -> Entry? {
-        match(info, forced: ProcessInfo.processInfo.environment["SGE_SHIPPED_CLASS"])
-    }
+    public func match(_ info: DeviceInfo) -> Entry? { match(info, forced: Self.forcedClass) }
+
+    /// `SGE_SHIPPED_CLASS`, read once (the convolution choice asks for the class on every call).
+    public static let forcedClass = ProcessInfo.processInfo.environment["SGE_SHIPPED_CLASS"]
 
     /// `match` with the class forced by name: `none` gives none; a name the table lacks gives none,
     /// with a warning on stderr (once per process) listing the table's names.

@@ -132,11 +132,14 @@ public final class ConvChooser: @unchecked Sendable {
         }
     }
 
+    /// SGE_VERBOSE, read once (every convolution call may announce).
+    static let verbose = ProcessInfo.processInfo.environment["SGE_VERBOSE"].map { $0 != "0" && !$0.isEmpty } ?? false
+
     /// Prints `line` once per process under SGE_VERBOSE.
-    func announce(_ id: String, _ line: @autoclosure () -> String) {
-        guard ProcessInfo.processInfo.environment["SGE_VERBOSE"].map({ $0 != "0" && !$0.isEmpty }) ?? false else { return }
+    func announce(_ id: @autoclosure () -> String, _ line: @autoclosure () -> String) {
+        guard Self.verbose else { return }
         lock.lock()
-        let first = announced.insert(id).inserted
+        let first = announced.insert(id()).inserted
         lock.unlock()
         if first { FileHandle.standardError.write(Data("[sge] \(line())\n".utf8)) }
     }
@@ -221,7 +224,7 @@ extension OpenCLBackend {
         let key = convKey(s)
         let chooser = convWorkspace.chooser
         if let r = chooser.record(key, info: device.info), let p = valid(direction == .forward ? r.forward : r.backward) { return (p, .timed) }
-        if chooser.useShipped, let r = ShippedTuning.embedded.match(device.info)?.conv?[key], let p = valid(direction == .forward ? r.forward : r.backward) {
+        if chooser.useShipped, let r = shippedTuning?.conv?[key], let p = valid(direction == .forward ? r.forward : r.backward) {
             return (p, .shipped)
         }
         return (candidates[0], .fallback)
@@ -232,7 +235,6 @@ extension OpenCLBackend {
     /// is large enough. `run(path, scratch)` enqueues the direction with a path into scratch outputs.
     func chooseConvPath(_ s: Reference.Conv2dShape, _ direction: ConvDirection,
                         run: (ConvPath) throws -> Void) throws -> ConvPath {
-        let key = convKey(s)
         let chooser = convWorkspace.chooser
         var (path, source) = convChoice(s, direction)
         let candidates = convCandidates(s, direction)
@@ -243,6 +245,7 @@ extension OpenCLBackend {
         let restricted = ws.winograd != nil || ws.cpuImplicit != nil || ws.winogradWeightGrad != nil
         if source == .fallback, chooser.find, !restricted || chooser.candidateOverride != nil, candidates.count > 1,
            work >= chooser.minWork {
+            let key = convKey(s)
             var times: [Double] = []
             for c in candidates {
                 try run(c)  // warm-up: compiles the path's kernels
@@ -266,7 +269,7 @@ extension OpenCLBackend {
             let list = zip(candidates, times).map { String(format: "%@ %.2f ms", $0.rawValue, $1) }.joined(separator: ", ")
             chooser.announce("\(key) \(direction.rawValue)", "conv \(key) \(direction.rawValue): \(path.rawValue) (timed now: \(list))")
         } else {
-            chooser.announce("\(key) \(direction.rawValue)", "conv \(key) \(direction.rawValue): \(path.rawValue) (\(source.rawValue))")
+            chooser.announce("\(convKey(s)) \(direction.rawValue)", "conv \(convKey(s)) \(direction.rawValue): \(path.rawValue) (\(source.rawValue))")
         }
         return path
     }
