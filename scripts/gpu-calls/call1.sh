@@ -16,7 +16,7 @@ pack() { tar -cJf $OUT/a.tmp --exclude=R/cache/sge/programs --exclude=R/cache/po
 export SGE_VERBOSE=1 SGE_KIT_VALIDATE_CASES=20 SGE_KIT_STEP_TIMEOUT=${STEP_LIMIT:-170}
 export SGE_KIT_BENCH_SGE_ARGS="--shapes 64,256,56,56;64,512,28,28;64,1024,14,14;64,2048,7,7;8,256,56,56;8,512,28,28;8,1024,14,14;8,2048,7,7 --path automatic,local,streaming --repeats 11 --warmup 3"
 export SGE_KIT_TORCH_R50_ARGS="--modes eager --precision fp32,default"
-timeout -k 5 ${A_LIMIT:-330} /tmp/gpu-kit/run.sh $R ${A_STEPS:-devices validate golden bench-step torch-train bench-step-r50 torch-train-r50 bench-sge bench-conv} 2>&1 | tee $R/run-a.txt
+timeout -k 5 ${A_LIMIT:-330} /tmp/gpu-kit/run.sh $R ${A_STEPS:-devices validate golden bench-step torch-train cmdbuf bench-step-r50 torch-train-r50 bench-sge bench-conv} 2>&1 | tee $R/run-a.txt
 # The small model's and ResNet-20's 3x3 shapes: every backward plan and the chosen path.
 mkdir -p $R/conv2 && ln -sfn $R/cache $R/conv2/cache
 SGE_KIT_BENCH_CONV_ARGS="--case 16,16,3 --case 32,32,3 --case 64,64,3 --batch 128 --size 28 ${CONV_EXTRA:-}" SGE_KIT_STEP_TIMEOUT=50 \

@@ -36,6 +36,9 @@
 #   bench-data   sge bench data on a generated image folder (RESULTS_DIR/imagefolder, 400 JPEGs of 500x375;
 #                SGE_KIT_BENCH_DATA_ARGS replaces --generate 400 --image-size 224): JPEG decode + augmentation
 #                images/s per thread and in total -> bench-data.json
+#   cmdbuf       probe-command-buffers (scripts/probe-command-buffers.c): host time to issue 100 small kernels
+#                one by one against replaying them recorded in a cl_khr_command_buffer, at 4096 and 1M floats
+#                (issue 17; says so where the driver lacks the extension) -> cmdbuf.txt
 #   mpi          the kit's mpirun -np 1 sge train (a short run: SGE_KIT_TRAIN_ARGS) -> mpi.txt, mpi.stderr, mpi/
 #                (the kit's Open MPI: OPAL_PREFIX is its prefix; $here/mpirun runs it by hand)
 # tune, bench-conv and the steps after them run only when named. Each step's stderr goes to STEP.stderr.
@@ -50,7 +53,7 @@
 # shellcheck disable=SC2317
 set -uo pipefail
 default_steps=(devices validate golden bench bench-sge train torch bench-step torch-train)
-all_steps=("${default_steps[@]}" tune bench-conv bench-step-r50 torch-train-r50 study torch-study train-best bench-data mpi)
+all_steps=("${default_steps[@]}" tune bench-conv bench-step-r50 torch-train-r50 study torch-study train-best bench-data cmdbuf mpi)
 here=$(cd "$(dirname "$0")" && pwd)
 results_arg=${1:-$here/results}
 [ $# -gt 0 ] && shift
@@ -224,9 +227,16 @@ step_bench_data() {
   run bench-data.json bench-data "$sge" bench data --data "$results/imagefolder" --json ${SGE_KIT_BENCH_DATA_ARGS:---generate 400 --image-size 224}
   local rc=$?; cat "$results/bench-data.json"; echo; return "$rc"
 }
+step_cmdbuf() {
+  run cmdbuf.txt cmdbuf "$here/probe-command-buffers" 100 4096 20 \
+    && "$here/probe-command-buffers" 100 1048576 10 >> "$results/cmdbuf.txt" 2>> "$results/cmdbuf.stderr"
+  local rc=$?
+  cat "$results/cmdbuf.txt"
+  return "$rc"
+}
 export -f run step_devices step_validate step_golden step_bench step_bench_sge step_train step_torch step_bench_step \
   step_torch_train step_tune step_bench_conv step_bench_step_r50 step_torch_train_r50 step_study step_torch_study step_train_best \
-  step_bench_data step_mpi
+  step_bench_data step_cmdbuf step_mpi
 
 # Why a step does not run here (empty: it runs).
 skip_reason() {
