@@ -282,10 +282,25 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// Both linear paths against the reference: conv_cpu.cl's kernels (the default on CPU drivers up
+    /// to `linearCPUMaxProducts`, a linear layer as a 1×1 convolution of 1×1 images) and CLBlast
+    /// (forced with `cpuKernels = false`; the default on GPUs and above the limit: 64 × 256 → 300).
     func testLinear() throws {
         let device = try testDevice()
+        defer { device.convWorkspace.cpuKernels = nil }
+        for cpuKernels in [nil, false] {
+            device.convWorkspace.cpuKernels = cpuKernels
+            try checkLinear(device, cpuKernels == nil ? "default path" : "CLBlast")
+        }
+        device.convWorkspace.cpuKernels = nil
+        XCTAssertTrue(device.linearOnCPUKernels(128, 64, 10) == !device.device.info.isGPU)
+        XCTAssertFalse(device.linearOnCPUKernels(64, 2048, 1000))
+    }
+
+    private func checkLinear(_ device: OpenCLBackend, _ what: String) throws {
         let ref = ReferenceBackend()
-        for (n, i, o, useBias) in [(1, 7, 3, true), (5, 93, 17, true), (4, 2, 10, false)] {
+        for (n, i, o, useBias) in [(1, 7, 3, true), (5, 93, 17, true), (4, 2, 10, false), (3, 1, 1, true), (128, 64, 10, true),
+                                   (64, 256, 300, true)] {
             let (x, w, b, go) = (random([n, i], seed: 7), random([o, i], seed: 8), random([o], seed: 9), random([n, o], seed: 10))
             let (gw0, gb0) = (random([o, i], seed: 11), random([o], seed: 12))
             var results: [[Float]] = []
@@ -299,7 +314,7 @@ final class ConvTests: XCTestCase {
                 results += [try y.read(), try gx.read(), try gwt.read(), try gbt.read()]
             }
             for (j, name) in ["output", "grad input", "grad weight", "grad bias"].enumerated() {
-                assertClose(results[j], results[j + 4], atol: atol, rtol: rtol, "linear \(n)×\(i)→\(o): \(name)")
+                assertClose(results[j], results[j + 4], atol: atol, rtol: rtol, "linear \(n)×\(i)→\(o), \(what): \(name)")
             }
         }
     }

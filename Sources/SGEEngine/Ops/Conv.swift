@@ -308,9 +308,30 @@ extension OpenCLBackend: ConvOps {
         return gx
     }
 
+    /// The linear layer as a 1×1 convolution of N images of in channels and 1×1 pixels (the same
+    /// memory layout: x [N, in], W [out, in], y [N, out]), for conv_cpu.cl's kernels.
+    private func linearAsConv(_ n: Int, _ inF: Int, _ outF: Int) -> Reference.Conv2dShape {
+        Reference.Conv2dShape(n: n, c: inF, h: 1, w: 1, k: outF, kh: 1, kw: 1)
+    }
+
+    /// Whether a linear layer runs conv_cpu.cl's kernels instead of CLBlast: on CPU drivers (or where
+    /// `ConvWorkspace.cpuKernels` forces them) up to `linearCPUMaxProducts` multiply-adds. The default
+    /// model's classifier (128 × 64 → 10) is 82K; its three CLBlast GEMMs (NT, TN, NN) made PoCL
+    /// compile CLBlast's GEMM program and kernels for ~60 s of a fresh machine's first epoch, for
+    /// well under a millisecond of work per step. ResNet-50's (64 × 2048 → 1000, 131M) keeps CLBlast.
+    public func linearOnCPUKernels(_ n: Int, _ inF: Int, _ outF: Int) -> Bool {
+        (convWorkspace.cpuKernels ?? !device.info.isGPU) && n * inF * outF <= Self.linearCPUMaxProducts
+    }
+    public static let linearCPUMaxProducts = 1 << 22
+
     public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         let d = try linearShape(x, weight: weight, bias: bias, op: "linear forward")
         let y = try output([d.n, d.outF], label: "linear")
+        if linearOnCPUKernels(d.n, d.inF, d.outF) {
+            try cpuForward(linearAsConv(d.n, d.inF, d.outF), x: x.deviceBuffer(), weight: weight.deviceBuffer(),
+                           out: y.deviceBufferForOverwrite(), bias: bias?.deviceBuffer(), implicit: false)
+            return y
+        }
         // y (N×out) = x (N×in) · Wᵀ (in×out).
         try device.enqueueSgemm(.no, .yes, m: d.n, n: d.outF, k: d.inF, a: x.deviceBuffer(), lda: d.inF,
                                 b: weight.deviceBuffer(), ldb: d.inF, c: y.deviceBufferForOverwrite(), ldc: d.outF)
@@ -322,6 +343,12 @@ extension OpenCLBackend: ConvOps {
         let d = try linearBackwardShape(gradOut, x: x, weight: weight, gradWeight: gradWeight, gradBias: gradBias)
         let gob = try gradOut.deviceBuffer()
         if let gradBias { try enqueueBiasGrad(gradOut, gradBias: gradBias, batch: d.n, channels: d.outF, inner: 1) }
+        if linearOnCPUKernels(d.n, d.inF, d.outF) {
+            let gx = try output(x.shape, label: "linear grad input")
+            try cpuBackward(linearAsConv(d.n, d.inF, d.outF), gradOut: gob, x: x.deviceBuffer(), weight: weight.deviceBuffer(),
+                            gradWeight: gradWeight.deviceBufferForUpdate(), gradInput: gx.deviceBufferForOverwrite(), implicit: false)
+            return gx
+        }
         // gW (out×in) += goᵀ (out×N) · x (N×in).
         try device.enqueueSgemm(.yes, .no, m: d.outF, n: d.inF, k: d.n, a: gob, lda: d.outF, b: x.deviceBuffer(), ldb: d.inF,
                                 beta: 1, c: gradWeight.deviceBufferForUpdate(), ldc: d.inF)
