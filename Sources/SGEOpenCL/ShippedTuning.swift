@@ -88,35 +88,21 @@ public struct ShippedTuning: Codable, Sendable, Equatable {
     /// instead (any device), or `none` for none.
     public func match(_ info: DeviceInfo) -> Entry? { match(info, forced: Self.forcedClass) }
 
-    /// `SGE_SHIPPED_CLASS`, read once (the convolution choice asks for the class on every call).
-    public static let forcedClass = ProcessInfo.processInfo.environment["SGE_SHIPPED_CLASS"]
+    /// `SGE_SHIPPED_CLASS`, read once (the convolution choice asks for the class on every call); a
+    /// name the embedded table lacks is reported on stderr then, with the table's names.
+    public static let forcedClass: String? = {
+        guard let name = ProcessInfo.processInfo.environment["SGE_SHIPPED_CLASS"], !name.isEmpty else { return nil }
+        let names = embedded.classes.map(\.name)
+        if name != "none" && !names.contains(name) {
+            FileHandle.standardError.write(Data(("sge: warning: SGE_SHIPPED_CLASS=\(name) is not a shipped class ("
+                + names.joined(separator: ", ") + " or none); using no shipped parameters\n").utf8))
+        }
+        return name
+    }()
 
-    /// `match` with the class forced by name: `none` gives none; a name the table lacks gives none,
-    /// with a warning on stderr (once per process) listing the table's names.
+    /// `match` with the class forced by name: `none`, or a name the table lacks, gives none.
     public func match(_ info: DeviceInfo, forced: String?) -> Entry? {
         guard let forced, !forced.isEmpty else { return classes.first { $0.matches(info) } }
-        if forced == "none" { return nil }
-        if let entry = classes.first(where: { $0.name == forced }) { return entry }
-        Self.warnUnknownClass.run {
-            FileHandle.standardError.write(Data(("sge: warning: SGE_SHIPPED_CLASS=\(forced) is not a shipped class ("
-                + classes.map(\.name).joined(separator: ", ") + " or none); using no shipped parameters\n").utf8))
-        }
-        return nil
-    }
-
-    private static let warnUnknownClass = Once()
-}
-
-/// Runs a closure the first time `run` is called (thread-safe).
-final class Once: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
-
-    func run(_ body: () -> Void) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !done else { return }
-        done = true
-        body()
+        return classes.first { $0.name == forced }
     }
 }
