@@ -3,11 +3,17 @@
 // replaying the same chain recorded once in a command buffer, and the wall time to the end of both.
 // Results are checked against each other (same values after each form).
 //
-//   gcc -O2 -o /tmp/probe-command-buffers scripts/probe-command-buffers.c -lOpenCL
+//   gcc -O2 -o /tmp/probe-command-buffers scripts/probe-command-buffers.c -lOpenCL -lm
 //   /tmp/probe-command-buffers [launches=100] [floats=4096] [rounds=20]
 //
 // Prints one line per form: median host ms to issue, median ms from the first enqueue to clFinish,
 // and the one-off cost of recording and finalizing the command buffer.
+//
+// `capture [plain|rebind|relaunch]` checks instead that a recorded command keeps the kernel
+// arguments it was recorded with, as the extension requires: it records x *= 2 on buffer a and
+// replays it; `rebind` first points the kernel at buffer b with factor 3, `relaunch` also runs the
+// kernel directly. Exit 0 when the replay used the recorded arguments (a = 2), 1 when not. On PoCL
+// 3.1 `rebind` crashed inside the kernel (SIGSEGV) and `relaunch` left a = 1, b = 9.
 #define CL_TARGET_OPENCL_VERSION 300
 #include <CL/cl.h>
 #include <CL/cl_ext.h>
@@ -21,7 +27,8 @@ static const char *source =
     "__kernel void chain_step(__global float *x, const float a, const int n) {\n"
     "    const int i = get_global_id(0);\n"
     "    if (i < n) x[i] = x[i] * a + 1.0f;\n"
-    "}\n";
+    "}\n"
+    "__kernel void times(__global float *x, const float by) { x[get_global_id(0)] *= by; }\n";
 
 static double now_ms(void) {
     struct timespec t;
@@ -48,12 +55,59 @@ static double median(double *v, int n) {
         }                                                                                \
     } while (0)
 
+// The `capture` mode (see the top): 0 when the replay used the recorded arguments, 1 when not.
+static int capture(cl_platform_id platform, cl_context context, cl_command_queue queue, cl_program program, const char *mode) {
+    cl_int err;
+    cl_kernel kernel = clCreateKernel(program, "times", &err);
+    CHECK(err);
+    float ones[4] = {1, 1, 1, 1};
+    cl_mem a = clCreateBuffer(context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof ones, ones, &err);
+    CHECK(err);
+    cl_mem b = clCreateBuffer(context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof ones, ones, &err);
+    CHECK(err);
+    clCreateCommandBufferKHR_fn create = (clCreateCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(platform, "clCreateCommandBufferKHR");
+    clCommandNDRangeKernelKHR_fn record = (clCommandNDRangeKernelKHR_fn)clGetExtensionFunctionAddressForPlatform(platform, "clCommandNDRangeKernelKHR");
+    clFinalizeCommandBufferKHR_fn finalize = (clFinalizeCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(platform, "clFinalizeCommandBufferKHR");
+    clEnqueueCommandBufferKHR_fn enqueue = (clEnqueueCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(platform, "clEnqueueCommandBufferKHR");
+    if (!create || !record || !finalize || !enqueue) {
+        printf("no cl_khr_command_buffer entry points on this platform\n");
+        return 2;
+    }
+    const int rebind = strcmp(mode, "rebind") == 0, relaunch = strcmp(mode, "relaunch") == 0;
+    const float two = 2, three = 3;
+    const size_t global = 4;
+    cl_command_buffer_khr recorded = create(1, &queue, NULL, &err);
+    CHECK(err);
+    CHECK(clSetKernelArg(kernel, 0, sizeof a, &a));
+    CHECK(clSetKernelArg(kernel, 1, sizeof two, &two));
+    CHECK(record(recorded, NULL, NULL, kernel, 1, NULL, &global, NULL, 0, NULL, NULL, NULL));
+    CHECK(finalize(recorded));
+    if (rebind || relaunch) {
+        CHECK(clSetKernelArg(kernel, 0, sizeof b, &b));
+        CHECK(clSetKernelArg(kernel, 1, sizeof three, &three));
+        if (relaunch) CHECK(clEnqueueNDRangeKernel(queue, kernel, 1, NULL, &global, NULL, 0, NULL, NULL));
+    }
+    printf("%s: replaying the command recorded as a *= 2\n", mode);
+    fflush(stdout);
+    CHECK(enqueue(1, &queue, recorded, 0, NULL, NULL));
+    CHECK(clFinish(queue));
+    float va[4], vb[4];
+    CHECK(clEnqueueReadBuffer(queue, a, CL_TRUE, 0, sizeof va, va, 0, NULL, NULL));
+    CHECK(clEnqueueReadBuffer(queue, b, CL_TRUE, 0, sizeof vb, vb, 0, NULL, NULL));
+    const float expect_b = relaunch ? 3 : 1;
+    const int kept = va[0] == 2 && vb[0] == expect_b;
+    printf("a = %g (expected 2), b = %g (expected %g): %s\n", va[0], vb[0], expect_b,
+           kept ? "arguments captured at recording" : "NOT captured at recording");
+    return kept ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
-    const int launches = argc > 1 ? atoi(argv[1]) : 100;
-    const int n = argc > 2 ? atoi(argv[2]) : 4096;
-    const int rounds = argc > 3 ? atoi(argv[3]) : 20;
+    const int capturing = argc > 1 && strcmp(argv[1], "capture") == 0;
+    const int launches = argc > 1 && !capturing ? atoi(argv[1]) : 100;
+    const int n = argc > 2 && !capturing ? atoi(argv[2]) : 4096;
+    const int rounds = argc > 3 && !capturing ? atoi(argv[3]) : 20;
     if (launches < 1 || n < 1 || rounds < 1) {
-        fprintf(stderr, "usage: %s [launches >= 1] [floats >= 1] [rounds >= 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s [launches >= 1] [floats >= 1] [rounds >= 1] | capture [plain|rebind|relaunch]\n", argv[0]);
         return 2;
     }
     cl_platform_id platform;
@@ -71,6 +125,7 @@ int main(int argc, char **argv) {
     cl_program program = clCreateProgramWithSource(context, 1, &source, NULL, &err);
     CHECK(err);
     CHECK(clBuildProgram(program, 1, &device, "", NULL, NULL));
+    if (capturing) return capture(platform, context, queue, program, argc > 2 ? argv[2] : "plain");
     cl_kernel kernel = clCreateKernel(program, "chain_step", &err);
     CHECK(err);
     float *init = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
