@@ -297,18 +297,16 @@ public final class CLKernel: @unchecked Sendable {
             boundArgs[i] = nil   // unknown until the call succeeds
             set += 1
             let status: cl_int
-            switch (arg, value) {
-            case (.buffer(let b), _):
+            switch arg {
+            case .buffer(let b):
                 var mem: cl_mem? = b.mem
                 status = clSetKernelArg(kernel, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
-            case (_, .int(var v)):
+            case .int(var v):
                 status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
-            case (_, .float(var bits)):
-                status = clSetKernelArg(kernel, cl_uint(i), 4, &bits)
-            case (_, .local(let bytes)):
-                status = clSetKernelArg(kernel, cl_uint(i), bytes, nil)
-            case (_, .mem):
-                continue   // unreachable: a .mem value comes only from a buffer argument
+            case .float(var v):
+                status = clSetKernelArg(kernel, cl_uint(i), 4, &v)
+            case .local(let bytes):
+                status = clSetKernelArg(kernel, cl_uint(i), max(bytes, 4), nil)
             }
             try check(status, "clSetKernelArg(\(name), arg \(i))")
             boundArgs[i] = value
